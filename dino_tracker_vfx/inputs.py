@@ -1,0 +1,243 @@
+"""Inputs from hosts, in core form: query points and masks.
+
+Query files (validated against the shot; errors name the file, line/row and field)
+----------------------------------------------------------------------------------
+* CSV with a header. Columns: ``x``, ``y`` (plate pixels, core convention: origin top-left, y down,
+  first pixel centre at (0, 0)) and exactly one of ``t`` (0-based image index) or ``frame`` (host
+  frame number); optional ``name`` and ``group``. Lines starting with ``#`` are comments.
+* JSON: ``{"queries": [{"frame": 1001, "x": .., "y": .., "name": .., "group": ..}, ...]}`` or a bare list
+  of such objects (``t`` instead of ``frame`` allowed).
+
+Masks
+-----
+``read_mask(path)`` -> int32 ``[H, W]`` instance ids, 0 = background:
+binary mattes (8/16-bit grey or RGB: any non-zero -> id 1; float mattes: > 0.5 -> 1), palette PNGs
+(mode ``P``: the palette *indices* are the ids, as in DAVIS), integer-valued EXR/TIFF id images
+(first channel, values must be whole numbers >= 0).
+``read_masks(specs, shot)`` -> ``{image index: ids}``; a spec is ``PATH`` (frame from the number in the
+file name if it is a shot frame, else the shot's first image) or ``PATH@FRAME`` (host frame number).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import warnings
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from .errors import InputError
+from .tracks import Query, unique_names
+
+
+# ----------------------------------------------------------------------------- queries
+def read_queries(path: str | Path, shot) -> list[Query]:
+    """Read and validate query points for ``shot`` (see module docstring). Names are made unique."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("query file not found", where=str(p))
+    rows = _query_rows_json(p) if p.suffix.lower() == ".json" else _query_rows_csv(p)
+    if not rows:
+        raise InputError("no query points in file", where=str(p))
+    out = [_validate_query(r, where, shot, str(p)) for r, where in rows]
+    names = unique_names([q.name for q in out], prefix="track")
+    renamed = [(q.name, n) for q, n in zip(out, names) if q.name and q.name != n]
+    if renamed:
+        warnings.warn(f"{p}: duplicate query names renamed: " + ", ".join(f"{a}->{b}" for a, b in renamed))
+    return [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(out, names)]
+
+
+def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:
+    lines = [(i, ln) for i, ln in enumerate(p.read_text().splitlines(), start=1)
+             if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        return []
+    reader = csv.DictReader([ln for _, ln in lines])
+    fields = [f.strip().lower() for f in (reader.fieldnames or [])]
+    reader.fieldnames = fields
+    for need in ("x", "y"):
+        if need not in fields:
+            raise InputError(f"missing column {need!r} (have: {', '.join(fields)})", where=str(p))
+    if ("t" in fields) == ("frame" in fields):
+        raise InputError("needs exactly one of the columns 't' (image index) or 'frame' (host frame number)",
+                         where=str(p))
+    return [(row, f"line {lines[k + 1][0]}") for k, row in enumerate(reader)]
+
+
+def _query_rows_json(p: Path) -> list[tuple[dict, str]]:
+    try:
+        d = json.loads(p.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"invalid JSON at line {e.lineno}: {e.msg}", where=str(p)) from None
+    items = d.get("queries") if isinstance(d, dict) else d
+    if not isinstance(items, list):
+        raise InputError("expected a list of queries or {'queries': [...]}", where=str(p))
+    return [(it if isinstance(it, dict) else {"_bad": it}, f"queries[{i}]") for i, it in enumerate(items)]
+
+
+def _validate_query(row: dict, where: str, shot, path: str) -> Query:
+    loc = f"{path}: {where}"
+    if "_bad" in row:
+        raise InputError(f"{loc}: expected an object with x, y and t or frame")
+
+    def num(key: str) -> float:
+        v = row.get(key)
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise InputError(f"{loc}: field {key!r}={v!r} is not a number") from None
+        if not math.isfinite(f):
+            raise InputError(f"{loc}: field {key!r} is not finite")
+        return f
+
+    x, y = num("x"), num("y")
+    has_t = row.get("t") not in (None, "")
+    has_f = row.get("frame") not in (None, "")
+    if has_t == has_f:
+        raise InputError(f"{loc}: give exactly one of 't' (image index) or 'frame' (host frame number)")
+    if has_t:
+        tf = num("t")
+        if tf != int(tf) or not 0 <= tf < shot.n_images:
+            raise InputError(f"{loc}: t={row['t']} is not an image index of the shot (0..{shot.n_images - 1})")
+        t = int(tf)
+    else:
+        ff = num("frame")
+        if ff != int(ff) or int(ff) not in set(int(f) for f in shot.frame_numbers):
+            raise InputError(f"{loc}: frame {row['frame']} is not in the shot ({shot.range_text()}"
+                             f"{', with gaps' if shot.gaps() else ''})")
+        t = shot.index_of_frame(int(ff))
+    W, H = shot.size
+    if not (-0.5 <= x <= W - 0.5 and -0.5 <= y <= H - 0.5):
+        raise InputError(f"{loc}: point ({x:g}, {y:g}) is outside the {W}x{H} plate "
+                         f"(x in -0.5..{W - 0.5}, y in -0.5..{H - 0.5}, origin top-left)")
+    name = (row.get("name") or "").strip() or None
+    group = (row.get("group") or "").strip() or None
+    return Query(t, x, y, name, group)
+
+
+# ----------------------------------------------------------------------------- masks
+def read_mask(path: str | Path) -> np.ndarray:
+    """One mask image -> int32 [H, W] instance ids (0 = background)."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("mask file not found", where=str(p))
+    if p.suffix.lower() in (".png", ".gif", ".bmp", ".jpg", ".jpeg"):
+        ids = _read_mask_pil(p)
+    else:
+        ids = _read_mask_oiio(p)
+    return ids
+
+
+def _read_mask_pil(p: Path) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(p) as im:
+            im.load()
+            mode = im.mode
+            a = np.asarray(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise InputError(f"cannot read mask ({e})", where=str(p)) from None
+    if mode == "P":
+        return a.astype(np.int32)
+    if mode in ("I", "I;16", "I;16B", "I;16L"):
+        vals = np.unique(a)
+        if len(vals) <= 2:  # a 16-bit binary matte
+            return (a > 0).astype(np.int32)
+        return a.astype(np.int32)  # 16-bit id image
+    if a.ndim == 3:
+        if a.shape[2] == 4 and not a[..., :3].any():
+            a = a[..., 3]  # alpha-only matte
+        else:
+            a = a[..., :3].max(axis=2)
+    return (a > 0).astype(np.int32)
+
+
+def _read_mask_oiio(p: Path) -> np.ndarray:
+    """EXR/TIFF/DPX masks in their native pixel type: whole numbers are ids, soft float mattes > 0.5."""
+    import OpenImageIO as oiio
+
+    inp = oiio.ImageInput.open(str(p))
+    if inp is None:
+        raise InputError(f"cannot read mask ({oiio.geterror().strip()})", where=str(p))
+    try:
+        s = inp.spec()
+        px = inp.read_image()  # native type: uint8/uint16/uint32 stay integers
+    finally:
+        inp.close()
+    if px is None:
+        raise InputError("cannot read mask pixels", where=str(p))
+    px = np.asarray(px).reshape(s.height, s.width, s.nchannels)[..., 0].astype(np.float64)
+    if not np.isfinite(px).all():
+        raise InputError("mask has NaN/Inf values", where=str(p))
+    full = np.zeros((s.full_height, s.full_width), np.float64)  # place the data window in the display window
+    x0, y0 = s.x - s.full_x, s.y - s.full_y
+    ys = slice(max(0, y0), min(s.full_height, y0 + s.height))
+    xs = slice(max(0, x0), min(s.full_width, x0 + s.width))
+    full[ys, xs] = px[ys.start - y0:ys.stop - y0, xs.start - x0:xs.stop - x0]
+    if np.any(full < 0):
+        raise InputError("mask values must be >= 0", where=str(p))
+    if not np.array_equal(full, np.round(full)):
+        return (full > 0.5).astype(np.int32)  # soft float matte
+    vals = np.unique(full)
+    if len(vals) <= 2 and vals.max() in (255.0, 65535.0):
+        return (full > 0).astype(np.int32)  # integer binary matte
+    return full.astype(np.int32)
+
+
+_MASK_SPEC = re.compile(r"^(.*)@(-?\d+)$")
+
+
+def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> dict[int, np.ndarray]:
+    """Masks for ``shot``: ``{image index: int32 [H, W] ids}`` at plate size (see module docstring).
+
+    A mask of another size is resized with nearest neighbour (ids preserved) and a warning; an empty
+    mask (no object) is an error.
+    """
+    if isinstance(specs, (str, Path)):
+        specs = [str(specs)]
+    out: dict[int, np.ndarray] = {}
+    W, H = shot.size
+    for spec in specs:
+        spec = str(spec)
+        m = _MASK_SPEC.match(spec)
+        path, f = (m.group(1), int(m.group(2))) if m and not Path(spec).is_file() else (spec, frame)
+        ids = read_mask(path)
+        if f is None:
+            f = _frame_from_name(path, shot)
+        t = shot.index_of_frame(f, where=path) if f is not None else 0
+        if ids.shape != (H, W):
+            h, w = ids.shape
+            if abs(w / h - W / H) > 0.01:
+                raise InputError(f"mask is {w}x{h}, the plate is {W}x{H} (different aspect ratio)", where=path)
+            import cv2
+
+            warnings.warn(f"{path}: mask is {w}x{h}, resized to the {W}x{H} plate (nearest neighbour, ids kept)")
+            ids = cv2.resize(ids, (W, H), interpolation=cv2.INTER_NEAREST)
+        if not ids.any():
+            raise InputError(f"mask is empty (no object) at frame {shot.frame_of(t)}", where=path)
+        if t in out:
+            raise InputError(f"two masks given for frame {shot.frame_of(t)}", where=path)
+        out[t] = ids
+    if not out:
+        raise InputError("no masks given")
+    return out
+
+
+def _frame_from_name(path: str, shot) -> int | None:
+    m = re.search(r"(-?\d+)\.[A-Za-z0-9]+$", Path(path).name)
+    if m and int(m.group(1)) in set(int(v) for v in shot.frame_numbers):
+        return int(m.group(1))
+    return None
+
+
+def object_ids(masks: dict[int, np.ndarray]) -> list[int]:
+    """Sorted object ids present in any mask (0 excluded)."""
+    ids: set[int] = set()
+    for m in masks.values():
+        ids.update(int(v) for v in np.unique(m) if v != 0)
+    return sorted(ids)
