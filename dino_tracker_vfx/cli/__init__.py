@@ -38,7 +38,11 @@ def _commands():
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
             continue
-        mod = importlib.import_module(f"{__name__}.{info.name}")
+        try:
+            mod = importlib.import_module(f"{__name__}.{info.name}")
+        except Exception as e:  # one broken command must not take the whole CLI down
+            print(f"dtvfx: warning: command module {info.name!r} failed to load: {e}", file=sys.stderr)
+            continue
         if hasattr(mod, "COMMAND") and hasattr(mod, "run"):
             mods.append(mod)
     return sorted(mods, key=lambda m: m.COMMAND)
