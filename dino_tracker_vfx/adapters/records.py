@@ -1,0 +1,275 @@
+"""Records shared by the plugin system: :class:`Adapter`, :class:`OptionSpec`, :class:`ReadResult`.
+
+Adapter contract
+----------------
+* ``write(tracks, path, options)`` writes ONE main file ``path`` atomically (through
+  :mod:`dino_tracker_vfx.atomic`); ``options`` is the dict returned by :func:`resolve_options`
+  (every declared option present, converted to its type, defaults filled in). An adapter may write
+  companion files beside the main one (e.g. one ``.txt`` per track) - each atomically, and it says so
+  in its docstring.
+* ``read_queries(path, options) -> ReadResult``: query points found in a host file.
+* ``read_tracks(path, options) -> TrackSet``: full tracks (for round trips / re-export).
+* ``capabilities``: what the format carries, from :data:`CAPABILITIES`.
+* ``options``: the adapter options (:class:`OptionSpec`). The CLI passes them as
+  ``--option name=value``; an option with ``flag`` set (e.g. ``"--blend"``) is ALSO a flag of
+  ``dtvfx export`` (``dtvfx export t.json --to blender --blend out.blend --clip plate.####.exr``).
+
+Context keys
+------------
+Callers that know the shot put these into the ``options`` dict of ``read_queries`` /
+``read_tracks`` (readers of normalised formats such as Fusion need the plate size):
+``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int).
+They are never declared as OptionSpecs; :func:`resolve_options` passes them through.
+
+Host frames -> image indices (ReadResult)
+-----------------------------------------
+A reader never guesses image indices. Each :class:`HostQuery` carries the **host frame number**
+(as displayed by the host on the plate's frame axis, e.g. 1001) and the position already converted
+to core plate pixels (top-left origin, y down, centre of the first pixel at (0, 0) - conversions
+only through :mod:`dino_tracker_vfx.coords`). Formats that count frames relative to the shot start
+(After Effects: 0 = first shot frame) add ``first_frame`` (an adapter option, default the shot's
+first frame when the caller passes ``frame_numbers``) before building the HostQuery.
+:meth:`ReadResult.to_queries` then maps host frames to 0-based image indices with the shot's
+``frame_numbers`` (a :class:`~dino_tracker_vfx.shots.Shot`, a TrackSet, or a plain sequence): a frame
+that is not in the shot (outside the range or in a gap) is an :class:`InputError` naming the file,
+the query and the frame - never a silently shifted frame.
+
+Names: a ReadResult always holds unique names. Readers pass what the host file says; duplicates are
+renamed deterministically ``a``, ``a_2``, ``a_3`` in file order (:func:`~dino_tracker_vfx.tracks.unique_names`)
+and each rename is recorded in ``notes``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, InputError
+from ..tracks import Query, TrackSet, unique_names
+
+CAPABILITIES = frozenset({"tracks", "groups", "visibility", "confidence", "queries", "cornerpin", "masks"})
+OPTION_TYPES = ("str", "int", "float", "bool", "list", "path", "size")
+CONTEXT_KEYS = ("plate_size", "frame_numbers")
+
+_TRUE = {"1", "true", "yes", "on", "y"}
+_FALSE = {"0", "false", "no", "off", "n", ""}
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One adapter option.
+
+    ``type``: ``"str" | "int" | "float" | "bool" | "list" | "path" | "size"``. ``list`` values are
+    comma-separated on the command line (``cornerpin=a,b,c,d``); ``size`` is ``WxH``.
+    ``flag``: also expose the option as this ``dtvfx export`` flag (e.g. ``"--blend"``).
+    ``required``: the writer/reader cannot run without it (a missing one is a ConfigError).
+    ``choices``: allowed values (after conversion), empty = any.
+    """
+
+    name: str
+    type: str = "str"
+    default: Any = None
+    help: str = ""
+    flag: str | None = None
+    required: bool = False
+    choices: tuple = ()
+
+    def __post_init__(self):
+        if self.type not in OPTION_TYPES:
+            raise ValueError(f"OptionSpec {self.name!r}: type {self.type!r} not in {OPTION_TYPES}")
+        if self.flag is not None and not self.flag.startswith("--"):
+            raise ValueError(f"OptionSpec {self.name!r}: flag {self.flag!r} must start with '--'")
+
+    def parse(self, value: Any, where: str = "option") -> Any:
+        """Convert ``value`` (a CLI string or an already typed Python value) to this option's type."""
+        if value is None:
+            return None
+        try:
+            if self.type == "str":
+                out: Any = str(value)
+            elif self.type == "path":
+                out = Path(value)
+            elif self.type == "int":
+                if isinstance(value, float) and not value.is_integer():
+                    raise ValueError(value)
+                out = int(str(value).strip()) if isinstance(value, str) else int(value)
+            elif self.type == "float":
+                out = float(value)
+            elif self.type == "bool":
+                if isinstance(value, bool):
+                    out = value
+                elif str(value).strip().lower() in _TRUE:
+                    out = True
+                elif str(value).strip().lower() in _FALSE:
+                    out = False
+                else:
+                    raise ValueError(value)
+            elif self.type == "list":
+                if isinstance(value, str):
+                    out = tuple(v.strip() for v in value.split(",") if v.strip())
+                else:
+                    out = tuple(str(v) for v in value)
+            else:  # size
+                if isinstance(value, str):
+                    w, h = value.lower().replace(",", "x").split("x")
+                    out = (int(w), int(h))
+                else:
+                    w, h = value
+                    out = (int(w), int(h))
+                if out[0] <= 0 or out[1] <= 0:
+                    raise ValueError(value)
+        except (ValueError, TypeError):
+            raise ConfigError(f"{self.name}={value!r} is not a valid {self.type}"
+                              f"{' (WxH)' if self.type == 'size' else ''}", where=where) from None
+        if self.choices and out not in self.choices:
+            raise ConfigError(f"{self.name}={value!r} must be one of {', '.join(map(str, self.choices))}",
+                              where=where)
+        return out
+
+
+@dataclass(frozen=True)
+class HostQuery:
+    """A query as found in a host file: host frame number + core plate-pixel position."""
+
+    frame: int
+    x: float
+    y: float
+    name: str | None = None
+    group: str | None = None
+    line: int | None = None  # line of the host file it came from, for error messages
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """Queries read from a host file (see the module docstring for the frame mapping)."""
+
+    queries: tuple[HostQuery, ...]
+    frame_numbers: tuple[int, ...] | None = None  # host frames the file covers, when it says
+    plate_size: tuple[int, int] | None = None  # (W, H) when the file says
+    notes: tuple[str, ...] = ()
+    source: str = ""  # file name, for messages
+
+    def __post_init__(self):
+        qs = tuple(self.queries)
+        notes = list(self.notes)
+        names = unique_names([q.name for q in qs], prefix="query")
+        fixed = []
+        for q, n in zip(qs, names):
+            if q.name is not None and q.name != n:
+                notes.append(f"duplicate name {q.name!r} renamed to {n!r}")
+            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line))
+        object.__setattr__(self, "queries", tuple(fixed))
+        object.__setattr__(self, "notes", tuple(notes))
+        if self.frame_numbers is not None:
+            object.__setattr__(self, "frame_numbers", tuple(int(f) for f in self.frame_numbers))
+        if self.plate_size is not None:
+            object.__setattr__(self, "plate_size", (int(self.plate_size[0]), int(self.plate_size[1])))
+
+    def to_queries(self, shot: Any) -> list[Query]:
+        """Map host frames to image indices of ``shot`` (Shot, TrackSet or a sequence of frame numbers).
+
+        Raises InputError for a frame outside the shot or a plate size that disagrees with it.
+        """
+        if hasattr(shot, "frame_numbers"):
+            frames = np.asarray(shot.frame_numbers, dtype=np.int64)
+            size = getattr(shot, "size", None) or getattr(shot, "plate_size", None)
+        else:
+            frames, size = np.asarray(list(shot), dtype=np.int64), None
+        where = self.source or None
+        if size is not None and self.plate_size is not None and tuple(size) != tuple(self.plate_size):
+            raise InputError(f"the file is for a {self.plate_size[0]}x{self.plate_size[1]} plate, "
+                             f"the shot is {size[0]}x{size[1]}", where=where)
+        rng = f"{frames[0]}-{frames[-1]}" if len(frames) else "empty"
+        out = []
+        for q in self.queries:
+            hits = np.nonzero(frames == q.frame)[0]
+            if len(hits) == 0:
+                what = "outside" if not len(frames) or not frames[0] <= q.frame <= frames[-1] else "in a gap of"
+                loc = f"{where}:{q.line}" if (where and q.line) else where
+                raise InputError(f"query {q.name!r} is at frame {q.frame}, {what} the shot ({rng})", where=loc)
+            out.append(Query(int(hits[0]), q.x, q.y, q.name, q.group))
+        return out
+
+
+@dataclass(frozen=True)
+class Adapter:
+    """One host format. See the module docstring for the contract of each callable."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    description: str
+    write: Callable[[TrackSet, Path, dict], None] | None = None
+    read_queries: Callable[[Path, dict], ReadResult] | None = None
+    read_tracks: Callable[[Path, dict], TrackSet] | None = None
+    capabilities: frozenset[str] = frozenset()
+    options: tuple[OptionSpec, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "suffixes", tuple(s.lower() for s in self.suffixes))
+        object.__setattr__(self, "capabilities", frozenset(self.capabilities))
+        object.__setattr__(self, "options", tuple(self.options))
+        bad = [s for s in self.suffixes if not s.startswith(".")]
+        if bad:
+            raise ValueError(f"adapter {self.name!r}: suffixes must start with '.', got {bad}")
+        unknown = self.capabilities - CAPABILITIES
+        if unknown:
+            raise ValueError(f"adapter {self.name!r}: unknown capabilities {sorted(unknown)}")
+        names = [o.name for o in self.options]
+        if len(set(names)) != len(names):
+            raise ValueError(f"adapter {self.name!r}: duplicate option names {names}")
+
+    def option(self, name: str) -> OptionSpec:
+        for o in self.options:
+            if o.name == name:
+                return o
+        raise KeyError(name)
+
+    def can(self, need: str) -> bool:
+        """``need`` in ``write``, ``read_queries``, ``read_tracks``."""
+        return getattr(self, need) is not None
+
+
+def resolve_options(adapter: Adapter, given: Mapping[str, Any] | None, where: str | None = None) -> dict:
+    """Validate ``given`` against ``adapter.options``: unknown names and missing required options
+    are ConfigErrors (listing the known ones); values are converted; defaults filled in.
+    Context keys (:data:`CONTEXT_KEYS`) pass through unchanged."""
+    given = dict(given or {})
+    where = where or f"adapter {adapter.name}"
+    known = {o.name: o for o in adapter.options}
+    out: dict[str, Any] = {}
+    for k, v in given.items():
+        if k in CONTEXT_KEYS:
+            out[k] = v
+            continue
+        if k not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            raise ConfigError(f"unknown option {k!r} (options of {adapter.name}: {listing})", where=where)
+        out[k] = known[k].parse(v, where=where)
+    for o in adapter.options:
+        if out.get(o.name) is None:
+            if o.required:
+                how = f"{o.flag} or --option {o.name}=..." if o.flag else f"--option {o.name}=..."
+                raise ConfigError(f"option {o.name!r} is required ({how}): {o.help}", where=where)
+            out[o.name] = o.parse(o.default, where=where) if o.default is not None else None
+    return out
+
+
+def parse_option_pairs(pairs: Sequence[str] | None, where: str = "--option") -> dict[str, str]:
+    """``["a=1", "b=x,y"]`` -> ``{"a": "1", "b": "x,y"}`` (values converted later by resolve_options)."""
+    out: dict[str, str] = {}
+    for p in pairs or ():
+        if "=" not in p:
+            raise ConfigError(f"{p!r} is not key=value", where=where)
+        k, v = p.split("=", 1)
+        k = k.strip().replace("-", "_")
+        if not k:
+            raise ConfigError(f"{p!r} has an empty key", where=where)
+        out[k] = v
+    return out
+
+
+__all__ = ["Adapter", "OptionSpec", "HostQuery", "ReadResult", "CAPABILITIES", "CONTEXT_KEYS",
+           "OPTION_TYPES", "resolve_options", "parse_option_pairs"]
