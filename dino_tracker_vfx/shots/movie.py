@@ -33,7 +33,8 @@ class Movie:
         st = self._container.streams.video[0]
         self._stream = st
         self.time_base: Fraction = st.time_base
-        self.rate: Fraction = st.average_rate or st.guessed_rate or Fraction(24)
+        # nominal rate: r_frame_rate (base_rate) represents every timestamp; average_rate is skewed by VFR
+        self.rate: Fraction = st.base_rate or st.guessed_rate or st.average_rate or Fraction(24)
         pts = []
         try:
             for pkt in self._container.demux(st):
