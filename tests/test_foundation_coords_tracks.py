@@ -68,7 +68,7 @@ def test_host_spaces_by_hand():
 def test_check_shape_names_dims():
     d = check_shape(np.zeros((3, 5, 2)), "N T 2", "tracks")
     assert d == {"N": 3, "T": 5}
-    with pytest.raises(ShapeError, match=r"tracks: expected shape \(N, T, 2\) with T=4, got \(3, 5, 2\)"):
+    with pytest.raises(ShapeError, match=r"tracks: expected shape \(N, T, 2\) with T=4, N=3, got \(3, 5, 2\)"):
         check_shape(np.zeros((3, 5, 2)), "N T 2", "tracks", {"T": 4})
     check_shape(np.zeros((9, 3, 2)), "* 2", "pts")
     with pytest.raises(ShapeError):
