@@ -1,0 +1,350 @@
+"""Run one job directory to the end: the one code path of ``dtvfx run``, the detached ``dtvfx submit``
+worker, batch jobs and Ray tasks.
+
+``python -m dino_tracker_vfx.jobs.worker JOBDIR [--executor local]`` runs it as a process.
+
+Steps: take the job's worker lock -> read the spec copy (``job.yaml``) -> open the shot, read queries and
+masks -> reuse ``tracks.json`` if it was made from the same inputs and settings, else take the shot lock
+of the cache and call the tracker with ``cache_dir`` (cached stages and checkpoints; a killed run resumes
+there) -> object tracks -> outputs (each written atomically by its adapter) -> ``done``.
+
+Cancel: ``<job dir>/cancel`` (``dtvfx cancel``) or SIGTERM/SIGINT (a farm manager stopping the task)
+make the CancelFn return True; the tracker stops after saving a checkpoint and the job ends
+``cancelled``. Any error ends it ``failed`` with a one-line reason (a full disk: ``ENOSPC``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import hashlib
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable
+
+from .. import atomic
+from ..errors import Cancelled, ConfigError, UserError
+from ..progress import Progress, ProgressFn
+from . import lock as _lock
+from . import status as _status
+from .spec import JobSpec, merged_preset, read_yaml, spec_from_dict
+
+SPEC_COPY = "job.yaml"
+LOG_FILE = "job.log"
+CANCEL_FILE = "cancel"
+TRACKS_FILE = "tracks.json"
+RESULT_META = "tracks.key"
+TRACK_FN_ENV = "DTVFX_TRACK_FN"
+DEFAULT_TRACK_FN = "dino_tracker_vfx.tracker.api:track"
+EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 130}
+
+
+def log_line(job_dir: Path, msg: str) -> None:
+    """Append one timestamped line to the job log (never raises: logging must not fail a job)."""
+    try:
+        with open(Path(job_dir) / LOG_FILE, "a", encoding="utf-8") as fh:
+            fh.write(f"{_status.now_iso()} [{os.getpid()}] {msg}\n")
+    except OSError:
+        pass
+
+
+def load_job_spec(job_dir: Path) -> JobSpec:
+    p = Path(job_dir) / SPEC_COPY
+    if not p.is_file():
+        raise ConfigError("job directory has no job.yaml", where=str(job_dir))
+    d = read_yaml(p)
+    if not isinstance(d, dict):
+        raise ConfigError("expected a mapping of job fields", where=str(p))
+    return spec_from_dict(d, base_dir=job_dir, where=str(p))
+
+
+def track_function() -> Callable:
+    """The tracker entry point (``$DTVFX_TRACK_FN`` = ``module:function`` replaces it)."""
+    target = os.environ.get(TRACK_FN_ENV) or DEFAULT_TRACK_FN
+    mod_name, _, attr = target.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        raise ConfigError(f"tracker not available: cannot import {mod_name} ({e})") from None
+    fn = getattr(mod, attr or "track", None)
+    if not callable(fn):
+        raise ConfigError(f"tracker not available: {target} is not a function")
+    return fn
+
+
+class CancelFlag:
+    """The job's CancelFn: the cancel file exists, or SIGTERM/SIGINT arrived. Checks the file at most
+    every ``interval`` seconds (cheap on shared storage)."""
+
+    def __init__(self, job_dir: Path, interval: float = 0.25):
+        self.path = Path(job_dir) / CANCEL_FILE
+        self.interval = interval
+        self.signalled: str | None = None
+        self._last = 0.0
+        self._hit = False
+
+    def __call__(self) -> bool:
+        if self._hit or self.signalled:
+            return True
+        now = time.monotonic()
+        if now - self._last >= self.interval:
+            self._last = now
+            self._hit = self.path.exists()
+        return self._hit
+
+    def reason(self) -> str:
+        if self.signalled:
+            return f"stopped by {self.signalled}"
+        try:
+            return self.path.read_text().strip() or "cancel requested"
+        except OSError:
+            return "cancel requested"
+
+
+def input_key(spec: JobSpec, shot) -> str:
+    """Spec tracking settings + size/mtime of every input file: a result made from other inputs is stale."""
+    h = hashlib.sha256(spec.tracking_key().encode())
+    files = list(getattr(shot, "paths", None) or [shot.source]) + list(spec.queries) + [m.path for m in spec.masks]
+    for f in files:
+        try:
+            s = os.stat(f)
+            h.update(f"{f}|{s.st_size}|{s.st_mtime_ns}\n".encode())
+        except OSError:
+            h.update(f"{f}|missing\n".encode())
+    return h.hexdigest()[:24]
+
+
+def _install_signals(flag: CancelFlag) -> Callable[[], None]:
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+    old = {}
+
+    def handler(signum, _frame):
+        flag.signalled = signal.Signals(signum).name
+
+    for s in (signal.SIGTERM, signal.SIGINT):
+        try:
+            old[s] = signal.signal(s, handler)
+        except (ValueError, OSError):
+            pass
+
+    def restore():
+        for s, h in old.items():
+            try:
+                signal.signal(s, h)
+            except (ValueError, OSError):
+                pass
+
+    return restore
+
+
+def run_job(job_dir: str | os.PathLike, *, progress: ProgressFn | None = None, executor: str = "foreground",
+            lock_wait: float | None = None, job_lock_timeout: float = 10.0) -> dict:
+    """Run the job in ``job_dir`` in this process and return its final status dict.
+
+    Never raises for a failing job (the reason is in the status); raises :class:`LockBusy` when another
+    live process already runs this job (its status is left alone).
+    """
+    job_dir = Path(job_dir).resolve()
+    if not (job_dir / _status.STATUS_FILE).is_file():
+        raise UserError("not a job directory (no status.json)", where=str(job_dir))
+    jl = _lock.job_lock(job_dir)
+    try:
+        jl.acquire(info={"job": str(job_dir)}, timeout=job_lock_timeout)
+    except _lock.LockBusy:
+        raise _lock.LockBusy(f"job is already running ({_lock.describe(jl.holder())})", where=str(job_dir))
+    flag = CancelFlag(job_dir)
+    restore = _install_signals(flag)
+    try:
+        return _run_locked(job_dir, flag, progress, executor, lock_wait)
+    finally:
+        restore()
+        jl.release()
+
+
+def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, executor: str,
+                lock_wait: float | None) -> dict:
+    st = _status.read_status(job_dir)
+    st.update(state="running", stage=None, stage_done=0, stage_total=0, progress=0.0, iteration=None, eta_s=None,
+              message="", pid=os.getpid(), host=_status.hostname(), executor=executor, error=None,
+              error_kind=None, retryable=None, started=_status.now_iso(), finished=None)
+    w = _status.StatusWriter(job_dir, st)
+    log_line(job_dir, f"start attempt {st.get('attempt', 1)} on {st['host']} (executor {executor})")
+
+    def prog(p: Progress) -> None:
+        w.progress(p)
+        if progress is not None:
+            progress(p)
+
+    shot_lock = None
+    try:
+        w.flush()
+        _status.make_reserve(job_dir)
+        if flag():
+            raise Cancelled(flag.reason())
+        spec = load_job_spec(job_dir)
+        prog(Progress("load", 0, 1, message="opening shot"))
+        shot = spec.shot.open()
+        queries, masks = _read_inputs(spec, shot)
+        key = input_key(spec, shot)
+        tracks = _valid_result(job_dir, key)
+        if tracks is not None:
+            log_line(job_dir, "tracks.json is up to date: tracking skipped")
+        else:
+            cache = Path(spec.cache) if spec.cache else job_dir / "cache"
+            cache.mkdir(parents=True, exist_ok=True)
+            shot_lock = _lock.shot_lock(cache, spec.shot.path, spec.shot.frames)
+
+            def waiting(holder):
+                msg = f"waiting for the shot lock held by {_lock.describe(holder)}"
+                log_line(job_dir, msg)
+                prog(Progress("waiting", 0, 1, message=msg))
+
+            shot_lock.acquire(info={"job": str(job_dir)}, timeout=lock_wait, cancel=flag, on_wait=waiting)
+            track = track_function()
+            kwargs: dict[str, Any] = dict(preset=merged_preset(spec), masks=masks or None, cache_dir=cache,
+                                          device=spec.device, seed=spec.seed, progress=prog, cancel=flag)
+            log_line(job_dir, f"tracking {len(queries)} queries on {shot.n_images} images "
+                              f"({shot.size[0]}x{shot.size[1]}), cache {cache}")
+            tracks = track(shot, queries, **kwargs)
+            shot_lock.release()
+            shot_lock = None
+            _save_result(job_dir, tracks, key, spec)
+        st["tracks"] = str(job_dir / TRACKS_FILE)
+        if spec.objects is not None:
+            tracks = _run_objects(spec, shot, tracks, masks, prog, flag)
+        _write_outputs(job_dir, spec, tracks, w, prog, flag)
+        w.set(state="done", stage="outputs", progress=1.0, eta_s=0.0, message="done",
+              finished=_status.now_iso())
+        log_line(job_dir, "done")
+    except Cancelled as e:
+        reason = flag.reason() if flag() else str(e)
+        _finish(w, job_dir, "cancelled", reason, "Cancelled", False)
+    except UserError as e:
+        _finish(w, job_dir, "failed", str(e), type(e).__name__, False)
+    except OSError as e:
+        if e.errno == errno.ENOSPC:
+            _status.release_reserve(job_dir)
+            where = e.filename or "a file"
+            _finish(w, job_dir, "failed", f"disk full (ENOSPC) while writing {where}", "ENOSPC", False)
+        else:
+            log_line(job_dir, traceback.format_exc().rstrip())
+            _finish(w, job_dir, "failed", f"{type(e).__name__}: {e}", type(e).__name__, True)
+    except MemoryError as e:
+        _finish(w, job_dir, "failed", f"out of memory ({e})", "MemoryError", True)
+    except Exception as e:  # noqa: BLE001 - a failing stage fails the job, with the reason
+        log_line(job_dir, traceback.format_exc().rstrip())
+        msg = " ".join(f"{type(e).__name__}: {e}".split())
+        _finish(w, job_dir, "failed", f"{st.get('stage') or 'job'} stage: {msg}", type(e).__name__, True)
+    finally:
+        if shot_lock is not None:
+            shot_lock.release()
+    return st
+
+
+def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kind: str, retryable: bool) -> None:
+    log_line(job_dir, f"{state}: {reason}")
+    try:
+        w.set(state=state, error=reason if state == "failed" else None, error_kind=kind, retryable=retryable,
+              message=reason, eta_s=None, finished=_status.now_iso())
+    except OSError as e:  # the disk is still full even after releasing the reserve
+        print(f"dtvfx: cannot record job state {state} ({reason}): {e}", file=sys.stderr)
+
+
+def _read_inputs(spec: JobSpec, shot):
+    from .. import inputs
+
+    queries = []
+    for q in spec.queries:
+        queries.extend(inputs.read_queries(q, shot))
+    if len(spec.queries) > 1:
+        from ..tracks import Query, unique_names
+
+        names = unique_names([q.name for q in queries], prefix="track")
+        queries = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(queries, names)]
+    masks = inputs.read_masks([m.text for m in spec.masks], shot) if spec.masks else None
+    return queries, masks
+
+
+def _valid_result(job_dir: Path, key: str):
+    tp, kp = job_dir / TRACKS_FILE, job_dir / RESULT_META
+    try:
+        if kp.read_text().strip() != key or not tp.is_file():
+            return None
+        from ..tracks import TrackSet
+
+        return TrackSet.load_json(tp)
+    except (OSError, UserError, ValueError):
+        return None
+
+
+def _save_result(job_dir: Path, tracks, key: str, spec: JobSpec) -> None:
+    tracks.meta.setdefault("job", spec.name)
+    tracks.save_json(job_dir / TRACKS_FILE)  # atomic
+    atomic.write_text(job_dir / RESULT_META, key + "\n")
+
+
+def _run_objects(spec: JobSpec, shot, tracks, masks, prog: ProgressFn, cancel):
+    """Object tracks per group (engineer E's :mod:`dino_tracker_vfx.objects`)."""
+    try:
+        objects = importlib.import_module("dino_tracker_vfx.objects")
+    except ModuleNotFoundError:
+        objects = None
+    fn = getattr(objects, "object_tracks", None) if objects is not None else None
+    if fn is None:
+        raise ConfigError("objects: object tracking is not available in this build (dino_tracker_vfx.objects)",
+                          where=spec.source)
+    prog(Progress("objects", 0, 1))
+    out = fn(tracks, **dict(spec.objects or {}))
+    prog(Progress("objects", 1, 1))
+    return out if out is not None else tracks
+
+
+def _write_outputs(job_dir: Path, spec: JobSpec, tracks, w: _status.StatusWriter, prog: ProgressFn,
+                   cancel) -> None:
+    from .outputs import write_output
+
+    outs = w.st.get("outputs") or []
+    n = len(outs)
+    if n != len(spec.outputs):
+        raise ConfigError("status.json and job.yaml list different outputs; resubmit the job", where=str(job_dir))
+    for i, (o, want) in enumerate(zip(outs, spec.outputs)):
+        if cancel():
+            raise Cancelled("cancelled before writing outputs")
+        prog(Progress("outputs", i, n, message=Path(o["path"]).name))
+        write_output(tracks, want.format, Path(o["path"]), want.options)
+        o["written"] = True
+        w.flush()
+        log_line(job_dir, f"wrote {o['format']} {o['path']}")
+    prog(Progress("outputs", n, max(n, 1) if n else 0))
+
+
+def exit_code(st: dict) -> int:
+    return EXIT_CODES.get(st.get("state"), 1)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m dino_tracker_vfx.jobs.worker",
+                                 description="Run one dtvfx job directory (what dtvfx submit starts).")
+    ap.add_argument("job_dir")
+    ap.add_argument("--executor", default="local")
+    ap.add_argument("--lock-wait", type=float, default=None, help="seconds to wait for a busy shot lock")
+    a = ap.parse_args(argv)
+    try:
+        st = run_job(a.job_dir, executor=a.executor, lock_wait=a.lock_wait)
+    except UserError as e:
+        print(f"dtvfx worker: error: {e}", file=sys.stderr)
+        return e.exit_code
+    if st.get("state") != "done":
+        print(f"dtvfx worker: job {st.get('state')}: {st.get('error') or st.get('message')}", file=sys.stderr)
+    return exit_code(st)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
