@@ -57,7 +57,7 @@ def corner_trackset() -> TrackSet:
 
 
 def assert_same_tracks(a: TrackSet, b: TrackSet, *, atol: float = 1e-4, visible_only: bool = True,
-                       confidence: bool = False, conf_atol: float = 1e-3) -> None:
+                       confidence: bool = False, conf_atol: float = 1e-3, groups: bool = True) -> None:
     """Equal names, frames, plate size, visibility; positions equal where visible (or everywhere)."""
     assert a.names == b.names
     assert list(a.frame_numbers) == list(b.frame_numbers)
@@ -67,4 +67,5 @@ def assert_same_tracks(a: TrackSet, b: TrackSet, *, atol: float = 1e-4, visible_
     np.testing.assert_allclose(a.xy[mask], b.xy[mask], atol=atol)
     if confidence:
         np.testing.assert_allclose(a.confidence[mask], b.confidence[mask], atol=conf_atol)
-    assert [q.group for q in a.queries] == [q.group for q in b.queries]
+    if groups:
+        assert [q.group for q in a.queries] == [q.group for q in b.queries]

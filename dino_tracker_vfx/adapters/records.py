@@ -19,7 +19,9 @@ Context keys
 Callers that know the shot put these into the ``options`` dict of ``read_queries`` /
 ``read_tracks`` (readers of normalised formats such as Fusion need the plate size):
 ``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int).
-They are never declared as OptionSpecs; :func:`resolve_options` passes them through.
+They are never declared as OptionSpecs; :func:`resolve_options` converts them (``plate_size`` from
+``"WxH"`` too, ``frame_numbers`` from ``"1001-1010"`` / ``"1001,1003"``) so a user can also give them
+as ``--option plate_size=1920x1080``.
 
 Host frames -> image indices (ReadResult)
 -----------------------------------------
@@ -242,7 +244,7 @@ def resolve_options(adapter: Adapter, given: Mapping[str, Any] | None, where: st
     out: dict[str, Any] = {}
     for k, v in given.items():
         if k in CONTEXT_KEYS:
-            out[k] = v
+            out[k] = _parse_context(k, v, where)
             continue
         if k not in known:
             listing = ", ".join(sorted(known)) or "none"
@@ -255,6 +257,22 @@ def resolve_options(adapter: Adapter, given: Mapping[str, Any] | None, where: st
                 raise ConfigError(f"option {o.name!r} is required ({how}): {o.help}", where=where)
             out[o.name] = o.parse(o.default, where=where) if o.default is not None else None
     return out
+
+
+def _parse_context(key: str, value: Any, where: str) -> Any:
+    if value is None:
+        return None
+    if key == "plate_size":
+        return OptionSpec("plate_size", "size").parse(value, where)
+    try:  # frame_numbers: a sequence of ints, or text "1001,1002" / "1001-1010"
+        if isinstance(value, str):
+            if "-" in value.strip()[1:] and "," not in value:
+                a, b = value.strip().rsplit("-", 1)
+                return [int(f) for f in range(int(a), int(b) + 1)]
+            return [int(f) for f in value.split(",") if f.strip()]
+        return [int(f) for f in value]
+    except (TypeError, ValueError):
+        raise ConfigError(f"frame_numbers={value!r} is not a list of frame numbers", where=where) from None
 
 
 def parse_option_pairs(pairs: Sequence[str] | None, where: str = "--option") -> dict[str, str]:

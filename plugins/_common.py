@@ -1,0 +1,92 @@
+"""Helpers shared by the built-in writers (not a plugin: the manager skips ``_`` modules).
+
+* :func:`num` - deterministic short number text (golden files compare byte for byte).
+* :func:`runs` - split sorted host frame numbers into consecutive runs (for ``xN`` restarts etc.).
+* :func:`writable_tracks` - the tracks a writer keys: tracks with no visible frame are left out and
+  logged (documented in docs/adapters.md); all of them empty -> InputError.
+* :func:`pick_tracks` - resolve a list of chosen track names (options ``cornerpin``/``track``) with a
+  clear error naming the unknown or empty one.
+* :func:`safe_name` - deterministic host-name sanitising: every character outside ``allowed`` becomes
+  ``_``, a leading digit gets ``prefix``; names made equal by this are de-duplicated with ``_2``, ``_3``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from dino_tracker_vfx.errors import InputError
+from dino_tracker_vfx.tracks import TrackSet, unique_names
+
+log = logging.getLogger("dino_tracker_vfx.adapters")
+
+
+def num(v: float, nd: int = 6) -> str:
+    """``1079.5`` -> ``"1079.5"``, ``2.0`` -> ``"2"``, ``-0.0`` -> ``"0"``; at most ``nd`` decimals."""
+    v = float(v)
+    if not math.isfinite(v):
+        raise ValueError(f"non-finite value {v}")
+    s = f"{v:.{nd}f}".rstrip("0").rstrip(".")
+    return "0" if s in ("-0", "") else s
+
+
+def runs(frames: Iterable[int]) -> list[list[int]]:
+    """``[1001, 1002, 1004, 1005]`` -> ``[[1001, 1002], [1004, 1005]]``."""
+    out: list[list[int]] = []
+    for f in frames:
+        f = int(f)
+        if out and f == out[-1][-1] + 1:
+            out[-1].append(f)
+        else:
+            out.append([f])
+    return out
+
+
+def keyed(tracks: TrackSet, i: int) -> np.ndarray:
+    """Bool [T]: images where track ``i`` is visible with a finite position (what writers key)."""
+    return tracks.visible[i] & np.isfinite(tracks.xy[i]).all(-1)
+
+
+def writable_tracks(tracks: TrackSet, where: str) -> list[int]:
+    keep = [i for i in range(tracks.n_tracks) if keyed(tracks, i).any()]
+    dropped = [tracks.names[i] for i in range(tracks.n_tracks) if i not in keep]
+    if dropped:
+        log.warning("%s: left out %d track(s) with no visible frame: %s", where, len(dropped), ", ".join(dropped))
+    if not keep:
+        raise InputError("no track has a visible frame; nothing to write" if tracks.n_tracks
+                         else "the track file holds no tracks; nothing to write", where=where)
+    return keep
+
+
+def pick_tracks(tracks: TrackSet, names: Sequence[str], option: str, where: str) -> list[int]:
+    out = []
+    for n in names:
+        if n not in tracks.names:
+            raise InputError(f"option {option}: no track named {n!r} (tracks: {', '.join(tracks.names)})",
+                             where=where)
+        i = tracks.names.index(n)
+        if not keyed(tracks, i).any():
+            raise InputError(f"option {option}: track {n!r} has no visible frame", where=where)
+        out.append(i)
+    return out
+
+
+def safe_name(names: Sequence[str], allowed: str = r"A-Za-z0-9_", prefix: str = "_") -> list[str]:
+    """Sanitise host names deterministically (see module docstring)."""
+    bad = re.compile(f"[^{allowed}]")
+    cleaned = []
+    for n in names:
+        s = bad.sub("_", str(n)) or "_"
+        if s[0].isdigit():
+            s = prefix + s
+        cleaned.append(s)
+    return unique_names(cleaned)
+
+
+def first_frame(tracks: TrackSet, options: dict) -> int:
+    ff = options.get("first_frame")
+    return int(tracks.frame_numbers[0]) if ff is None else int(ff)
