@@ -69,3 +69,82 @@ def assert_same_tracks(a: TrackSet, b: TrackSet, *, atol: float = 1e-4, visible_
         np.testing.assert_allclose(a.confidence[mask], b.confidence[mask], atol=conf_atol)
     if groups:
         assert [q.group for q in a.queries] == [q.group for q in b.queries]
+
+
+# ------------------------------------------------------------------------------------------- goldens
+import difflib  # noqa: E402
+import os  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+GOLDEN = Path(__file__).parent / "golden"
+REPO = Path(__file__).resolve().parents[1]
+
+
+def check_golden(written: Path, adapter: str, name: str | None = None) -> None:
+    """Byte-for-byte comparison with tests/golden/<adapter>/<name>. ``DTVFX_UPDATE_GOLDEN=1`` rewrites
+    the reference (review the diff before committing)."""
+    g = GOLDEN / adapter / (name or Path(written).name)
+    data = Path(written).read_bytes()
+    if os.environ.get("DTVFX_UPDATE_GOLDEN"):
+        g.parent.mkdir(parents=True, exist_ok=True)
+        g.write_bytes(data)
+    assert g.exists(), f"missing golden file {g} (run once with DTVFX_UPDATE_GOLDEN=1 and review it)"
+    ref = g.read_bytes()
+    if data != ref:
+        diff = "".join(difflib.unified_diff(ref.decode(errors="replace").splitlines(True),
+                                            data.decode(errors="replace").splitlines(True), str(g), str(written)))
+        raise AssertionError(f"{written} differs from golden {g}:\n{diff[:4000]}")
+
+
+def registry():
+    from dino_tracker_vfx.adapters import registry as reg
+
+    return reg()
+
+
+def write_with(adapter: str, tracks, path, **options):
+    """Write through the registry (options resolved as the CLI does)."""
+    from dino_tracker_vfx.adapters import resolve_options
+
+    a = registry().get(adapter, "write")
+    a.write(tracks, Path(path), resolve_options(a, options))
+    return Path(path)
+
+
+def read_with(adapter: str, path, what: str = "read_tracks", **options):
+    from dino_tracker_vfx.adapters import resolve_options
+
+    a = registry().get(adapter, what)
+    return getattr(a, what)(Path(path), resolve_options(a, options))
+
+
+def dtvfx(*args) -> "subprocess.CompletedProcess":
+    """Run the CLI in this process (fast; same code path as the console script): returncode, stdout, stderr."""
+    import contextlib
+    import io
+
+    from dino_tracker_vfx.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            rc = main([str(a) for a in args])
+        except SystemExit as e:  # argparse errors
+            rc = e.code
+    return subprocess.CompletedProcess(list(args), rc, out.getvalue(), err.getvalue())
+
+
+def dtvfx_subprocess(*args, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """Run the CLI in a fresh interpreter (as a user would; sees newly installed plugins)."""
+    e = dict(os.environ)
+    e["PYTHONPATH"] = os.pathsep.join([str(REPO)] + ([e["PYTHONPATH"]] if e.get("PYTHONPATH") else []))
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-m", "dino_tracker_vfx.cli", *map(str, args)], capture_output=True,
+                          text=True, env=e, cwd=cwd, timeout=120)
+
+
+def has_tclsh() -> bool:
+    return shutil.which("tclsh") is not None
