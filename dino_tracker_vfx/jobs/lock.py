@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .. import atomic
 from ..errors import UserError
 
 try:
@@ -64,11 +63,11 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
-        from .status import hostname, now_iso
+        from .status import hostname, now_iso, write_json_shared
 
         holder = {"pid": os.getpid(), "host": hostname(), "since": now_iso(), **(info or {})}
         try:
-            atomic.write_json(self.holder_path, holder)
+            write_json_shared(self.holder_path, holder)
         except OSError:
             pass  # messages only
         return True

@@ -28,7 +28,6 @@ from typing import Callable
 
 import yaml
 
-from .. import atomic
 from ..errors import UserError
 from ..progress import Progress, ProgressFn
 from . import lock as _lock
@@ -94,9 +93,9 @@ def prepare_job(spec: JobSpec, job_dir: str | os.PathLike, executor: str = "loca
 
     d = spec.to_dict()
     header = f"# dtvfx job spec: copied from {spec.source} at {_status.now_iso()}; paths made absolute\n"
-    atomic.write_text(job_dir / SPEC_COPY, header + yaml.safe_dump(d, sort_keys=False))
+    _status.write_shared(job_dir / SPEC_COPY, header + yaml.safe_dump(d, sort_keys=False))
     if source_text is not None:
-        atomic.write_text(job_dir / "job.source.yaml", source_text)
+        _status.write_shared(job_dir / "job.source.yaml", source_text)
     (job_dir / CANCEL_FILE).unlink(missing_ok=True)
     (job_dir / _status.SPAWN_FILE).unlink(missing_ok=True)
     outputs = [{"format": o.format, "path": str(Path(o.path) if o.path else default_path(o.format, job_dir, spec.name)),
@@ -151,7 +150,7 @@ def spawn_worker(job_dir: str | os.PathLike, env: dict | None = None) -> int:
         proc = subprocess.Popen(worker_command(job_dir, "local"), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                 cwd=str(job_dir), env=worker_env(env))
-    atomic.write_json(job_dir / _status.SPAWN_FILE,
+    _status.write_json_shared(job_dir / _status.SPAWN_FILE,
                       {"pid": proc.pid, "host": _status.hostname(), "time": _status.now_iso()})
     # reap it when it ends if this process lives on (a host application), so it never lingers as a zombie
     threading.Thread(target=proc.wait, name=f"dtvfx-reap-{proc.pid}", daemon=True).start()
@@ -159,7 +158,7 @@ def spawn_worker(job_dir: str | os.PathLike, env: dict | None = None) -> int:
 
 
 def request_cancel(job_dir: Path, who: str = "") -> None:
-    atomic.write_text(job_dir / CANCEL_FILE,
+    _status.write_shared(job_dir / CANCEL_FILE,
                       f"cancelled by {who or 'user'} (pid {os.getpid()} on {_status.hostname()}) at "
                       f"{_status.now_iso()}\n")
 

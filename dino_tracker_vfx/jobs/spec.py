@@ -9,7 +9,8 @@
     masks:                           # optional: PATH, "PATH@FRAME" or {path: PATH, frame: FRAME}
       - {path: sh010_matte.1001.png, frame: 1001}
     preset: balanced                 # paper | balanced | fast | cpu-preview | path/to/preset.yaml | {mapping}
-    overrides: {train: {iterations: 3000}}   # merged over the preset
+                                     # (default: the tracker's default preset)
+    overrides: {train: {iterations: 3000}}   # merged over the preset (as {base: PRESET, **overrides})
     seed: 0
     device: auto                     # auto | cpu | cuda | cuda:N | mps
     cache: /shared/cache/sh010       # optional; default <job dir>/cache (stages + checkpoints)
@@ -45,7 +46,6 @@ SPEC_KEYS = ("name", "shot", "frames", "colorspace", "queries", "masks", "preset
 SHOT_KEYS = ("path", "frames", "colorspace", "display", "view", "first_frame")
 OUTPUT_KEYS = ("format", "path", "options")
 RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
-DEFAULT_PRESET = "balanced"
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
 
@@ -115,7 +115,8 @@ class JobSpec:
             d["queries"] = list(self.queries)
         if self.masks:
             d["masks"] = [{"path": m.path, **({"frame": m.frame} if m.frame is not None else {})} for m in self.masks]
-        d["preset"] = copy.deepcopy(self.preset)
+        if self.preset is not None:
+            d["preset"] = copy.deepcopy(self.preset)
         if self.overrides:
             d["overrides"] = copy.deepcopy(self.overrides)
         d["seed"] = self.seed
@@ -287,8 +288,10 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
         raise err("queries", "give queries and/or masks (nothing to track)")
 
     # preset
-    preset = d.get("preset", DEFAULT_PRESET)
-    if isinstance(preset, Mapping):
+    preset = d.get("preset")
+    if preset is None:
+        pass  # the tracker's default preset
+    elif isinstance(preset, Mapping):
         preset = copy.deepcopy(dict(preset))
     elif isinstance(preset, str) and (preset.lower().endswith((".yaml", ".yml")) or os.sep in preset
                                       or "/" in preset):
@@ -302,6 +305,7 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
     overrides = d.get("overrides") or {}
     if not isinstance(overrides, Mapping):
         raise err("overrides", "expected a mapping of preset fields")
+    _check_preset(preset, dict(overrides), err)
 
     seed = d.get("seed", 0)
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
@@ -395,42 +399,45 @@ def known_presets() -> list[str] | None:
         from ..tracker import presets as P  # A2; reads YAML only
     except Exception:
         return None
-    for attr in ("names", "list_presets", "preset_names", "available"):
-        fn = getattr(P, attr, None)
-        if callable(fn):
-            try:
-                return sorted(fn())
-            except Exception:
-                return None
-    names = getattr(P, "PRESETS", None) or getattr(P, "NAMES", None)
-    return sorted(names) if names else None
+    try:
+        return sorted(P.preset_names()) or None
+    except Exception:
+        return None
+
+
+def _merge(preset: Any, overrides: dict) -> Any:
+    if not overrides:
+        return preset
+    if isinstance(preset, Mapping):
+        return deep_merge(preset, overrides)
+    return {"base": preset if preset is not None else _default_preset(), **copy.deepcopy(overrides)}
+
+
+def _default_preset() -> str:
+    from ..tracker import presets as P
+
+    return P.DEFAULT_PRESET
+
+
+def _check_preset(preset: Any, overrides: dict, err) -> None:
+    """Validate preset + overrides with the tracker's own loader (YAML only, no torch) when the job uses
+    the built-in tracker; an alternative tracker ($DTVFX_TRACK_FN) validates its own settings."""
+    if os.environ.get("DTVFX_TRACK_FN"):
+        return
+    try:
+        from ..tracker import presets as P
+    except Exception:
+        return
+    try:
+        P.load_preset(_merge(preset, overrides))
+    except ConfigError as e:
+        raise err("overrides" if overrides else "preset", str(e)) from None
 
 
 def merged_preset(spec: JobSpec) -> Any:
-    """The preset the tracker gets: the preset (name/path/mapping) with ``overrides`` applied."""
-    if not spec.overrides:
-        return spec.preset
-    if isinstance(spec.preset, Mapping):
-        return deep_merge(spec.preset, spec.overrides)
-    from ..tracker import presets as P
-
-    for attr in ("load_preset", "load", "resolve"):
-        fn = getattr(P, attr, None)
-        if callable(fn):
-            base = fn(spec.preset)
-            base = base if isinstance(base, Mapping) else _as_mapping(base)
-            return deep_merge(base, spec.overrides)
-    raise ConfigError("overrides: the tracker's preset module cannot load presets", where=spec.source)
-
-
-def _as_mapping(obj: Any) -> dict:
-    import dataclasses
-
-    if dataclasses.is_dataclass(obj):
-        return dataclasses.asdict(obj)
-    if hasattr(obj, "to_dict"):
-        return obj.to_dict()
-    return dict(obj)
+    """What the tracker's ``preset=`` gets: the preset (name/path/mapping) with ``overrides`` applied
+    (a name or path becomes ``{"base": NAME, **overrides}``)."""
+    return _merge(spec.preset, spec.overrides)
 
 
 def deep_merge(base: Mapping, over: Mapping) -> dict:

@@ -109,9 +109,30 @@ def read_status(job_dir: str | os.PathLike, retries: int = 20) -> dict:
     raise UserError(f"unreadable status.json ({last})", where=str(job_dir))
 
 
+def _umask() -> int:
+    m = os.umask(0)
+    os.umask(m)
+    return m
+
+
+_MODE = 0o666 & ~_umask()
+
+
+def write_shared(path: str | os.PathLike, text: str) -> None:
+    """:func:`atomic.write_text` with the usual umask-based mode (not mkstemp's 0600), so other users of a
+    shared job folder (farm, host plugin, another artist) can read it."""
+    with atomic.atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+        os.chmod(tmp, _MODE)
+
+
+def write_json_shared(path: str | os.PathLike, obj: Any) -> None:
+    write_shared(path, json.dumps(obj, indent=2) + "\n")
+
+
 def write_status(job_dir: str | os.PathLike, st: dict) -> None:
     st["updated"] = now_iso()
-    atomic.write_json(status_path(job_dir), st)
+    write_json_shared(status_path(job_dir), st)
 
 
 def pid_alive(pid: int | None) -> bool:

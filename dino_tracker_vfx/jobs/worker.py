@@ -28,7 +28,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from .. import atomic
 from ..errors import Cancelled, ConfigError, UserError
 from ..progress import Progress, ProgressFn
 from . import lock as _lock
@@ -208,8 +207,11 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
 
             shot_lock.acquire(info={"job": str(job_dir)}, timeout=lock_wait, cancel=flag, on_wait=waiting)
             track = track_function()
-            kwargs: dict[str, Any] = dict(preset=merged_preset(spec), masks=masks or None, cache_dir=cache,
-                                          device=spec.device, seed=spec.seed, progress=prog, cancel=flag)
+            kwargs: dict[str, Any] = dict(masks=masks or None, cache_dir=cache, device=spec.device, seed=spec.seed,
+                                          progress=prog, cancel=flag)
+            preset = merged_preset(spec)
+            if preset is not None:
+                kwargs["preset"] = preset
             log_line(job_dir, f"tracking {len(queries)} queries on {shot.n_images} images "
                               f"({shot.size[0]}x{shot.size[1]}), cache {cache}")
             tracks = track(shot, queries, **kwargs)
@@ -287,7 +289,7 @@ def _valid_result(job_dir: Path, key: str):
 def _save_result(job_dir: Path, tracks, key: str, spec: JobSpec) -> None:
     tracks.meta.setdefault("job", spec.name)
     tracks.save_json(job_dir / TRACKS_FILE)  # atomic
-    atomic.write_text(job_dir / RESULT_META, key + "\n")
+    _status.write_shared(job_dir / RESULT_META, key + "\n")
 
 
 def _run_objects(spec: JobSpec, shot, tracks, masks, prog: ProgressFn, cancel):
