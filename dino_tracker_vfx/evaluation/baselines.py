@@ -1,0 +1,128 @@
+"""Tracking methods the evaluation harness runs, all behind one call:
+
+    method.run(shot, queries, progress=None, cancel=None, cache_dir=None) -> TrackSet
+
+``queries`` are named :class:`~dino_tracker_vfx.tracks.Query` records ``(t, x, y)`` in plate pixels;
+the returned :class:`~dino_tracker_vfx.tracks.TrackSet` has one track per query, same names and order.
+
+* ``static``  - the query never moves and is always visible (the zero-motion floor; needs no frames).
+* ``flow``    - optical flow chained from the query frame forward and backward with a forward-backward
+  check (``tracker.flow.chain_points``; DIS by default, RAFT with local weights). A point stays where
+  the flow takes it after it fails the check, and is marked occluded from there on.
+* ``dino``    - raw DINOv2 feature matching (the tracker without Delta-DINO or refiner; needs DINOv2 weights).
+* ``tracker`` - the full DINO-Tracker (``tracker.api.track``), trained per video, with any preset.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..progress import CancelFn, ProgressFn, check_cancel
+from ..tracks import Query, TrackSet
+
+METHOD_NAMES = ("static", "flow", "dino", "tracker")
+# the preset the raw-DINO baseline asks the tracker API for
+RAW_DINO_PRESET = "raw-dino"
+
+
+def trackset_for(queries: Sequence[Query], xy, visible, frame_numbers, plate_size, confidence=None,
+                 meta: dict | None = None) -> TrackSet:
+    """A TrackSet with one track per query (names from the queries)."""
+    xy = np.asarray(xy, np.float64)
+    vis = np.asarray(visible, bool)
+    conf = vis.astype(np.float32) if confidence is None else confidence
+    return TrackSet(xy, vis, conf, [q.name for q in queries], list(queries), frame_numbers, plate_size,
+                    meta=dict(meta or {}))
+
+
+@dataclass
+class Method:
+    """Base: ``name``, ``needs_frames`` and the settings that make a result reusable."""
+
+    name: str = ""
+    needs_frames: bool = True
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def settings(self) -> dict[str, Any]:
+        return {"method": self.name, **self.options}
+
+    def run(self, shot, queries: Sequence[Query], *, progress: ProgressFn | None = None,
+            cancel: CancelFn | None = None, cache_dir: str | Path | None = None,
+            n_frames: int | None = None, plate_size=None, frame_numbers=None) -> TrackSet:
+        raise NotImplementedError
+
+
+class Static(Method):
+    def __init__(self):
+        super().__init__("static", needs_frames=False)
+
+    def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
+            frame_numbers=None):
+        T = n_frames if n_frames is not None else shot.n_images
+        wh = plate_size if plate_size is not None else shot.size
+        fn = frame_numbers if frame_numbers is not None else (shot.frame_numbers if shot is not None
+                                                              else np.arange(T))
+        xy0 = np.array([[q.x, q.y] for q in queries], np.float64).reshape(-1, 2)
+        xy = np.repeat(xy0[:, None, :], T, axis=1)
+        return trackset_for(queries, xy, np.ones((len(queries), T), bool), fn, wh, meta={"method": "static"})
+
+
+class Flow(Method):
+    def __init__(self, flow: str = "dis", fb_thresh: float = 1.5, weights: str | None = None):
+        from ..tracker.flow import METHODS
+
+        if flow not in METHODS:
+            raise ConfigError(f"flow method {flow!r} is not one of {', '.join(METHODS)}", where="--flow")
+        super().__init__("flow", True, {"flow": flow, "fb_thresh": float(fb_thresh)})
+        self.weights = weights
+
+    def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
+            frame_numbers=None):
+        from ..tracker.flow import chain_points, compute_flow
+
+        check_cancel(cancel, "flow baseline")
+        frames = shot.load()  # uint8 [T, H, W, 3] at plate resolution: flow px == plate px
+        ff = compute_flow(frames, method=self.options["flow"], weights=self.weights, progress=progress,
+                          cancel=cancel)
+        t0 = np.array([q.t for q in queries], np.int64)
+        xy0 = np.array([[q.x, q.y] for q in queries], np.float64).reshape(-1, 2)
+        xy, valid = chain_points(ff, t0, xy0, fb_thresh=self.options["fb_thresh"])
+        return trackset_for(queries, xy, valid, shot.frame_numbers, shot.size,
+                            meta={"method": "flow", **self.options})
+
+
+class Tracker(Method):
+    """DINO-Tracker through the tracker API (``preset``; ``raw-dino`` for the ``dino`` baseline)."""
+
+    def __init__(self, name: str, preset: str, device: str | None = None, seed: int = 0):
+        super().__init__(name, True, {"preset": preset, "seed": int(seed)})
+        self.device = device
+
+    def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
+            frame_numbers=None):
+        try:
+            from ..tracker import api
+        except ImportError as e:
+            raise ConfigError(f"method {self.name!r} needs the tracker API, which cannot be imported ({e})",
+                              where="--method") from None
+        return api.track(shot, list(queries), preset=self.options["preset"], cache_dir=cache_dir,
+                         device=self.device, seed=self.options["seed"], progress=progress, cancel=cancel)
+
+
+def make_method(name: str, *, preset: str | None = None, flow: str = "dis", fb_thresh: float = 1.5,
+                weights: str | None = None, device: str | None = None, seed: int = 0) -> Method:
+    """Build a method by name (see module docstring)."""
+    if name == "static":
+        return Static()
+    if name == "flow":
+        return Flow(flow, fb_thresh, weights)
+    if name == "dino":
+        return Tracker("dino", preset or RAW_DINO_PRESET, device, seed)
+    if name == "tracker":
+        return Tracker("tracker", preset or "cpu-preview", device, seed)
+    raise ConfigError(f"method {name!r} is not one of {', '.join(METHOD_NAMES)}", where="--method")
