@@ -1,0 +1,333 @@
+"""Blender adapter: markers document (no bpy needed) and real .blend files through the bpy wheel
+(tests marked ``blender``, skipped when ``import bpy`` fails).
+
+Hand-computed values (tests/_adapter_helpers.py, 1920x1080, frames 1001-1005):
+car_a t=0 (0, 0) -> co ((0 + 0.5)/1920, (1080 - 0.5)/1080) = (0.000260417, 0.999537037);
+car_b occluded at t=2 (frame 1003): a muted marker there at its estimated position (104.25, 198.5)
+-> ((104.75)/1920, (1080 - 199)/1080) = (0.054557292, 0.815740741), unmuted again at 1004.
+Clip frame 1 = plate.1001.png, so plate frame 1003 is clip frame 3.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from _adapter_helpers import FRAMES, assert_same_tracks, golden_trackset
+from dino_tracker_vfx.adapters import read_queries, registry, resolve_options, write_tracks
+from dino_tracker_vfx.errors import ConfigError, InputError
+from dino_tracker_vfx.tracks import Query, TrackSet
+
+GOLDEN = Path(__file__).parent / "golden" / "blender"
+REPO = Path(__file__).resolve().parents[1]
+W, H = 1920, 1080
+CAR_A_0 = (0.5 / W, 1079.5 / H)
+CAR_B_MUTED = (104.75 / W, (1080 - 199.0) / H)
+
+
+def _blender_mod():
+    registry()
+    import dtvfx_plugins.blender as m
+
+    return m
+
+
+def _reorder(ts: TrackSet, names: list[str]) -> TrackSet:
+    return ts.subset([ts.names.index(n) for n in names])
+
+
+# ----------------------------------------------------------------------------- markers document (no bpy)
+def test_markers_document_hand_values_and_golden(tmp_path):
+    p = tmp_path / "golden.blender.json"
+    write_tracks(golden_trackset(), p)  # suffix picks blender_markers over core json
+    ref = GOLDEN / "golden.blender.json"
+    if os.environ.get("DTVFX_REGEN_GOLDEN"):
+        ref.parent.mkdir(parents=True, exist_ok=True)
+        ref.write_bytes(p.read_bytes())
+    assert p.read_bytes() == ref.read_bytes()
+    doc = json.loads(p.read_text())
+    t = {x["name"]: x for x in doc["tracks"]}
+    assert (t["car_a"]["object"], t["car_b"]["object"], t["corner 1"]["object"]) == ("car", "car", None)
+    f, u, v, mute = t["car_a"]["markers"][0]
+    assert (f, mute) == (1001, False) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
+    mb = {m[0]: m for m in t["car_b"]["markers"]}
+    assert sorted(mb) == FRAMES  # visible 1001, 1002, muted 1003, visible again 1004, 1005
+    assert mb[1003][3] is True and mb[1003][1:3] == pytest.approx(CAR_B_MUTED, abs=1e-12)
+    assert mb[1002][3] is False and mb[1004][3] is False
+    u, v = t["corner 1"]["markers"][0][1:3]
+    assert (u, v) == pytest.approx((1919.5 / W, 0.5 / H), abs=1e-12)
+
+
+def test_markers_document_only_first_occluded_image_is_muted():
+    ts = golden_trackset()
+    ts.visible[0, 1:4] = False  # car_a occluded 1002-1004
+    ts.xy[0, 2] = np.nan  # unknown position at 1003
+    doc = _blender_mod().tracks_to_doc(ts, {"groups": "prefix"}, Path("x.blend"))
+    t = {x["name"]: x for x in doc["tracks"]}
+    assert set(t) == {"car/car_a", "car/car_b", "corner 1"} and all(x["object"] is None for x in doc["tracks"])
+    assert [(m[0], m[3]) for m in t["car/car_a"]["markers"]] == [(1001, False), (1002, True), (1005, False)]
+
+
+def test_markers_document_round_trip_and_queries_at_a_frame(tmp_path):
+    ts = golden_trackset()
+    p = tmp_path / "t.blender.json"
+    write_tracks(ts, p, "blender_markers")
+    a = registry().get("blender_markers")
+    back = a.read_tracks(p, resolve_options(a, {}))
+    assert_same_tracks(ts, back, atol=1e-9)
+    np.testing.assert_allclose(back.xy[1, 2], ts.xy[1, 2], atol=1e-9)  # muted marker keeps the estimate
+    qs = read_queries(p, ts, "blender_markers", {"frame": 1002, "selected_only": False})
+    assert [q.t for q in qs] == [1, 1, 1]
+    np.testing.assert_allclose([[q.x, q.y] for q in qs], ts.xy[:, 1], atol=1e-9)
+    assert [q.group for q in qs] == ["car", "car", None]
+    with pytest.raises(InputError, match=r"track 'car_b' is muted \(occluded\) at plate frame 1003"):
+        read_queries(p, ts, "blender_markers", {"frame": 1003, "selected_only": False})
+    with pytest.raises(ConfigError, match="give frame="):
+        read_queries(p, ts, "blender_markers", {"selected_only": False})
+
+
+def test_blender_names_are_cut_to_63_bytes_and_stay_unique():
+    m = _blender_mod()
+    long = "é" * 40  # 80 bytes
+    names = m._unique_short([long, long + "x", "a\nb"])
+    assert all(len(n.encode()) <= 63 for n in names) and len(set(names)) == 3
+    assert names[0] == "é" * 31 and names[1].endswith("_2") and names[2] == "a b"
+
+
+# ----------------------------------------------------------------------------- real Blender (bpy wheel)
+@pytest.fixture(scope="module")
+def bpy():
+    return pytest.importorskip("bpy", reason="needs the bpy wheel (pip install bpy)")
+
+
+@pytest.fixture(scope="module")
+def plate(tmp_path_factory):
+    """plate.1001-1005.png at the golden plate size (black, tiny files), plus a copy with 1003 missing."""
+    import cv2
+
+    d = tmp_path_factory.mktemp("plate")
+    img = np.zeros((H, W, 3), np.uint8)
+    for f in FRAMES:
+        cv2.imwrite(str(d / f"plate.{f}.png"), img)
+    return d
+
+
+def _markers(bpy, blend: Path) -> dict:
+    bpy.ops.wm.open_mainfile(filepath=str(blend), load_ui=False)
+    clip = bpy.data.movieclips[0]
+    out = {"clip": clip, "scene": bpy.data.scenes[0]}
+    for obj in clip.tracking.objects:
+        for t in obj.tracks:
+            out[t.name] = (None if obj.is_camera else obj.name,
+                           [(m.frame, float(m.co[0]), float(m.co[1]), bool(m.mute)) for m in t.markers])
+    return out
+
+
+@pytest.mark.blender
+def test_write_blend_then_reopen_markers_mute_and_frames(bpy, plate, tmp_path):
+    ts = golden_trackset()
+    out = tmp_path / "shot.blend"
+    write_tracks(ts, Path("ignored.blend"), "blender", {"blend": out, "clip": str(plate / "plate.####.png")})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shot.blend"]  # no temp file, no .blend1
+    mk = _markers(bpy, out)
+    clip, scene = mk["clip"], mk["scene"]
+    assert tuple(clip.size) == (W, H) and clip.frame_start == 1001 and clip.frame_offset == 0
+    assert (scene.frame_start, scene.frame_end, scene.active_clip) == (1001, 1005, clip)
+    obj, m = mk["car_a"]
+    assert obj == "car" and [x[0] for x in m] == [1, 2, 3, 4, 5]  # clip frame 1 = plate.1001.png
+    assert m[0][1:3] == pytest.approx(CAR_A_0, abs=1e-7) and not any(x[3] for x in m)
+    obj, m = mk["car_b"]
+    assert [(x[0], x[3]) for x in m] == [(1, False), (2, False), (3, True), (4, False), (5, False)]
+    assert m[2][1:3] == pytest.approx(CAR_B_MUTED, abs=1e-7)
+    obj, m = mk["corner 1"]
+    assert obj is None and m[0][1:3] == pytest.approx((1919.5 / W, 0.5 / H), abs=1e-7)
+
+
+@pytest.mark.blender
+def test_blend_round_trip_tracks_and_queries(bpy, plate, tmp_path):
+    ts = golden_trackset()
+    out = tmp_path / "rt.blend"
+    write_tracks(ts, out, "blender", {"clip": str(plate / "plate.####.png")})
+    a = registry().get("blender")
+    back = a.read_tracks(out, resolve_options(a, {"frame_numbers": FRAMES}))
+    assert set(back.names) == set(ts.names)
+    assert_same_tracks(ts, _reorder(back, ts.names), atol=2e-4)  # marker.co is float32
+    # queries: selected tracks (written tracks are selected) at plate frame 1004
+    qs = read_queries(out, ts, "blender", {"frame": 1004})
+    by = {q.name: q for q in qs}
+    assert {q.t for q in qs} == {3}
+    np.testing.assert_allclose([by[n].x for n in ts.names], ts.xy[:, 3, 0], atol=2e-4)
+    np.testing.assert_allclose([by[n].y for n in ts.names], ts.xy[:, 3, 1], atol=2e-4)
+    assert by["car_b"].group == "car" and by["corner 1"].group is None
+    # default frame: the scene's current frame (1001 = scene start)
+    assert {q.t for q in read_queries(out, ts, "blender")} == {0}
+    with pytest.raises(InputError, match=r"'car_b' is muted \(occluded\) at plate frame 1003 \(clip frame 3\)"):
+        read_queries(out, ts, "blender", {"frame": 1003})
+
+
+@pytest.mark.blender
+def test_write_into_existing_blend_refills_same_named_tracks(bpy, plate, tmp_path):
+    ts = golden_trackset()
+    out = tmp_path / "upd.blend"
+    write_tracks(ts, out, "blender", {"clip": str(plate / "plate.####.png")})
+    moved = golden_trackset()
+    moved.xy[:, :, 0] += 7.0
+    moved.visible[0, 4] = False  # car_a now ends occluded
+    write_tracks(moved, out, "blender", {})  # no --clip: the file's active clip
+    mk = _markers(bpy, out)
+    assert len(bpy.data.movieclips) == 1
+    assert sum(len(o.tracks) for o in mk["clip"].tracking.objects) == 3  # refilled, not duplicated
+    m = mk["car_a"][1]
+    assert [(x[0], x[3]) for x in m] == [(1, False), (2, False), (3, False), (4, False), (5, True)]
+    assert m[0][1] == pytest.approx(7.5 / W, abs=1e-7)
+    with pytest.raises(InputError, match="already has a track 'car_a'"):
+        write_tracks(moved, out, "blender", {"replace": False})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["upd.blend"]
+
+
+@pytest.mark.blender
+def test_gaps_and_bad_input(bpy, plate, tmp_path):
+    import shutil
+
+    seq = tmp_path / "gap"
+    seq.mkdir()
+    for f in (1001, 1002, 1004):
+        shutil.copy(plate / f"plate.{f}.png", seq / f"plate.{f}.png")
+    ts = golden_trackset().subset([0])
+    ts = TrackSet(ts.xy[:, [0, 1, 3]], ts.visible[:, [0, 1, 3]], ts.confidence[:, [0, 1, 3]], ts.names, ts.queries,
+                  [1001, 1002, 1004], ts.plate_size, ts.groups)
+    out = tmp_path / "gap.blend"
+    write_tracks(ts, out, "blender", {"clip": str(seq / "plate.####.png")})
+    assert [x[0] for x in _markers(bpy, out)["car_a"][1]] == [1, 2, 4]  # plate 1004 = clip frame 4
+    with pytest.raises(ConfigError, match="--clip"):
+        write_tracks(ts, tmp_path / "new.blend", "blender", {})
+    small = TrackSet(ts.xy, ts.visible, ts.confidence, ts.names, ts.queries, ts.frame_numbers, (640, 360))
+    with pytest.raises(InputError, match="1920x1080, the tracks are for a 640x360 plate"):
+        write_tracks(small, tmp_path / "small.blend", "blender", {"clip": str(seq / "plate.####.png")})
+    with pytest.raises(InputError, match="track frame 1003 is not in the clip"):
+        write_tracks(golden_trackset(), tmp_path / "g.blend", "blender", {"clip": str(seq / "plate.####.png")})
+    with pytest.raises(InputError, match="no selected tracks"):
+        bpy.ops.wm.open_mainfile(filepath=str(out), load_ui=False)
+        for o in bpy.data.movieclips[0].tracking.objects:
+            for t in o.tracks:
+                t.select = False
+        bpy.ops.wm.save_as_mainfile(filepath=str(out), copy=True)
+        read_queries(out, ts, "blender", {"frame": 1001})
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())
+
+
+def _fake_blender(tmp_path: Path) -> Path:
+    """A stand-in 'blender' executable: runs the --python script with this Python's bpy module, so the
+    subprocess protocol (request file, argv after '--', result file) is exercised for real."""
+    exe = tmp_path / "blender"
+    exe.write_text(f"""#!/bin/sh
+script=""
+while [ $# -gt 0 ]; do
+  case "$1" in --python) script="$2"; shift 2;; --) shift; break;; *) shift;; esac
+done
+exec "{sys.executable}" "$script" -- "$@"
+""")
+    exe.chmod(exe.stat().st_mode | stat.S_IEXEC)
+    return exe
+
+
+@pytest.mark.blender
+def test_subprocess_mode_runs_a_blender_executable(bpy, plate, tmp_path, monkeypatch):
+    exe = _fake_blender(tmp_path)
+    monkeypatch.setenv("DTVFX_BLENDER", str(exe))
+    ts = golden_trackset()
+    out = tmp_path / "sub.blend"
+    write_tracks(ts, out, "blender", {"clip": str(plate / "plate.####.png"), "mode": "subprocess"})
+    qs = read_queries(out, ts, "blender", {"frame": 1002, "mode": "subprocess"})
+    np.testing.assert_allclose(sorted(q.x for q in qs), sorted(ts.xy[:, 1, 0]), atol=2e-4)
+    with pytest.raises(InputError, match="no clip 'nope' in the file"):
+        read_queries(out, ts, "blender", {"frame": 1002, "mode": "subprocess", "clip": "nope"})
+    monkeypatch.setenv("DTVFX_BLENDER", str(tmp_path / "missing-blender"))
+    with pytest.raises(ConfigError, match="Blender executable not found"):
+        write_tracks(ts, out, "blender", {"mode": "subprocess"})
+
+
+# ----------------------------------------------------------------------------- the add-on
+FAKE_DTVFX = r'''
+"""Stand-in for the studio's dtvfx: 'submit' reads the queries through the real adapters and the
+real shot, 'tracks' them (+3 px in x per image, occluded on the third image) and writes the job's
+outputs through the real writers; 'status' prints status.json."""
+import json, os, sys
+sys.path.insert(0, {repo!r})
+import numpy as np
+from dino_tracker_vfx.adapters import read_queries, write_tracks
+from dino_tracker_vfx.shots import open_shot
+from dino_tracker_vfx.tracks import TrackSet
+cmd, arg = sys.argv[1], sys.argv[2]
+if cmd == "submit":
+    job_dir = os.path.dirname(os.path.abspath(arg))
+    spec = json.load(open(arg))
+    shot = open_shot(spec["shot"]["path"])
+    qs = read_queries(os.path.join(job_dir, spec["queries"]), shot)
+    T = shot.n_images
+    xy = np.array([[[q.x + 3.0 * (t - q.t), q.y] for t in range(T)] for q in qs])
+    vis = np.ones(xy.shape[:2], bool); vis[:, 2] = False
+    ts = TrackSet(xy, vis, vis.astype(np.float32), [q.name for q in qs], qs, shot.frame_numbers, shot.size)
+    outs = []
+    for o in spec["outputs"]:
+        write_tracks(ts, os.path.join(job_dir, o["path"]), o["format"])
+        outs.append({{"format": o["format"], "path": o["path"], "written": True}})
+    json.dump({{"state": "done", "progress": 1.0, "stage": "outputs", "outputs": outs}},
+              open(os.path.join(job_dir, "status.json"), "w"))
+    print(job_dir)
+elif cmd == "status":
+    print(open(os.path.join(arg, "status.json")).read())
+'''
+
+
+@pytest.mark.blender
+def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
+    import importlib
+
+    _blender_mod()
+    addon = importlib.import_module("dtvfx_plugins.host_blender")
+    fake = tmp_path / "fake_dtvfx.py"
+    fake.write_text(FAKE_DTVFX.format(repo=str(REPO)))
+    addon.register()
+    try:
+        out = tmp_path / "a.blend"
+        ts = golden_trackset()
+        write_tracks(ts, out, "blender", {"clip": str(plate / "plate.####.png")})
+        bpy.ops.wm.open_mainfile(filepath=str(out), load_ui=False)
+        clip, scene = bpy.data.movieclips[0], bpy.data.scenes[0]
+        for o in clip.tracking.objects:
+            for t in o.tracks:
+                t.select = t.name in ("car_a", "corner 1")
+        scene.frame_set(1002)  # queries at plate frame 1002
+        cfg = {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
+               "poll_seconds": 0.05}
+        job_dir = addon.start_job(clip, scene, cfg)
+        spec = json.loads((Path(job_dir) / "job.yaml").read_text())
+        assert spec["shot"]["path"].endswith("plate.1001.png") and spec["queries"] == "queries.blender.json"
+        deadline = time.time() + 60
+        while addon.tick() is not None:
+            assert time.time() < deadline, addon.STATE
+            time.sleep(0.05)
+        assert addon.STATE["phase"] == "done", addon.STATE["message"]
+        assert sorted(addon.STATE["imported"]) == ["car_a", "corner 1"]
+        m = {t.name: t for o in clip.tracking.objects for t in o.tracks}
+        mk = [(x.frame, x.co[0], x.mute) for x in m["car_a"].markers]
+        # car_a at 1002 was (10, 5); fake tracker: x = 10 + 3 (t - 1); occluded on image 3 (muted marker)
+        assert [(f, mu) for f, _, mu in mk] == [(1, False), (2, False), (3, True), (4, False), (5, False)]
+        assert mk[0][1] == pytest.approx((7 + 0.5) / W, abs=1e-6) and mk[3][1] == pytest.approx((16.5) / W, abs=1e-6)
+        assert m["car_b"].markers[2].mute and len(m["car_b"].markers) == 5  # not selected: untouched
+        # a track with no unmuted marker on the current frame is refused before anything runs
+        m["car_b"].select = True
+        scene.frame_set(1003)
+        with pytest.raises(addon.clipio.ClipIOError, match="no unmuted marker on the current frame .*car_b"):
+            addon.start_job(clip, scene, cfg)
+    finally:
+        addon.unregister()
+        addon.STATE.update(phase="idle")
