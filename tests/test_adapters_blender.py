@@ -267,20 +267,23 @@ from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracks import TrackSet
 cmd, arg = sys.argv[1], sys.argv[2]
 if cmd == "submit":
-    job_dir = os.path.dirname(os.path.abspath(arg))
+    assert sys.argv[3] == "--job-dir"
+    job_dir = sys.argv[4]
+    os.makedirs(job_dir)
     spec = json.load(open(arg))
     shot = open_shot(spec["shot"]["path"])
-    qs = read_queries(os.path.join(job_dir, spec["queries"]), shot)
+    qs = read_queries(spec["queries"], shot)
     T = shot.n_images
     xy = np.array([[[q.x + 3.0 * (t - q.t), q.y] for t in range(T)] for q in qs])
     vis = np.ones(xy.shape[:2], bool); vis[:, 2] = False
     ts = TrackSet(xy, vis, vis.astype(np.float32), [q.name for q in qs], qs, shot.frame_numbers, shot.size)
     outs = []
     for o in spec["outputs"]:
-        write_tracks(ts, os.path.join(job_dir, o["path"]), o["format"])
+        write_tracks(ts, o["path"], o["format"])
         outs.append({{"format": o["format"], "path": o["path"], "written": True}})
     json.dump({{"state": "done", "progress": 1.0, "stage": "outputs", "outputs": outs}},
               open(os.path.join(job_dir, "status.json"), "w"))
+    print("submitted job x (log: ...)")
     print(job_dir)
 elif cmd == "status":
     print(open(os.path.join(arg, "status.json")).read())
@@ -310,12 +313,14 @@ def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
                "poll_seconds": 0.05}
         job_dir = addon.start_job(clip, scene, cfg)
         spec = json.loads((Path(job_dir) / "job.yaml").read_text())
-        assert spec["shot"]["path"].endswith("plate.1001.png") and spec["queries"] == "queries.blender.json"
+        assert spec["shot"]["path"].endswith("plate.1001.png")
+        assert spec["queries"] == str(Path(job_dir) / "queries.blender.json")
         deadline = time.time() + 60
         while addon.tick() is not None:
             assert time.time() < deadline, addon.STATE
             time.sleep(0.05)
         assert addon.STATE["phase"] == "done", addon.STATE["message"]
+        assert addon.STATE["job_dir"] == str(Path(job_dir) / "job")  # the last line of 'dtvfx submit' 
         assert sorted(addon.STATE["imported"]) == ["car_a", "corner 1"]
         m = {t.name: t for o in clip.tracking.objects for t in o.tracks}
         mk = [(x.frame, x.co[0], x.mute) for x in m["car_a"].markers]

@@ -87,15 +87,17 @@ def _write_atomic(path: str, text: str) -> None:
 
 
 # ----------------------------------------------------------------------------- submit
-def job_spec(clip, name: str, cfg: dict) -> dict:
-    """The job spec (dino_tracker_vfx.jobs.spec fields). Written as JSON, which YAML readers accept."""
+def job_spec(clip, name: str, folder: str, cfg: dict) -> dict:
+    """The job spec (dino_tracker_vfx.jobs.spec fields), absolute paths into ``folder``. Written as JSON,
+    which YAML readers accept."""
     path = bpy.path.abspath(clip.filepath, library=clip.library)
     if clip.source == "MOVIE":
         shot = {"path": path, "first_frame": clipio.first_file_frame(clip)}
     else:
         shot = {"path": path}  # one frame of a sequence: dtvfx opens the whole sequence
-    return {"name": name, "shot": shot, "queries": QUERIES_FILE, "preset": cfg["preset"],
-            "outputs": [{"format": "blender_markers", "path": RESULT_FILE}, {"format": "json", "path": "tracks.json"}]}
+    return {"name": name, "shot": shot, "queries": os.path.join(folder, QUERIES_FILE), "preset": cfg["preset"],
+            "outputs": [{"format": "blender_markers", "path": os.path.join(folder, RESULT_FILE)},
+                        {"format": "json", "path": os.path.join(folder, "tracks.json")}]}
 
 
 def queries_doc(clip, scene) -> dict:
@@ -134,10 +136,10 @@ def start_job(clip, scene, cfg: dict) -> str:
     os.makedirs(job_dir)
     _write_atomic(os.path.join(job_dir, QUERIES_FILE), json.dumps(doc, indent=1))
     spec = os.path.join(job_dir, "job.yaml")
-    _write_atomic(spec, json.dumps(job_spec(clip, os.path.basename(job_dir), cfg), indent=1) + "\n")
+    _write_atomic(spec, json.dumps(job_spec(clip, os.path.basename(job_dir), job_dir, cfg), indent=1) + "\n")
     cmd = command(cfg)
     try:
-        proc = subprocess.Popen(cmd + ["submit", spec], cwd=job_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        proc = subprocess.Popen(cmd + ["submit", spec, "--job-dir", os.path.join(job_dir, "job")], cwd=job_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
     except OSError as e:
         raise clipio.ClipIOError(f"cannot run {cmd[0]!r} ({e}); set the add-on preference 'dtvfx command' or "
@@ -161,10 +163,9 @@ def _job_dir_from_submit(out: str, fallback: str) -> str:
             return d["job_dir"]
     except ValueError:
         pass
-    for ln in reversed((out or "").splitlines()):
-        cand = ln.strip().split()[-1] if ln.strip() else ""
-        if cand and os.path.isdir(cand):
-            return cand
+    lines = [ln.strip() for ln in (out or "").splitlines() if ln.strip()]
+    if lines and os.path.isdir(lines[-1]):  # dtvfx submit: the last line is the job directory
+        return lines[-1]
     return fallback
 
 
@@ -195,7 +196,7 @@ def tick() -> float | None:
             if p.returncode != 0:
                 return _fail(f"submit failed: {_last_line(err) or _last_line(out) or f'exit {p.returncode}'}")
             STATE.update(phase="running", proc=None, message="submitted",
-                         job_dir=_job_dir_from_submit(out.strip(), STATE["job_dir"]))
+                         job_dir=_job_dir_from_submit(out.strip(), os.path.join(STATE["job_dir"], "job")))
             return poll
         if ph == "running":
             sp = STATE["status_proc"]
