@@ -300,6 +300,8 @@ def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
     fake.write_text(FAKE_DTVFX.format(repo=str(REPO)))
     addon.register()
     try:
+        props = addon.DTVFX_AddonPreferences.bl_rna.properties
+        assert {"dtvfx_cmd", "jobs_dir", "preset", "poll_seconds"} <= set(props.keys())
         out = tmp_path / "a.blend"
         ts = golden_trackset()
         write_tracks(ts, out, "blender", {"clip": str(plate / "plate.####.png")})
@@ -336,3 +338,25 @@ def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
     finally:
         addon.unregister()
         addon.STATE.update(phase="idle")
+
+
+@pytest.mark.blender
+def test_movie_clip_frames(bpy, tmp_path):
+    mv = REPO.parent / "shared" / "data" / "demo_videos" / "horsejump-high_480p.mp4"
+    if not mv.is_file():
+        pytest.skip("demo movie not available")
+    from dino_tracker_vfx.shots import open_shot
+
+    shot = open_shot(str(mv))  # movie frames 1..50
+    T = shot.n_images
+    xy = np.stack([np.stack([np.arange(T) * 1.0, np.full(T, 100.0)], -1)])
+    ts = TrackSet(xy, np.ones((1, T), bool), np.ones((1, T), np.float32), ["p"], [Query(0, 0.0, 100.0, "p")],
+                  shot.frame_numbers, shot.size)
+    out = tmp_path / "mv.blend"
+    write_tracks(ts, out, "blender", {"clip": str(mv)})
+    clip = _markers(bpy, out)["clip"]
+    assert clip.source == "MOVIE" and clip.get("dtvfx_first_frame") == 1 and clip.frame_start == 1
+    m = clip.tracking.tracks["p"].markers
+    assert [x.frame for x in m][:3] == [1, 2, 3] and m[9].co[0] == pytest.approx((9 + 0.5) / 854, abs=1e-7)
+    (q,) = read_queries(out, ts, "blender", {"frame": 10})
+    assert q.t == 9 and q.x == pytest.approx(9.0, abs=1e-4) and q.y == pytest.approx(100.0, abs=1e-4)

@@ -18,8 +18,7 @@ Frame mapping: see ``clipio.py`` (clip frame 1 = the clip's first file; plate fr
 the file name). All file writes go to a temp file and are renamed into place.
 """
 
-from __future__ import annotations
-
+# No "from __future__ import annotations": bpy reads the property annotations of the classes below.
 import json
 import os
 import re
