@@ -212,3 +212,16 @@ def test_nuke_ascii_golden_round_trip(tmp_path):
     bad.write_text("1001 1 2\n1002 oops\n")
     with pytest.raises(InputError, match=r"bad.nuke.txt:2: expected 'frame x y'"):
         read_with("nuke-ascii", bad, plate_size=(10, 10))
+
+
+def test_nk_duplicate_names_renamed_with_note_and_keys_outside_shot(tmp_path):
+    row = '{ {curve K x1 1} "pt" {curve x1 1.5 2.5} {curve x1 3.5 4.5} }'
+    p = tmp_path / "dup.nk"
+    p.write_text("Tracker4 {\n tracks { { 1 31 2 }\n{ { 5 1 20 enable e 1 } { 3 1 75 name name 1 } "
+                 "{ 2 1 58 track_x track_x 1 } { 2 1 58 track_y track_y 1 } }\n{\n " + row + "\n " + row +
+                 "\n}\n}\n name T\n}\n")
+    rr = read_with("nuke", p, "read_queries", plate_size=(10, 10))
+    assert [q.name for q in rr.queries] == ["pt", "pt_2"] and rr.notes == ("duplicate name 'pt' renamed to 'pt_2'",)
+    assert read_with("nuke", p, plate_size=(10, 10)).names == ["pt", "pt_2"]
+    with pytest.raises(InputError, match=r"dup.nk:5: track 'pt' has a key at frame 2, outside the shot \(1-1\)"):
+        read_with("nuke", p, plate_size=(10, 10), frame_numbers=[1])
