@@ -11,7 +11,6 @@ Clip frame 1 = plate.1001.png, so plate frame 1003 is clip frame 3.
 from __future__ import annotations
 
 import json
-import os
 import stat
 import sys
 import time
@@ -20,12 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _adapter_helpers import FRAMES, assert_same_tracks, golden_trackset
+from _adapter_helpers import FRAMES, assert_same_tracks, check_golden, golden_trackset
 from dino_tracker_vfx.adapters import read_queries, registry, resolve_options, write_tracks
 from dino_tracker_vfx.errors import ConfigError, InputError
 from dino_tracker_vfx.tracks import Query, TrackSet
 
-GOLDEN = Path(__file__).parent / "golden" / "blender"
 REPO = Path(__file__).resolve().parents[1]
 W, H = 1920, 1080
 CAR_A_0 = (0.5 / W, 1079.5 / H)
@@ -47,11 +45,7 @@ def _reorder(ts: TrackSet, names: list[str]) -> TrackSet:
 def test_markers_document_hand_values_and_golden(tmp_path):
     p = tmp_path / "golden.blender.json"
     write_tracks(golden_trackset(), p)  # suffix picks blender_markers over core json
-    ref = GOLDEN / "golden.blender.json"
-    if os.environ.get("DTVFX_REGEN_GOLDEN"):
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_bytes(p.read_bytes())
-    assert p.read_bytes() == ref.read_bytes()
+    check_golden(p, "blender")
     doc = json.loads(p.read_text())
     t = {x["name"]: x for x in doc["tracks"]}
     assert (t["car_a"]["object"], t["car_b"]["object"], t["corner 1"]["object"]) == ("car", "car", None)

@@ -3,24 +3,22 @@
 Golden files (tests/golden/<adapter>/) are compared byte for byte; the spot checks below pin origin,
 units, first frame and occlusion with values computed by hand from tests/_adapter_helpers.py
 (1920x1080, frames 1001-1005; car_a (10 t, 5 t); car_b (100.25 + 2 t, 200.5 - t) occluded at t=2;
-"corner 1" (1919 - 1.5 t, 1079 - 2.5 t)). Regenerate goldens with DTVFX_REGEN_GOLDEN=1 (then review!).
+"corner 1" (1919 - 1.5 t, 1079 - 2.5 t)). Regenerate goldens with DTVFX_UPDATE_GOLDEN=1 (then review the diff).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _adapter_helpers import FRAMES, assert_same_tracks, golden_trackset
+from _adapter_helpers import FRAMES, assert_same_tracks, check_golden, golden_trackset
 from dino_tracker_vfx.adapters import read_queries, registry, resolve_options, write_tracks
 from dino_tracker_vfx.errors import ConfigError, InputError, UserError
 from dino_tracker_vfx.tracks import Query, TrackSet
 
-GOLDEN = Path(__file__).parent / "golden"
 FILES = {"tde": "golden.3de.txt", "syntheyes": "golden.syntheyes.txt", "pftrack": "golden.2dt",
          "mmsolver": "golden.uv"}
 CTX = {"plate_size": (1920, 1080), "frame_numbers": FRAMES}
@@ -69,12 +67,7 @@ def test_registered_with_suffixes_and_capabilities():
 
 @pytest.mark.parametrize("name", sorted(FILES))
 def test_golden_byte_for_byte(name, tmp_path):
-    p = _write(name, tmp_path)
-    ref = GOLDEN / name / FILES[name]
-    if os.environ.get("DTVFX_REGEN_GOLDEN"):
-        ref.parent.mkdir(parents=True, exist_ok=True)
-        ref.write_bytes(p.read_bytes())
-    assert p.read_bytes() == ref.read_bytes()
+    check_golden(_write(name, tmp_path), name)  # DTVFX_UPDATE_GOLDEN=1 rewrites (review the diff)
 
 
 # ----------------------------------------------------------------------------- hand-computed values
