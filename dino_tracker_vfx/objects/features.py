@@ -1,0 +1,439 @@
+"""Per-frame feature sources for mask propagation (a pluggable :class:`FeatureSource`).
+
+Contract (every source)
+-----------------------
+* ``source(t)`` -> float32 torch tensor ``[C, h, w]``, **L2-normalised over C** at every patch, for
+  image index ``t`` of the shot (deterministic: the same ``t`` gives the same map).
+* ``source.grid`` -> :class:`PatchGrid`: where the ``h x w`` patch centres lie (working px, a regular
+  grid) and the :class:`~dino_tracker_vfx.coords.Resize` between plate and working raster.
+* ``source.name`` -> ``"dino"``, ``"tracker"`` or ``"colour-texture"``; ``source.describe()`` a dict
+  written into output metadata (which features made a result).
+
+Sources
+-------
+* :class:`DinoFeatures`   - a frozen DINOv2 backbone (``tracker.backbones`` + ``tracker.weights``) when
+  weights are present; ``random_weights=True`` builds the same network untrained (timing only).
+* :class:`TrackerFeatures` - the refined features of the shot's own trained DINO-Tracker
+  (``tracker.api.ShotTracker.features``): what a shot has when no DINO weights are installed.
+* :class:`ColourTextureFeatures` - weight-free hand-made features (CIE Lab colour at three scales +
+  gradient-orientation energy at two scales) on a regular grid of ``stride`` px. No training, no
+  weights; the reference for tests and the measured source of ``docs/results-objects.md``.
+
+:func:`open_feature_source` picks one: ``"auto"`` = DINO when weights are found, else the shot's
+trained tracker when the tracker package is installed, else colour-texture (with a warning).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Callable, Protocol, runtime_checkable
+
+import numpy as np
+
+from ..checks import check_shape
+from ..coords import Resize
+from ..errors import ConfigError, WeightsError
+
+log = logging.getLogger("dino_tracker_vfx.objects")
+
+FEATURE_CHOICES = ("auto", "dino", "tracker", "colour-texture")
+
+
+@dataclass(frozen=True)
+class PatchGrid:
+    """A regular ``h x w`` grid of patch centres in working px.
+
+    Patch ``(i, j)`` (row i, column j) has its centre at ``(origin[0] + step[0] * j, origin[1] + step[1] * i)``
+    working px; ``resize`` maps plate px <-> working px (``coords.Resize``).
+    """
+
+    h: int
+    w: int
+    origin: tuple[float, float]  # working px (x, y) of patch (0, 0)
+    step: tuple[float, float]  # working px between neighbouring patch centres (x, y)
+    resize: Resize
+
+    @classmethod
+    def from_centres(cls, centres: np.ndarray, h: int, w: int, resize: Resize) -> "PatchGrid":
+        """Build from patch-centre coordinates ``[h*w, 2]`` (row-major, working px); checks regularity."""
+        c = np.asarray(centres, np.float64)
+        check_shape(c, "P 2", "patch centres", {"P": h * w})
+        g = c.reshape(h, w, 2)
+        ox, oy = g[0, 0]
+        sx = (g[0, -1, 0] - ox) / (w - 1) if w > 1 else 1.0
+        sy = (g[-1, 0, 1] - oy) / (h - 1) if h > 1 else 1.0
+        jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+        expect = np.stack([ox + sx * jj, oy + sy * ii], -1)
+        if not np.allclose(expect, g, atol=1e-3):
+            raise ValueError("patch centres do not form a regular row-major grid")
+        return cls(h, w, (float(ox), float(oy)), (float(sx), float(sy)), resize)
+
+    def centres_working(self) -> np.ndarray:
+        """``[h*w, 2]`` patch centres, working px, row-major."""
+        jj, ii = np.meshgrid(np.arange(self.w), np.arange(self.h))
+        return np.stack([self.origin[0] + self.step[0] * jj, self.origin[1] + self.step[1] * ii], -1).reshape(-1, 2)
+
+    def centres_plate(self) -> np.ndarray:
+        return self.resize.to_plate(self.centres_working())
+
+    def plate_to_grid(self, xy_plate) -> np.ndarray:
+        """Plate px ``(..., 2)`` -> fractional grid coordinates ``(j, i)`` (column, row)."""
+        wk = self.resize.to_working(xy_plate)
+        return (wk - np.array(self.origin)) / np.array(self.step)
+
+    def step_plate(self) -> tuple[float, float]:
+        """Patch spacing in plate px (x, y)."""
+        s = self.resize.scale
+        return (self.step[0] / s[0], self.step[1] / s[1])
+
+    def describe(self) -> dict[str, Any]:
+        return {"grid_hw": [self.h, self.w], "origin_working_px": list(self.origin),
+                "step_working_px": list(self.step), "working_wh": list(self.resize.work_wh),
+                "plate_wh": list(self.resize.plate_wh)}
+
+
+@runtime_checkable
+class FeatureSource(Protocol):
+    name: str
+    grid: PatchGrid
+
+    def __call__(self, t: int):  # -> torch.Tensor [C, h, w], L2-normalised over C
+        ...
+
+    def describe(self) -> dict[str, Any]:
+        ...
+
+
+def l2_normalise(feat):
+    """L2-normalise a torch ``[C, h, w]`` map over C (zero vectors stay zero)."""
+    import torch
+
+    return feat / feat.norm(dim=0, keepdim=True).clamp_min(1e-8) if isinstance(feat, torch.Tensor) else \
+        feat / np.maximum(np.linalg.norm(feat, axis=0, keepdims=True), 1e-8)
+
+
+# ----------------------------------------------------------------------------------- colour-texture
+
+
+def _grid_for_stride(plate_wh: tuple[int, int], stride: int, max_side: int) -> tuple[Resize, int, int]:
+    """Working raster = plate scaled so its long side is <= ``max_side``, rounded to whole ``stride`` cells."""
+    W, H = plate_wh
+    s = min(1.0, max_side / max(W, H))
+    w = max(1, int(round(W * s / stride)))
+    h = max(1, int(round(H * s / stride)))
+    return Resize((W, H), (w * stride, h * stride)), h, w
+
+
+class ColourTextureFeatures:
+    """Weight-free features on a grid of ``stride`` working px (cell-centred: ``origin = (stride-1)/2``).
+
+    Channels (before per-channel standardisation and L2 normalisation):
+    ``Lab`` cell means (3) + the same blurred over ``sigma = 1`` and ``3`` cells (6) - colour at three
+    scales - and ``sqrt`` of gradient energy in 8 orientation bins per cell (8) + blurred over 1.5 cells
+    (8) - texture. Group weights ``colour_weight`` / ``texture_weight`` scale the two groups. Each channel
+    is standardised with the mean/std of the **reference frame** (``ref_t``, the first frame with a
+    mask), so every frame goes through the same fixed affine map and features stay comparable.
+
+    ``frames``: a callable ``t -> float32 RGB [H, W, 3]`` in 0..1 at plate size (e.g. ``shot.read``) or a
+    uint8 array ``[T, H, W, 3]``.
+    """
+
+    name = "colour-texture"
+
+    def __init__(self, frames, plate_wh: tuple[int, int], *, stride: int = 8, max_side: int = 864,
+                 colour_weight: float = 1.0, texture_weight: float = 0.6, ref_t: int = 0, cache: bool = True):
+        self.stride = int(stride)
+        self.resize, h, w = _grid_for_stride(plate_wh, self.stride, max_side)
+        o = (self.stride - 1) / 2.0
+        self.grid = PatchGrid(h, w, (o, o), (float(self.stride), float(self.stride)), self.resize)
+        self._frames = frames
+        self.colour_weight, self.texture_weight = float(colour_weight), float(texture_weight)
+        self._cache: dict[int, Any] | None = {} if cache else None
+        self._mean = self._std = None
+        raw = self._raw(ref_t)
+        self._mean = raw.reshape(raw.shape[0], -1).mean(1)[:, None, None]
+        self._std = raw.reshape(raw.shape[0], -1).std(1)[:, None, None] + 1e-3
+        self.ref_t = int(ref_t)
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": self.name, "stride_working_px": self.stride, "colour_weight": self.colour_weight,
+                "texture_weight": self.texture_weight, "standardised_on_frame": self.ref_t, **self.grid.describe()}
+
+    def _image(self, t: int) -> np.ndarray:
+        import cv2
+
+        f = self._frames
+        img = f(t) if callable(f) else np.asarray(f[t], np.float32) / 255.0
+        img = np.asarray(img, np.float32)
+        wk = self.resize.work_wh
+        if (img.shape[1], img.shape[0]) != wk:
+            interp = cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR
+            img = cv2.resize(img, wk, interpolation=interp)
+        return img
+
+    def _raw(self, t: int) -> np.ndarray:
+        import cv2
+
+        img = self._image(t)
+        lab = cv2.cvtColor(img, cv2.COLOR_RGB2Lab) * np.array([1 / 100.0, 1 / 128.0, 1 / 128.0], np.float32)
+        h, w = self.grid.h, self.grid.w
+        cells = cv2.resize(lab, (w, h), interpolation=cv2.INTER_AREA)
+        col = [cells, cv2.GaussianBlur(cells, (0, 0), 1.0, borderType=cv2.BORDER_REFLECT),
+               cv2.GaussianBlur(cells, (0, 0), 3.0, borderType=cv2.BORDER_REFLECT)]
+        L = cv2.GaussianBlur(lab[..., 0], (0, 0), 0.8)
+        gx = cv2.Sobel(L, cv2.CV_32F, 1, 0, ksize=3)
+        gy = cv2.Sobel(L, cv2.CV_32F, 0, 1, ksize=3)
+        mag = np.sqrt(gx * gx + gy * gy)
+        ang = (np.arctan2(gy, gx) % np.pi) / np.pi * 8.0  # unsigned orientation in [0, 8)
+        b0 = np.floor(ang).astype(np.int64) % 8
+        frac = (ang - np.floor(ang)).astype(np.float32)
+        bins = np.zeros((lab.shape[0], lab.shape[1], 8), np.float32)
+        r, c = np.indices(b0.shape)
+        bins[r, c, b0] += mag * (1 - frac)
+        bins[r, c, (b0 + 1) % 8] += mag * frac
+        tex = np.sqrt(cv2.resize(bins, (w, h), interpolation=cv2.INTER_AREA))
+        tex2 = cv2.GaussianBlur(tex, (0, 0), 1.5, borderType=cv2.BORDER_REFLECT)
+        colour = np.concatenate(col, -1).transpose(2, 0, 1)
+        texture = np.concatenate([tex, tex2], -1).transpose(2, 0, 1)
+        return np.concatenate([colour, texture], 0).astype(np.float32)
+
+    def __call__(self, t: int):
+        import torch
+
+        if self._cache is not None and t in self._cache:
+            return self._cache[t]
+        raw = (self._raw(t) - self._mean) / self._std
+        nc = 9
+        raw[:nc] *= self.colour_weight / np.sqrt(nc)
+        raw[nc:] *= self.texture_weight / np.sqrt(raw.shape[0] - nc)
+        out = l2_normalise(torch.from_numpy(np.ascontiguousarray(raw)))
+        if self._cache is not None:
+            self._cache[t] = out
+        return out
+
+
+# ----------------------------------------------------------------------------------- tracker / DINO
+
+
+class TrackerFeatures:
+    """Refined features of the shot's trained DINO-Tracker.
+
+    ``tracker``: an object with ``features(t) -> (feat [C, h, w], centres [h*w, 2] working px, Resize)``
+    (``tracker.api.ShotTracker`` after ``prepare()`` / ``train()``).
+    """
+
+    name = "tracker"
+
+    def __init__(self, tracker, label: str = "tracker"):
+        self._tracker = tracker
+        self.label = label
+        feat, centres, resize = tracker.features(0)
+        C, h, w = (int(s) for s in feat.shape)
+        self.grid = PatchGrid.from_centres(np.asarray(centres), h, w, resize)
+        self._first = (0, feat)
+
+    def describe(self) -> dict[str, Any]:
+        preset = getattr(self._tracker, "preset", None)
+        return {"features": self.name, "tracker_preset": getattr(preset, "name", preset), **self.grid.describe()}
+
+    def __call__(self, t: int):
+        import torch
+
+        if self._first is not None and self._first[0] == t:
+            feat = self._first[1]
+            self._first = None
+        else:
+            feat, _, _ = self._tracker.features(t)
+        feat = torch.as_tensor(feat).detach().float().cpu()
+        check_shape(feat, "C h w", "tracker features", {"h": self.grid.h, "w": self.grid.w})
+        return l2_normalise(feat)
+
+
+class DinoFeatures:
+    """A frozen DINOv2 backbone (A1's ``tracker.backbones``), patch tokens of one layer.
+
+    ``model``: a module with the ``tracker.backbones.DinoV2`` interface (``forward_features`` /
+    ``patch_stride``); :meth:`build` makes it from weights (or ``random_weights=True`` for timing).
+    ``frames``: callable ``t -> float32 RGB [H, W, 3]`` at plate size.
+    """
+
+    name = "dino"
+
+    def __init__(self, model, frames, plate_wh: tuple[int, int], *, work_wh: tuple[int, int], layer: int | None = None,
+                 device: str = "cpu", label: str = "dinov2"):
+        import torch
+
+        self.model = model.eval().to(device)
+        self._frames = frames
+        self.device = device
+        self.layer = layer
+        self.label = label
+        self.resize = Resize(tuple(plate_wh), tuple(work_wh))
+        with torch.no_grad():
+            feat, centres = self._run(0)
+        h, w = feat.shape[1:]
+        self.grid = PatchGrid.from_centres(centres, h, w, self.resize)
+        self._first = (0, feat)
+
+    @classmethod
+    def build(cls, frames, plate_wh, *, variant: str = "vits14", weights=None, random_weights: bool = False,
+              stride: int = 7, work_wh=None, device: str = "cpu", layer: int | None = None) -> "DinoFeatures":
+        try:
+            from ..tracker import backbones
+        except ImportError as e:  # pragma: no cover - depends on the tracker package state
+            raise WeightsError(f"the DINOv2 backbone is not available ({e})") from None
+        model = _make_backbone(backbones, variant, stride)
+        label = f"dinov2_{variant} (random weights, timing only)" if random_weights else f"dinov2_{variant}"
+        if not random_weights:
+            from ..tracker import weights as wmod
+
+            sd = wmod.load_dinov2(variant, weights) if weights is not None or True else None
+            _load_state(model, sd)
+        if work_wh is None:
+            W, H = plate_wh
+            ps = getattr(model, "patch_size", 14)
+            work_wh = (max(ps, int(round(W / ps)) * ps), max(ps, int(round(H / ps)) * ps))
+        return cls(model, frames, plate_wh, work_wh=work_wh, device=device, layer=layer, label=label)
+
+    def describe(self) -> dict[str, Any]:
+        return {"features": self.name, "backbone": self.label, "layer": self.layer, **self.grid.describe()}
+
+    def _run(self, t: int):
+        import cv2
+        import torch
+
+        img = np.asarray(self._frames(t), np.float32)
+        wk = self.resize.work_wh
+        img = cv2.resize(img, wk, interpolation=cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR)
+        mean = np.array([0.485, 0.456, 0.406], np.float32)
+        std = np.array([0.229, 0.224, 0.225], np.float32)
+        x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy()).to(self.device)
+        out = _backbone_patch_map(self.model, x, self.layer)  # [1, C, h, w], centres [h*w, 2]
+        feat, centres = out
+        return l2_normalise(feat[0].float().cpu()), centres
+
+    def __call__(self, t: int):
+        import torch
+
+        if self._first is not None and self._first[0] == t:
+            f = self._first[1]
+            self._first = None
+            return f
+        with torch.no_grad():
+            return self._run(t)[0]
+
+
+def _make_backbone(backbones, variant: str, stride: int):
+    """Build A1's DinoV2 for ``variant`` with patch stride ``stride`` (interface adapter)."""
+    for attr in ("build_dinov2", "make_dinov2", "dinov2"):
+        fn = getattr(backbones, attr, None)
+        if callable(fn):
+            return fn(variant, stride=stride)
+    cls = getattr(backbones, "DinoV2", None)
+    if cls is None:
+        raise WeightsError("tracker.backbones has no DinoV2")
+    return cls(variant, stride=stride) if not hasattr(cls, "from_name") else cls.from_name(variant, stride=stride)
+
+
+def _load_state(model, sd) -> None:
+    if sd is None:
+        raise WeightsError("no DINOv2 weights found")
+    if hasattr(sd, "state_dict"):
+        sd = sd.state_dict()
+    if isinstance(sd, dict):
+        model.load_state_dict(sd, strict=False)
+
+
+def _backbone_patch_map(model, x, layer):
+    """Run the backbone and return (``[1, C, h, w]`` patch features, ``[h*w, 2]`` centres working px)."""
+    import torch
+
+    if hasattr(model, "patch_features"):
+        out = model.patch_features(x, layer=layer) if layer is not None else model.patch_features(x)
+    elif hasattr(model, "get_intermediate_layers"):
+        n = 1 if layer is None else [layer]
+        out = model.get_intermediate_layers(x, n=n, reshape=True)[0]
+    else:
+        out = model(x)
+    if isinstance(out, (tuple, list)):
+        out = out[0]
+    feat = torch.as_tensor(out)
+    _, _, h, w = feat.shape
+    centres = getattr(model, "patch_centres", None)
+    if callable(centres):
+        c = np.asarray(centres(h, w), np.float64)
+    else:  # ViT patches of size p at stride s: centre of patch (i, j) at s*j + (p-1)/2
+        p = getattr(model, "patch_size", 14)
+        s = getattr(model, "patch_stride", p)
+        jj, ii = np.meshgrid(np.arange(w), np.arange(h))
+        c = np.stack([s * jj + (p - 1) / 2.0, s * ii + (p - 1) / 2.0], -1).reshape(-1, 2)
+    return feat, c
+
+
+# ----------------------------------------------------------------------------------- choice
+
+
+def dino_weights_available(variant: str = "vits14", weights=None) -> bool:
+    try:
+        from ..tracker import weights as wmod
+    except ImportError:
+        return False
+    for attr in ("find_dinov2", "locate_dinov2", "dinov2_path"):
+        fn = getattr(wmod, attr, None)
+        if callable(fn):
+            try:
+                return fn(variant, weights) is not None
+            except Exception:  # noqa: BLE001 - "not found" in any form means not available
+                return False
+    return False
+
+
+def tracker_available() -> bool:
+    try:
+        from ..tracker import api  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=None, preset: str = "cpu-preview",
+                        masks=None, cache_dir=None, weights=None, stride: int = 8,
+                        progress=None, cancel=None, frames: Callable | None = None) -> FeatureSource:
+    """Open the feature source ``kind`` (see :data:`FEATURE_CHOICES`) for ``shot``.
+
+    ``auto``: DINOv2 when weights are found, else the shot's trained tracker (``tracker`` if given, else
+    ``tracker.api.ShotTracker(shot, preset, masks, cache_dir)`` trained now - slow on a CPU), else
+    colour-texture with a warning.
+    """
+    if kind not in FEATURE_CHOICES:
+        raise ConfigError(f"features {kind!r} is not one of {', '.join(FEATURE_CHOICES)}", where="--features")
+    read = frames or shot.read
+    if kind == "auto":
+        if dino_weights_available(weights=weights):
+            kind = "dino"
+        elif tracker is not None or tracker_available():
+            kind = "tracker"
+        else:
+            log.warning("no DINOv2 weights and no trained tracker available: using weight-free colour-texture "
+                        "features (lower quality)")
+            kind = "colour-texture"
+    if kind == "colour-texture":
+        return ColourTextureFeatures(read, shot.size, stride=stride, ref_t=ref_t)
+    if kind == "dino":
+        return DinoFeatures.build(read, shot.size, weights=weights)
+    if tracker is None:
+        if not tracker_available():
+            raise ConfigError("features 'tracker' need the tracker package (dino_tracker_vfx.tracker.api)",
+                              where="--features")
+        from ..tracker import api
+
+        tracker = api.ShotTracker(shot, preset, masks=masks, cache_dir=cache_dir, progress=progress,
+                                  cancel=cancel)
+        tracker.prepare()
+        tracker.train()
+    return TrackerFeatures(tracker, label=str(preset))
+
+
+__all__ = ["PatchGrid", "FeatureSource", "ColourTextureFeatures", "TrackerFeatures", "DinoFeatures",
+           "open_feature_source", "FEATURE_CHOICES", "l2_normalise"]
