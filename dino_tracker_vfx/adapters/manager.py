@@ -3,8 +3,8 @@
 Loading (:func:`load_registry`):
 
 1. **Built-ins**: every module of the package ``dtvfx_plugins`` (folder ``plugins/`` at the repo top,
-   installed under that name by setup.cfg ``package_dir``). From a checkout that is not installed, the
-   repo's ``plugins/`` folder is imported as ``dtvfx_plugins``. Modules whose name starts with ``_``
+   installed under that name by setup.cfg ``package_dir``). When this package runs from a checkout
+   (``plugins/`` beside it), that folder is imported as ``dtvfx_plugins``; otherwise the installed one. Modules whose name starts with ``_``
    or ``host_`` are skipped (``host_*`` packages hold host-side code such as the Nuke panel, which may
    need the host's own Python modules). A built-in that fails to import or whose hook raises is a bug:
    the error propagates.
@@ -46,18 +46,19 @@ NEEDS = ("write", "read_queries", "read_tracks")
 
 
 def builtin_package() -> ModuleType:
-    """Import ``dtvfx_plugins`` (installed) or the checkout's ``plugins/`` folder under that name."""
+    """``dtvfx_plugins``: the ``plugins/`` folder beside this package when it runs from a checkout (so
+    a checkout never mixes with an older installed copy), else the installed package."""
     if BUILTIN_PACKAGE in sys.modules:
         return sys.modules[BUILTIN_PACKAGE]
-    try:
-        return importlib.import_module(BUILTIN_PACKAGE)
-    except ModuleNotFoundError as e:
-        if e.name != BUILTIN_PACKAGE:
-            raise
     init = _REPO_PLUGINS / "__init__.py"
     if not init.is_file():
-        raise ConfigError(f"built-in plugins not found: package {BUILTIN_PACKAGE} is not installed and "
-                          f"{_REPO_PLUGINS} does not exist")
+        try:
+            return importlib.import_module(BUILTIN_PACKAGE)
+        except ModuleNotFoundError as e:
+            if e.name != BUILTIN_PACKAGE:
+                raise
+            raise ConfigError(f"built-in plugins not found: package {BUILTIN_PACKAGE} is not installed and "
+                              f"{_REPO_PLUGINS} does not exist") from None
     spec = importlib.util.spec_from_file_location(BUILTIN_PACKAGE, init,
                                                   submodule_search_locations=[str(_REPO_PLUGINS)])
     mod = importlib.util.module_from_spec(spec)
