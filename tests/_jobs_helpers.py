@@ -4,8 +4,8 @@ per job. The real DINO-Tracker is used by the tests marked ``tracker``-dependent
 
 ``counting_track`` has the tracker API's signature. It "trains" ``preset['iterations']`` steps of a
 seeded random walk, sleeping ``preset['step_s']`` per step, saves a checkpoint (iteration + the exact
-numpy RNG state + the walk so far) every ``preset['checkpoint_every']`` steps atomically into
-``cache_dir``, resumes from it, and records every start iteration in ``cache_dir/starts.txt``. So a run
+numpy RNG state + the walk so far) every ``preset['checkpoint_every']`` steps and when cancelled, atomically
+into ``cache_dir``, resumes from it, and records every start iteration in ``cache_dir/starts.txt``. So a run
 killed and resumed gives bit-identical tracks to an uninterrupted one only if resume really works.
 """
 
@@ -67,6 +67,9 @@ def tiny_job(folder: Path, name: str = "sh010", iterations: int = 20, step_s: fl
             "preset": {"iterations": iterations, "step_s": step_s, "checkpoint_every": checkpoint_every},
             "seed": 7, "device": "cpu",
             "outputs": outputs if outputs is not None else [{"format": "csv", "path": f"out/{name}.csv"}]}
+    for k in ("ignore_cancel", "fail_once_at"):  # settings of counting_track
+        if k in extra:
+            spec["preset"][k] = extra.pop(k)
     spec.update(extra)
     return write_spec(folder / f"{name}.yaml", spec)
 
@@ -76,6 +79,11 @@ def helper_env() -> dict:
     pp = os.environ.get("PYTHONPATH", "")
     return {"DTVFX_TRACK_FN": HELPER_TRACK,
             "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)] + ([pp] if pp else []))}
+
+
+def checkpoint_iteration(cache_dir: Path) -> int:
+    (ck,) = Path(cache_dir).glob("counting-*.ckpt.json")
+    return json.loads(ck.read_text())["iteration"]
 
 
 def wait_for(pred, timeout: float = 30.0, poll: float = 0.05, what: str = "condition"):
@@ -98,13 +106,14 @@ def counting_track(shot, queries, *, preset=None, masks=None, cache_dir=None, de
 
     p = dict(preset or {})
     n_it, step_s, every = int(p.get("iterations", 20)), float(p.get("step_s", 0.0)), int(p.get("checkpoint_every", 5))
-    if p.get("fail_at") is not None and int(p["fail_at"]) >= 0:
-        fail_at = int(p["fail_at"])
-    else:
-        fail_at = None
+    fail_once_at = p.get("fail_once_at")  # RuntimeError at this iteration on the first start only
+    ignore_cancel = bool(p.get("ignore_cancel"))  # a stage that never checks cancel
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
-    ck = cache / "counting.ckpt.json"
+    import hashlib
+
+    key = hashlib.sha1(repr(([(q.t, q.x, q.y) for q in queries], shot.n_images, n_it, every, seed)).encode())
+    ck = cache / f"counting-{key.hexdigest()[:12]}.ckpt.json"  # keyed by inputs + settings, like the tracker's
     frames = [shot.read(t) for t in range(shot.n_images)]  # reads every frame: a corrupt one fails here
     if progress:
         progress(Progress("load", shot.n_images, shot.n_images))
@@ -117,19 +126,25 @@ def counting_track(shot, queries, *, preset=None, masks=None, cache_dir=None, de
     else:
         it, walk = 0, np.zeros((N, T, 2))
         rng = np.random.default_rng(seed)
+    first_start = not (cache / "starts.txt").exists()
     with open(cache / "starts.txt", "a") as fh:
         fh.write(f"{it} {os.getpid()}\n")
+
+    def save():
+        atomic.write_json(ck, {"iteration": it, "rng": rng.bit_generator.state, "walk": walk.ravel().tolist()})
+
     while it < n_it:
-        if cancel is not None and cancel():
-            raise Cancelled("training cancelled")
+        if cancel is not None and cancel() and not ignore_cancel:
+            save()
+            raise Cancelled(f"training cancelled at iteration {it} (checkpoint saved)")
         walk += rng.normal(0, 0.1, size=walk.shape) * float(np.mean(frames[it % T]))
         it += 1
         if step_s:
             time.sleep(step_s)
-        if fail_at is not None and it == fail_at:
-            raise RuntimeError(f"simulated failure at iteration {it}")
+        if fail_once_at is not None and first_start and it == int(fail_once_at):
+            raise RuntimeError(f"simulated crash at iteration {it}")
         if it % every == 0 or it == n_it:
-            atomic.write_json(ck, {"iteration": it, "rng": rng.bit_generator.state, "walk": walk.ravel().tolist()})
+            save()
         if progress:
             progress(Progress("train", it, n_it, iteration=it, eta_s=(n_it - it) * step_s))
     xy = np.array([[[q.x, q.y]] * T for q in queries], np.float64) + walk

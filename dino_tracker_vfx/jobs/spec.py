@@ -431,7 +431,10 @@ def _check_preset(preset: Any, overrides: dict, err) -> None:
     try:
         P.load_preset(_merge(preset, overrides))
     except ConfigError as e:
-        raise err("overrides" if overrides else "preset", str(e)) from None
+        msg = str(e)
+        for prefix in ("preset: ", "<settings>: "):
+            msg = msg[len(prefix):] if msg.startswith(prefix) else msg
+        raise err("overrides" if overrides else "preset", msg) from None
 
 
 def merged_preset(spec: JobSpec) -> Any:

@@ -1,0 +1,171 @@
+"""Job spec validation: one-line errors naming the file and the field; relative paths; batch files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import yaml
+
+from _jobs_helpers import make_shot, tiny_job, write_queries, write_spec
+from dino_tracker_vfx.errors import ConfigError
+from dino_tracker_vfx.jobs import batch as B
+from dino_tracker_vfx.jobs.spec import load_spec, merged_preset, spec_from_dict
+
+
+@pytest.fixture(autouse=True)
+def own_tracker_settings(monkeypatch):
+    """Spec parsing tests use the helper tracker's preset fields (the tracker's own loader is tested below)."""
+    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+
+
+@pytest.fixture
+def shot_dir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    make_shot(tmp_path / "plates", "sh010")
+    write_queries(tmp_path / "q.csv")
+    return tmp_path
+
+
+def _spec(tmp_path: Path, **fields) -> Path:
+    d = {"shot": "plates/sh010.####.png", "queries": "q.csv", "outputs": ["out/sh010.csv"]}
+    d.update(fields)
+    return write_spec(tmp_path / "job.yaml", {k: v for k, v in d.items() if v is not None})
+
+
+def _err(path) -> str:
+    with pytest.raises(ConfigError) as e:
+        load_spec(os.path.relpath(path))  # as a user types it
+    msg = str(e.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_valid_spec_resolves_relative_paths_against_the_spec_folder(shot_dir):
+    sub = shot_dir / "elsewhere"
+    sub.mkdir()
+    os.chdir(sub)  # the cwd must not matter
+    spec = load_spec(_spec(shot_dir, shot={"path": "plates/sh010.####.png", "frames": "1001-1004"},
+                           outputs=[{"format": ".json", "path": "out/a.json"}, "out/b.csv",
+                                    {"format": "csv", "path": "/abs/c.txt"}],
+                           masks=[{"path": "q.csv", "frame": 1002}], seed=3, device="CUDA:1"))
+    assert spec.name == "job"
+    assert spec.shot.path == str(shot_dir / "plates" / "sh010.####.png")
+    assert spec.shot.frames == "1001-1004"
+    assert spec.queries == [str(shot_dir / "q.csv")]
+    assert [(o.format, o.path) for o in spec.outputs] == [
+        ("json", str(shot_dir / "out" / "a.json")), ("csv", str(shot_dir / "out" / "b.csv")), ("csv", "/abs/c.txt")]
+    assert spec.masks[0].text == f"{shot_dir / 'q.csv'}@1002"
+    assert (spec.seed, spec.device) == (3, "cuda:1")
+    assert spec.wants_gpu()
+    # the resolved copy reads back identically from anywhere
+    again = spec_from_dict(yaml.safe_load(yaml.safe_dump(spec.to_dict())), base_dir="/")
+    assert again.to_dict() == spec.to_dict()
+    assert again.tracking_key() == spec.tracking_key()
+
+
+def test_range_in_the_shot_string(shot_dir):
+    spec = load_spec(_spec(shot_dir, shot="plates/sh010.####.png 1002-1005"))
+    assert spec.shot.frames == "1002-1005"
+    assert spec.shot.path.endswith("sh010.####.png")
+
+
+@pytest.mark.parametrize("fields, expect", [
+    ({"outputs": [{"format": "csv", "path": "a.csv"}, {"format": "nukee", "path": "b.nk"}]},
+     "job.yaml: outputs[1].format: unknown adapter 'nukee' (known: "),
+    ({"outputs": ["out/tracks"]}, "job.yaml: outputs[0].path: "),
+    ({"outputs": [{"format": "csv", "path": "a.csv", "options": {"bogus": 1}}]},
+     "job.yaml: outputs[0].options: "),
+    ({"outputs": [{"path": "a.csv", "fromat": "csv"}]}, "job.yaml: outputs[0].fromat: unknown field"),
+    ({"outputs": ["a.csv", {"format": "csv", "path": "a.csv"}]}, "job.yaml: outputs: two outputs write the same"),
+    ({"shot": "plates/nothing.####.png"}, "job.yaml: shot.path: no frames on disk match"),
+    ({"shot": "plates/sh010.####.png 1010-1001"}, "job.yaml: shot.path: bad frame range"),
+    ({"shot": {"path": "plates/sh010.####.png", "colourspace": "x"}}, "job.yaml: shot.colourspace: unknown field"),
+    ({"queries": "missing.csv"}, "job.yaml: queries: no such file: "),
+    ({"queries": ["q.csv", "missing.csv"]}, "job.yaml: queries[1]: no such file"),
+    ({"queries": None}, "job.yaml: queries: give queries and/or masks"),
+    ({"masks": [{"path": "q.csv", "frame": "first"}]}, "job.yaml: masks[0].frame: expected a host frame number"),
+    ({"device": "gpu"}, "job.yaml: device: 'gpu' is not one of auto, cpu, cuda"),
+    ({"seed": -1}, "job.yaml: seed: expected an integer >= 0"),
+    ({"name": "sh 010"}, "job.yaml: name: 'sh 010' must be letters"),
+    ({"overrides": [1]}, "job.yaml: overrides: expected a mapping"),
+    ({"resources": {"num_gpu": 1}}, "job.yaml: resources.num_gpu: unknown field"),
+    ({"shots": "x"}, "job.yaml: shots: unknown field"),
+])
+def test_bad_fields_are_named(shot_dir, fields, expect):
+    msg = _err(_spec(shot_dir, **fields))
+    assert msg.startswith(expect), msg
+
+
+def test_bad_yaml_and_not_a_mapping(tmp_path):
+    p = tmp_path / "job.yaml"
+    p.write_text("shot: [unclosed\n")
+    assert "job.yaml: invalid YAML at line" in _err(p)
+    p.write_text("- a\n- b\n")
+    assert "expected a mapping" in _err(p)
+    assert "job spec not found" in _err(tmp_path / "nope.yaml")
+
+
+def test_unknown_preset_and_overrides_with_the_tracker_loader(shot_dir, monkeypatch):
+    monkeypatch.delenv("DTVFX_TRACK_FN", raising=False)
+    pytest.importorskip("dino_tracker_vfx.tracker.presets")
+    from dino_tracker_vfx.tracker import presets as P
+
+    if not P.preset_names():
+        pytest.skip("the tracker has no preset files yet")
+    msg = _err(_spec(shot_dir, preset="nonexistent-preset"))
+    assert msg.startswith("job.yaml: preset: unknown preset 'nonexistent-preset' (known: ")
+    name = P.preset_names()[0]
+    msg = _err(_spec(shot_dir, preset=name, overrides={"no_such_section": {"x": 1}}))
+    assert msg.startswith("job.yaml: overrides: "), msg
+    spec = load_spec(_spec(shot_dir, preset=name, overrides={}))
+    assert merged_preset(spec) == name
+
+
+def test_overrides_merge(shot_dir, monkeypatch):
+    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")  # its own preset fields
+    spec = load_spec(_spec(shot_dir, preset={"a": {"x": 1, "y": 2}, "b": 3}, overrides={"a": {"y": 5}}))
+    assert merged_preset(spec) == {"a": {"x": 1, "y": 5}, "b": 3}
+    spec = load_spec(_spec(shot_dir, preset="fast", overrides={"train": {"iterations": 10}}))
+    assert merged_preset(spec) == {"base": "fast", "train": {"iterations": 10}}
+
+
+def test_batch_template_and_per_job_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+    for n in ("sh010", "sh020"):
+        make_shot(tmp_path / "plates" / n, n)
+        write_queries(tmp_path / f"{n}.csv")
+    write_spec(tmp_path / "shots.yaml", {
+        "template": {"queries": "{name}.csv", "preset": {"iterations": 3}, "device": "cpu",
+                     "outputs": [{"format": "csv", "path": "out/{name}_tracks.csv"}]},
+        "shots": [{"shot": "plates/sh010/sh010.####.png"},
+                  {"name": "sh020", "shot": "plates/sh020/sh020.####.png", "seed": 4},
+                  {"name": "sh030", "shot": "plates/sh030/sh030.####.png"},
+                  {"name": "sh040", "shot": "plates/sh010/sh010.####.png", "queries": "{take}.csv"}]})
+    jobs = B.load_batch(tmp_path / "shots.yaml")
+    assert [j.name for j in jobs] == ["sh010", "sh020", "sh030", "sh040"]
+    assert jobs[0].spec.queries == [str(tmp_path / "sh010.csv")]
+    assert jobs[1].spec.outputs[0].path == str(tmp_path / "out" / "sh020_tracks.csv") and jobs[1].spec.seed == 4
+    assert jobs[2].spec is None and jobs[2].state == "failed"
+    assert jobs[2].reason.startswith("shots.yaml: shots[2]: shot.path: no such folder") or \
+        "shots[2]: shot.path" in jobs[2].reason, jobs[2].reason
+    assert "shots[3]" in jobs[3].reason and "{take}" in jobs[3].reason
+
+    write_spec(tmp_path / "dup.yaml", {"jobs": [{"name": "a", "shot": "plates/sh010/sh010.####.png",
+                                                 "queries": "sh010.csv"}] * 2})
+    with pytest.raises(ConfigError, match="two jobs are named 'a'"):
+        B.load_batch(tmp_path / "dup.yaml")
+    write_spec(tmp_path / "bad.yaml", {"job": []})
+    with pytest.raises(ConfigError, match="bad.yaml: job: unknown field"):
+        B.load_batch(tmp_path / "bad.yaml")
+
+
+def test_list_form_batch_with_spec_paths(tmp_path, monkeypatch):
+    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+    tiny_job(tmp_path, "a")
+    (tmp_path / "b.yaml").write_text("shot: [\n")
+    (tmp_path / "list.yaml").write_text("- a.yaml\n- b.yaml\n- nope.yaml\n")
+    jobs = B.load_batch(tmp_path / "list.yaml")
+    assert [(j.name, j.spec is not None) for j in jobs] == [("a", True), ("b", False), ("nope", False)]
+    assert "invalid YAML" in jobs[1].reason and "job spec not found" in jobs[2].reason
