@@ -7,6 +7,9 @@ Query files (validated against the shot; errors name the file, line/row and fiel
   frame number); optional ``name`` and ``group``. Lines starting with ``#`` are comments.
 * JSON: ``{"queries": [{"frame": 1001, "x": .., "y": .., "name": .., "group": ..}, ...]}`` or a bare list
   of such objects (``t`` instead of ``frame`` allowed).
+* Anything a host adapter reads queries from (``.nk``, ``.blender.json``, ``.3de.txt``, ``.uv``, a core
+  track file to re-track, ...): handed to :func:`dino_tracker_vfx.adapters.read_queries`, which maps
+  host frames to image indices through the shot.
 
 Masks
 -----
@@ -40,6 +43,10 @@ def read_queries(path: str | Path, shot) -> list[Query]:
     p = Path(path)
     if not p.is_file():
         raise InputError("query file not found", where=str(p))
+    if _is_host_file(p):
+        from .adapters import read_queries as read_host_queries
+
+        return read_host_queries(p, shot)
     rows = _query_rows_json(p) if p.suffix.lower() == ".json" else _query_rows_csv(p)
     if not rows:
         raise InputError("no query points in file", where=str(p))
@@ -49,6 +56,26 @@ def read_queries(path: str | Path, shot) -> list[Query]:
     if renamed:
         warnings.warn(f"{p}: duplicate query names renamed: " + ", ".join(f"{a}->{b}" for a, b in renamed))
     return [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(out, names)]
+
+
+def _is_host_file(p: Path) -> bool:
+    """True when a host adapter, not the simple query format, should read ``p``."""
+    name = p.name.lower()
+    if name.endswith(".csv") or name.endswith(".json"):
+        from .tracks import FORMAT_NAME
+
+        head = p.read_text(errors="replace")[:4096]
+        if name.endswith(".csv"):
+            return head.startswith(f"# {FORMAT_NAME}")
+        if FORMAT_NAME in head:
+            return True
+        from .adapters import registry
+
+        try:  # a longer suffix such as .blender.json belongs to its adapter
+            return registry().for_path(p, "read_queries").name != "json"
+        except Exception:
+            return False
+    return True
 
 
 def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:

@@ -116,3 +116,23 @@ def test_cli_bad_input_is_one_line(png_sequence, make_spec, message):
     assert r.returncode == 2
     assert message in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+
+
+def test_queries_from_host_files_and_track_files(shot, tmp_path):
+    """Host formats and core track files go through the adapters, mapped by the shot's frame numbers."""
+    from dino_tracker_vfx.adapters import write_tracks
+    from dino_tracker_vfx.tracks import Query, TrackSet
+
+    T = shot.n_images
+    xy = np.zeros((2, T, 2))
+    xy[0, :] = [10.0, 20.0]
+    xy[1, :] = [30.5, 5.5]
+    qs = [Query(1, 10.0, 20.0, "a", "obj"), Query(3, 30.5, 5.5, "b", None)]
+    vis = np.ones((2, T), bool)
+    vis[0, :1] = vis[1, :3] = False  # formats without a query frame use the first visible one
+    ts = TrackSet(xy, vis, np.ones((2, T)), ["a", "b"], qs, shot.frame_numbers, shot.size)
+    for name in ("t.json", "t.csv", "t.nk", "t.3de.txt"):
+        write_tracks(ts, tmp_path / name)
+        got = read_queries(tmp_path / name, shot)
+        assert [(q.name, q.t) for q in got] == [("a", 1), ("b", 3)], name
+        np.testing.assert_allclose([[q.x, q.y] for q in got], [[10.0, 20.0], [30.5, 5.5]], atol=1e-6)
