@@ -13,6 +13,8 @@ Conversions
 * plate -> TAP-Vid evaluation raster (256x256): ``x_e = x * 256 / W`` as TAP-Vid / DINO-Tracker do
   (a pure scale; metric differences are the same as with the centre-aware map).
 * plate -> bottom-left pixel-corner space used by Nuke, 3DE, mmSolver...: ``(x + 0.5, H - (y + 0.5))``.
+* plate -> bottom-left pixel-centre space (PFTrack ``.2dt``: corner space shifted by -0.5 px): ``(x, H - 1 - y)``.
+* plate -> top-left pixel-corner space (After Effects layer space): ``(x + 0.5, y + 0.5)``.
 """
 
 from __future__ import annotations
@@ -99,6 +101,26 @@ def from_bottom_left_corner(xy, height: int) -> np.ndarray:
     out[..., 0] = xy[..., 0] - 0.5
     out[..., 1] = height - xy[..., 1] - 0.5
     return out
+
+
+def to_bottom_left_centre(xy, height: int) -> np.ndarray:
+    """Plate px -> pixel-centre, bottom-left origin, y up (PFTrack): ``(x, H - 1 - y)``."""
+    return to_bottom_left_corner(xy, height) - 0.5
+
+
+def from_bottom_left_centre(xy, height: int) -> np.ndarray:
+    """Inverse of :func:`to_bottom_left_centre`."""
+    return from_bottom_left_corner(_xy(xy) + 0.5, height)
+
+
+def to_top_left_corner(xy) -> np.ndarray:
+    """Plate px -> pixel-corner, top-left origin, y down (After Effects): ``(x + 0.5, y + 0.5)``."""
+    return _xy(xy) + 0.5
+
+
+def from_top_left_corner(xy) -> np.ndarray:
+    """Inverse of :func:`to_top_left_corner`."""
+    return _xy(xy) - 0.5
 
 
 def to_unit_bottom_left(xy, wh) -> np.ndarray:

@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dino_tracker_vfx import atomic
+from dino_tracker_vfx import atomic, coords
 from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult, hookimpl
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
@@ -48,12 +48,8 @@ UNGROUPED = "ungrouped"
 # AE layer space = plate pixels shifted by half a pixel (pixel corners, y down). coords.py has no
 # top-left-corner pair yet (requested: coords.to_top_left_corner / from_top_left_corner); these two
 # are the only conversion math here and move there when it exists.
-def _to_ae(xy) -> np.ndarray:
-    return np.asarray(xy, np.float64) + 0.5
-
-
-def _from_ae(xy) -> np.ndarray:
-    return np.asarray(xy, np.float64) - 0.5
+_to_ae = coords.to_top_left_corner
+_from_ae = coords.from_top_left_corner
 
 
 def _clean(s: str) -> str:

@@ -44,15 +44,12 @@ import numpy as np
 
 from dino_tracker_vfx import atomic
 from dino_tracker_vfx.adapters import Adapter, OptionSpec, hookimpl
-from dino_tracker_vfx.coords import from_bottom_left_corner, to_bottom_left_corner
+from dino_tracker_vfx.coords import from_bottom_left_centre, to_bottom_left_centre
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import TrackSet
 
 from . import _matchmove as mm
 
-# PFTrack puts pixel centres on integers: its coordinates are the bottom-left pixel-corner space
-# shifted by half a pixel (the documented -0.5 px of CONVENTIONS.md).
-PIXEL_CENTRE_SHIFT = 0.5
 FIRST = {"2011": 1, "5": 0}
 CAMERA_LINE = {"2011": "1", "5": '"Primary"'}
 HEADER = ['#  "Name"', "#  clipNumber", "#  frameCount", "#  frame, xpos, ypos, similarity"]
@@ -75,7 +72,7 @@ def format_text(tracks: TrackSet, options: dict, path: Path = Path("tracks.2dt")
     out = list(HEADER)
     for name, i in zip(names, keep):
         on = np.nonzero(mm.keyed(tracks, i))[0]
-        pts = to_bottom_left_corner(tracks.xy[i, on], tracks.plate_size[1]) - PIXEL_CENTRE_SHIFT
+        pts = to_bottom_left_centre(tracks.xy[i, on], tracks.plate_size[1])
         out += ["", f'"{name}"', CAMERA_LINE[fl], f"{len(on)}"]
         out += [f"{int(frames[t])} {p[0]:.6f} {p[1]:.6f} 0.000000" for t, p in zip(on, pts)]
     return "\n".join(out) + "\n"
@@ -130,7 +127,7 @@ def parse(path: Path, options: dict) -> tuple[list[tuple[mm.Parsed, int]], tuple
                 raise InputError(f"line {ln}: expected 'frame x y residual', got {txt!r}", where=str(path))
             f = mm.number(tok[0], "frame", path, ln, int)
             xp, yp = mm.number(tok[1], "x", path, ln), mm.number(tok[2], "y", path, ln)
-            x, y = from_bottom_left_corner(np.array([xp, yp]) + PIXEL_CENTRE_SHIFT, H)
+            x, y = from_bottom_left_centre(np.array([xp, yp]), H)
             p.samples.append(mm.Sample(f, float(x), float(y), True, None, ln))
             pos += 1
         out.append((p, block_first))

@@ -125,3 +125,12 @@ def test_bad_track_file_is_one_line(tmp_path):
     (tmp_path / "x.json").write_text('{"format": "something else"}')
     with pytest.raises(InputError, match=r"x\.json: not a dino_tracker_vfx.tracks file"):
         TrackSet.load_json(tmp_path / "x.json")
+
+
+def test_centre_and_top_left_host_spaces_by_hand():
+    # PFTrack: centre of the top-left pixel of a 1920x1080 plate is (0, 1079); AE: (0.5, 0.5)
+    np.testing.assert_allclose(coords.to_bottom_left_centre([0.0, 0.0], 1080), [0.0, 1079.0])
+    np.testing.assert_allclose(coords.to_top_left_corner([0.0, 0.0]), [0.5, 0.5])
+    p = np.array([[3.25, 7.5], [1919.5, 1079.5]])
+    np.testing.assert_allclose(coords.from_bottom_left_centre(coords.to_bottom_left_centre(p, 1080), 1080), p)
+    np.testing.assert_allclose(coords.from_top_left_corner(coords.to_top_left_corner(p)), p)
