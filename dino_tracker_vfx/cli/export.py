@@ -108,6 +108,8 @@ def run(args) -> int:
                               f"not of {adapter.name}")
         opts[mine[0]] = val
     options = resolve_options(adapter, opts, where=f"adapter {adapter.name}")
+    if not args.out and options.get("blend"):  # --blend names the Blender adapter's output file
+        out = Path(options["blend"])
     adapter.write(tracks, out, options)
     if not args.quiet:
         print(f"wrote {out} ({adapter.name}, {tracks.n_tracks} tracks, frames "
