@@ -226,3 +226,33 @@ def test_env_tracker_is_used(monkeypatch):
 
     with pytest.raises(ConfigError, match="tracker not available"):
         track_function()
+
+
+def test_objects_and_mask_propagation_in_one_job(tmp_path):
+    import cv2
+
+    spec = tiny_job(tmp_path, "obj", iterations=3)
+    m = np.zeros((48, 64), np.uint8)
+    m[12:36, 16:44] = 255
+    cv2.imwrite(str(tmp_path / "obj_mask.1001.png"), m)
+    import yaml
+
+    d = yaml.safe_load(spec.read_text())
+    d["masks"] = ["obj_mask.1001.png"]
+    d["objects"] = {"points_per_object": 4, "names": {1: "car"},
+                    "segment": {"out": "out/obj_masks", "features": "colour-texture", "mattes": "none"}}
+    spec.write_text(yaml.safe_dump(d))
+    st = client.run(spec)
+    assert st["state"] == "done", st["error"]
+    ts = TrackSet.load_json(tmp_path / "obj.dtvfx" / "tracks.json")
+    assert ts.names[:3] == ["q0", "q1", "q2"] and ts.n_tracks == 7
+    assert ts.members("car") == [3, 4, 5, 6] and ts.groups["car"] is not None
+    seg = tmp_path / "out" / "obj_masks"
+    assert json.loads((seg / "segment.json").read_text())["objects"][0]["name"] == "car"
+    assert len(list(seg.glob("0000*.png"))) == 6
+    assert not [p for p in (tmp_path / "out").iterdir() if p.name.startswith(".")]  # no temp folders left
+    assert st["segment"] == str(seg)
+    # a rerun reuses both the tracks and the propagated masks
+    mtime = (seg / "segment.json").stat().st_mtime_ns
+    assert client.run(spec)["state"] == "done"
+    assert (seg / "segment.json").stat().st_mtime_ns == mtime and _starts(tmp_path / "obj.dtvfx") == [0]

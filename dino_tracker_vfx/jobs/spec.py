@@ -17,7 +17,14 @@
     outputs:                         # adapter name or suffix, path, options
       - {format: nuke, path: out/sh010_tracks.nk, options: {}}
       - out/sh010_tracks.csv         # short form: format from the suffix
-    objects: {}                      # optional: object tracks / mask propagation options
+    objects:                         # optional, needs masks: object tracks and/or mask propagation
+      tracks: true                   # member points + centroid/bbox/visibility per object (default true)
+      points_per_object: 24
+      names: {1: horse, 2: rider}    # default obj<id>
+      smooth: savgol                 # none | savgol[:window=11,order=3] | ... (see dtvfx objects)
+      motion_model: similarity
+      min_visible: 0.3
+      segment: {out: out/sh010_masks, features: auto, mattes: hard, index_format: png, matte_format: png}
     resources: {num_cpus: 4, num_gpus: 1}    # optional; batch/Ray scheduling (default from device)
     retries: 1                       # optional; Ray: re-runs after a crash (resumes from checkpoints)
 
@@ -333,10 +340,11 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
     if dup:
         raise err("outputs", f"two outputs write the same file {dup[0]}")
 
-    objects = d.get("objects")
-    if objects is not None and not isinstance(objects, Mapping):
-        raise err("objects", "expected a mapping of object-tracking options")
-    objects = copy.deepcopy(dict(objects)) if objects is not None else None
+    objects = _objects(d.get("objects"), err, path_of)
+    if objects is None and masks and not queries:
+        objects = {"tracks": True}  # masks alone: track the objects they hold
+    if objects is not None and not masks:
+        raise err("objects", "object tracks and mask propagation need masks (add masks:)")
 
     resources = d.get("resources") or {}
     if not isinstance(resources, Mapping):
@@ -355,6 +363,53 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
     return JobSpec(name=name, shot=shot, queries=queries, masks=masks, preset=preset, overrides=dict(overrides),
                    seed=seed, device=device, cache=cache, outputs=outputs, objects=objects, resources=res,
                    retries=retries, source=where, base_dir=str(base))
+
+
+OBJECT_KEYS = ("tracks", "points_per_object", "names", "smooth", "motion_model", "min_visible", "segment")
+SEGMENT_KEYS = ("out", "features", "mattes", "index_format", "matte_format")
+
+
+def _objects(o: Any, err, path_of) -> dict | None:
+    """``objects:`` -> plain dict (types checked here; values the objects module checks at run time)."""
+    if o is None:
+        return None
+    if o is True:
+        o = {}
+    if not isinstance(o, Mapping):
+        raise err("objects", f"expected a mapping with {', '.join(OBJECT_KEYS)}")
+    out: dict[str, Any] = {}
+    for k, v in o.items():
+        if k not in OBJECT_KEYS:
+            raise err(f"objects.{k}", f"unknown field (known: {', '.join(OBJECT_KEYS)})")
+        if k == "tracks" and not isinstance(v, bool):
+            raise err("objects.tracks", f"expected true or false, got {v!r}")
+        if k == "points_per_object" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise err("objects.points_per_object", f"expected an integer >= 1, got {v!r}")
+        if k == "min_visible" and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1):
+            raise err("objects.min_visible", f"expected a fraction in (0, 1], got {v!r}")
+        if k in ("smooth", "motion_model") and not isinstance(v, str):
+            raise err(f"objects.{k}", f"expected a name, got {v!r}")
+        if k == "names":
+            if not isinstance(v, Mapping) or not all(isinstance(i, int) and i > 0 and isinstance(n, str)
+                                                     for i, n in v.items()):
+                raise err("objects.names", "expected {id: name} with mask ids > 0, e.g. {1: horse, 2: rider}")
+            v = {int(i): n for i, n in v.items()}
+        if k == "segment":
+            if not isinstance(v, Mapping):
+                raise err("objects.segment", f"expected a mapping with {', '.join(SEGMENT_KEYS)}")
+            bad = [x for x in v if x not in SEGMENT_KEYS]
+            if bad:
+                raise err(f"objects.segment.{bad[0]}", f"unknown field (known: {', '.join(SEGMENT_KEYS)})")
+            if "out" not in v:
+                raise err("objects.segment.out", "missing (the folder for propagated masks)")
+            v = {**{x: y for x, y in v.items() if x != "out"},
+                 "out": path_of(v["out"], "objects.segment.out", must_exist=False)}
+            for x in SEGMENT_KEYS[1:]:
+                if x in v and not isinstance(v[x], str):
+                    raise err(f"objects.segment.{x}", f"expected a name, got {v[x]!r}")
+        out[k] = copy.deepcopy(v)
+    out.setdefault("tracks", True)
+    return out
 
 
 def _as_list(v: Any) -> list:

@@ -193,9 +193,11 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
         queries, masks = _read_inputs(spec, shot)
         key = input_key(spec, shot)
         tracks = _valid_result(job_dir, key)
+        segment = (spec.objects or {}).get("segment")
+        seg_ok = segment is None or _segment_valid(job_dir, segment, key)
         if tracks is not None:
             log_line(job_dir, "tracks.json is up to date: tracking skipped")
-        else:
+        if tracks is None or not seg_ok:
             cache = Path(spec.cache) if spec.cache else job_dir / "cache"
             cache.mkdir(parents=True, exist_ok=True)
             shot_lock = _lock.shot_lock(cache, spec.shot.path, spec.shot.frames)
@@ -206,21 +208,27 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
                 prog(Progress("waiting", 0, 1, message=msg))
 
             shot_lock.acquire(info={"job": str(job_dir)}, timeout=lock_wait, cancel=flag, on_wait=waiting)
-            track = track_function()
             kwargs: dict[str, Any] = dict(masks=masks or None, cache_dir=cache, device=spec.device, seed=spec.seed,
                                           progress=prog, cancel=flag)
             preset = merged_preset(spec)
             if preset is not None:
                 kwargs["preset"] = preset
-            log_line(job_dir, f"tracking {len(queries)} queries on {shot.n_images} images "
-                              f"({shot.size[0]}x{shot.size[1]}), cache {cache}")
-            tracks = track(shot, queries, **kwargs)
+            if tracks is None:
+                track = track_function()
+                log_line(job_dir, f"tracking {len(queries)} queries{' + objects' if _wants_objects(spec) else ''} "
+                                  f"on {shot.n_images} images ({shot.size[0]}x{shot.size[1]}), cache {cache}")
+                if _wants_objects(spec):
+                    tracks = _track_objects(spec, shot, queries, masks, track, kwargs)
+                else:
+                    tracks = track(shot, queries, **kwargs)
+                _save_result(job_dir, tracks, key, spec)
+            if not seg_ok:
+                _segment(job_dir, spec, shot, masks, kwargs, key)
             shot_lock.release()
             shot_lock = None
-            _save_result(job_dir, tracks, key, spec)
         st["tracks"] = str(job_dir / TRACKS_FILE)
-        if spec.objects is not None:
-            tracks = _run_objects(spec, shot, tracks, masks, prog, flag)
+        if segment is not None:
+            st["segment"] = segment["out"]
         _write_outputs(job_dir, spec, tracks, w, prog, flag)
         w.set(state="done", stage="outputs", progress=1.0, eta_s=0.0, message="done",
               finished=_status.now_iso())
@@ -292,20 +300,93 @@ def _save_result(job_dir: Path, tracks, key: str, spec: JobSpec) -> None:
     _status.write_shared(job_dir / RESULT_META, key + "\n")
 
 
-def _run_objects(spec: JobSpec, shot, tracks, masks, prog: ProgressFn, cancel):
-    """Object tracks per group (engineer E's :mod:`dino_tracker_vfx.objects`)."""
+def _wants_objects(spec: JobSpec) -> bool:
+    return spec.objects is not None and bool(spec.objects.get("tracks", True))
+
+
+def _track_objects(spec: JobSpec, shot, queries, masks, track: Callable, kwargs: dict):
+    """Object tracks (:func:`dino_tracker_vfx.objects.api.track_objects`) with ONE tracker training for the
+    user's queries and the points sampled in the objects together."""
+    from ..objects.api import track_objects
+    from ..objects.centroids import CentroidParams
+    from ..objects.smoothing import parse_smooth
+
+    o = spec.objects or {}
+    d = CentroidParams()
+    centroid = CentroidParams(min_visible_fraction=float(o.get("min_visible", d.min_visible_fraction)),
+                              motion_model=o.get("motion_model", d.motion_model)).validate()
+    user = list(queries)
+    parts: dict[str, Any] = {}
+
+    def point_tracker(shot_, object_queries, masks_):
+        ts = track(shot_, user + list(object_queries), **kwargs)
+        parts["user"] = ts.subset(range(len(user))) if user else None
+        return ts.subset(range(len(user), ts.n_tracks))
+
+    objects = track_objects(shot, masks, names=o.get("names"), points_per_object=int(o.get("points_per_object", 24)),
+                            point_tracker=point_tracker, centroid=centroid, smooth=parse_smooth(o.get("smooth")),
+                            seed=spec.seed, progress=kwargs.get("progress"), cancel=kwargs.get("cancel"))
+    return merge_tracks(parts.get("user"), objects)
+
+
+def merge_tracks(a, b):
+    """``a`` + ``b`` (same shot) as one TrackSet; names kept unique."""
+    if a is None:
+        return b
+    import numpy as np
+
+    from ..tracks import Query, TrackSet, unique_names
+
+    names = unique_names(list(a.names) + list(b.names))
+    qs = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(list(a.queries) + list(b.queries), names)]
+    return TrackSet(np.concatenate([a.xy, b.xy]), np.concatenate([a.visible, b.visible]),
+                    np.concatenate([a.confidence, b.confidence]), names, qs, a.frame_numbers, a.plate_size,
+                    {**a.groups, **b.groups}, a.pixel_aspect, {**a.meta, **b.meta})
+
+
+SEGMENT_KEY = "segment.key"
+
+
+def _segment_valid(job_dir: Path, seg: dict, key: str) -> bool:
     try:
-        objects = importlib.import_module("dino_tracker_vfx.objects")
-    except ModuleNotFoundError:
-        objects = None
-    fn = getattr(objects, "object_tracks", None) if objects is not None else None
-    if fn is None:
-        raise ConfigError("objects: object tracking is not available in this build (dino_tracker_vfx.objects)",
-                          where=spec.source)
-    prog(Progress("objects", 0, 1))
-    out = fn(tracks, **dict(spec.objects or {}))
-    prog(Progress("objects", 1, 1))
-    return out if out is not None else tracks
+        return ((Path(seg["out"]) / "segment.json").is_file() and
+                (job_dir / SEGMENT_KEY).read_text().strip() == _segment_key(seg, key))
+    except OSError:
+        return False
+
+
+def _segment_key(seg: dict, key: str) -> str:
+    return hashlib.sha256(f"{key}|{sorted(seg.items())}".encode()).hexdigest()[:24]
+
+
+def _segment(job_dir: Path, spec: JobSpec, shot, masks, kwargs: dict, key: str) -> None:
+    """Mask propagation into ``objects.segment.out``: written into a temporary folder beside it, then swapped
+    in, so the folder never holds a half-written set of frames."""
+    import shutil
+
+    from ..objects.api import segment_to_dir
+
+    seg = dict(spec.objects["segment"])
+    out = Path(seg.pop("out"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.dtvfx-tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    extra = {"preset": kwargs["preset"]} if kwargs.get("preset") is not None else {}
+    log_line(job_dir, f"propagating masks into {out}")
+    try:
+        segment_to_dir(shot, masks, tmp, names=spec.objects.get("names"), cache_dir=kwargs["cache_dir"],
+                       progress=kwargs["progress"], cancel=kwargs["cancel"], **seg, **extra)
+        old = None
+        if out.exists():
+            old = out.parent / f".{out.name}.dtvfx-old-{os.getpid()}"
+            os.replace(out, old)
+        os.replace(tmp, out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _status.write_shared(job_dir / SEGMENT_KEY, _segment_key(dict(spec.objects["segment"]), key) + "\n")
+    log_line(job_dir, f"wrote propagated masks {out}")
 
 
 def _write_outputs(job_dir: Path, spec: JobSpec, tracks, w: _status.StatusWriter, prog: ProgressFn,
