@@ -133,6 +133,8 @@ def counting_track(shot, queries, *, preset=None, masks=None, cache_dir=None, de
     def save():
         atomic.write_json(ck, {"iteration": it, "rng": rng.bit_generator.state, "walk": walk.ravel().tolist()})
 
+    if progress:
+        progress(Progress("train", it, n_it, iteration=it))  # where training (re)starts, as the tracker does
     while it < n_it:
         if cancel is not None and cancel() and not ignore_cancel:
             save()

@@ -71,6 +71,7 @@ def test_submit_cancel_resume_sigkill_resume_gives_the_uninterrupted_result(tmp_
         last_ckpt = checkpoint_iteration(job.path / "cache")
         job.resume()
         assert job.wait(timeout=60, poll=0.1) == "done"
+        assert job.status()["train_started_at"] == last_ckpt
     finally:
         _kill_leftover(job.path)
     starts = _starts(job.path)

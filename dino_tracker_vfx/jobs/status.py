@@ -1,6 +1,6 @@
 """``status.json`` of a job directory: the one file hosts, ``dtvfx status`` and ``dtvfx wait`` read.
 
-It is always rewritten whole through :func:`dino_tracker_vfx.atomic.write_json` (temp file + fsync +
+It is always rewritten whole through :func:`dino_tracker_vfx.atomic.atomic_path` (temp file + fsync +
 ``os.replace``), so a reader polling it never sees a half-written file. Fields::
 
     format, version           "dtvfx.job.status", 1
@@ -16,6 +16,7 @@ It is always rewritten whole through :func:`dino_tracker_vfx.atomic.write_json` 
     attempt                   1 for the first run, +1 per resume
     error, error_kind         one-line reason and its type when failed (e.g. ShotError, ENOSPC, Killed)
     created, started, updated, finished   ISO 8601 UTC
+    train_started_at          iteration this attempt's training started at (0, or the checkpoint resumed)
     outputs                   [{format, path, written}]
     tracks                    the job's core track file once written
 
@@ -209,6 +210,8 @@ class StatusWriter:
         self.st = st
         self.min_interval = min_interval
         self._last = 0.0
+        self._train_seen = False
+        self.st["train_started_at"] = None
 
     def set(self, **fields: Any) -> None:
         self.st.update(fields)
@@ -225,6 +228,11 @@ class StatusWriter:
 
     def progress(self, p: Progress) -> None:
         new_stage = p.stage != self.st.get("stage")
+        if p.stage == "train" and not self._train_seen:
+            # the tracker's first train event is where this attempt starts: 0, or the resumed checkpoint
+            self._train_seen = True
+            self.st["train_started_at"] = int(p.iteration if p.iteration is not None else p.done)
+            new_stage = True
         overall = stage_fraction(p.stage, p.fraction)
         self.st.update(stage=p.stage, stage_done=int(p.done), stage_total=int(p.total),
                        iteration=p.iteration, eta_s=None if p.eta_s is None else round(float(p.eta_s), 1),

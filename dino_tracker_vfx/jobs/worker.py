@@ -177,7 +177,10 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
     log_line(job_dir, f"start attempt {st.get('attempt', 1)} on {st['host']} (executor {executor})")
 
     def prog(p: Progress) -> None:
+        first_train = p.stage == "train" and st.get("train_started_at") is None
         w.progress(p)
+        if first_train:
+            log_line(job_dir, f"training from iteration {st['train_started_at']} of {p.total}")
         if progress is not None:
             progress(p)
 
