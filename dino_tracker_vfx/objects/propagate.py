@@ -109,7 +109,7 @@ def mask_to_patch_probs(mask: np.ndarray, ids: list[int], grid: PatchGrid):
     """Area-averaged one-hot of an id mask ``[H, W]`` at the patch centres -> torch ``[M+1, h, w]``.
 
     Each channel is box-filtered over one patch spacing (plate px) and read bilinearly at the patch
-    centres; channel 0 is the background (id 0), channel ``k`` the id ``ids[k-1]``. Columns sum to 1.
+    centres (exact cell averages when patches tile the plate); channel 0 is the background (id 0), channel ``k`` the id ``ids[k-1]``. Columns sum to 1.
     """
     import cv2
     import torch
@@ -117,13 +117,16 @@ def mask_to_patch_probs(mask: np.ndarray, ids: list[int], grid: PatchGrid):
     H, W = mask.shape
     sx, sy = grid.step_plate()
     k = (max(1, int(round(sx))), max(1, int(round(sy))))
-    c = grid.centres_plate().astype(np.float32)
-    mapx = c[:, 0].reshape(grid.h, grid.w)
-    mapy = c[:, 1].reshape(grid.h, grid.w)
+    # a box of even size k has its centre half a pixel right/below the pixel it is stored at
+    # (anchor (k-1)//2); read it there so cell-centred grids get their exact cell averages
+    c = grid.centres_plate() - np.array([0.5 if k[0] % 2 == 0 else 0.0, 0.5 if k[1] % 2 == 0 else 0.0])
+    mapx = c[:, 0].reshape(grid.h, grid.w).astype(np.float32)
+    mapy = c[:, 1].reshape(grid.h, grid.w).astype(np.float32)
+    anchor = ((k[0] - 1) // 2, (k[1] - 1) // 2)
     out = np.empty((len(ids) + 1, grid.h, grid.w), np.float32)
     for ch, v in enumerate([0] + list(ids)):
         one = (mask == v).astype(np.float32)
-        box = cv2.blur(one, k, borderType=cv2.BORDER_REFLECT) if k != (1, 1) else one
+        box = cv2.blur(one, k, anchor=anchor, borderType=cv2.BORDER_REFLECT) if k != (1, 1) else one
         out[ch] = cv2.remap(box, mapx, mapy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out /= np.maximum(out.sum(0, keepdims=True), 1e-6)
     return torch.from_numpy(out)

@@ -5,9 +5,10 @@
 1. Candidates = the mask eroded by ``erode_px`` (default ``clip(0.05 * sqrt(area), 1, 8)`` px) so points
    keep off the silhouette, where tracks drift onto the background. If erosion leaves fewer candidate
    pixels than points asked, the un-eroded mask is used.
-2. Texture weight per pixel ``w = floor + s``, with ``s`` = the Shi-Tomasi score (smaller eigenvalue of
-   the 5x5 structure tensor of the grey image, ``cv2.cornerMinEigenVal``) divided by its 90th
-   percentile inside the object and clipped to 1; ``floor`` (default 0.25) keeps flat areas sampled.
+2. Texture weight per pixel ``w = floor + (1 - floor) * s`` in ``floor..1``, with ``s`` = the Shi-Tomasi
+   score (smaller eigenvalue of the 5x5 structure tensor of the grey image, ``cv2.cornerMinEigenVal``)
+   divided by its 90th percentile inside the object and clipped to 1; ``floor`` (default 0.5) keeps flat
+   areas sampled (at about half the density).
 3. Weighted farthest-point sampling: the first point maximises ``w * distance to the mask border``;
    each next one maximises ``w * distance to the nearest point already chosen``.
 
@@ -44,7 +45,7 @@ def default_erosion(area: int) -> int:
 
 
 def sample_points(mask: np.ndarray, image: np.ndarray | None, k: int, *, erode_px: int | None = None,
-                  texture_floor: float = 0.25, score: np.ndarray | None = None) -> np.ndarray:
+                  texture_floor: float = 0.5, score: np.ndarray | None = None) -> np.ndarray:
     """Up to ``k`` points ``[n, 2]`` (x, y) plate px inside ``mask`` (bool ``[H, W]``); ``n < k`` only when
     the mask has fewer than ``k`` pixels. ``image``: the frame (for the texture weight; None = uniform)."""
     import cv2
@@ -72,7 +73,7 @@ def sample_points(mask: np.ndarray, image: np.ndarray | None, k: int, *, erode_p
         s = np.clip(s / ref, 0.0, 1.0) if ref > 0 else np.zeros_like(s)
     else:
         s = np.zeros(len(xs))
-    w = texture_floor + s
+    w = texture_floor + (1.0 - texture_floor) * s
     inner = cv2.distanceTransform(np.pad(m, 1).astype(np.uint8), cv2.DIST_L2, 5)[1:-1, 1:-1][ys, xs]
     pts = np.stack([xs, ys], -1).astype(np.float64)
     n = min(k, len(pts))
