@@ -50,12 +50,20 @@ def _checkpoints(job_dir: Path) -> dict[int, Path]:
 
 
 @pytest.fixture
-def real_tracker(monkeypatch):
+def real_tracker(monkeypatch, tmp_path):
+    """Skip while the tracker (another engineer's part) is incomplete: a 2-iteration track must not hit an
+    ImportError. Any other error is a real failure."""
     monkeypatch.delenv("DTVFX_TRACK_FN", raising=False)
     try:
-        import dino_tracker_vfx.tracker.api  # noqa: F401
+        from dino_tracker_vfx.shots import open_shot
+        from dino_tracker_vfx.tracker.api import track
+        from dino_tracker_vfx.tracks import Query
+
+        shot = open_shot(make_shot(tmp_path / "smoke", "s", n=3))
+        track(shot, [Query(0, 10.0, 10.0, "a")], preset={**TINY, "train": {**TINY["train"], "iterations": 2}},
+              device="cpu")
     except ImportError as e:
-        pytest.skip(f"tracker API not importable yet: {e}")
+        pytest.skip(f"tracker API not complete yet: {e}")
 
 
 def test_sigkill_mid_training_resumes_at_the_last_checkpoint_with_identical_outputs(tmp_path, real_tracker):

@@ -208,7 +208,7 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
         full = s if os.path.isabs(s) else str(base / s)
         if must_exist and check_files and not pattern and not os.path.exists(full):
             raise err(fieldname, f"no such file: {full}")
-        return os.path.normpath(full) if not pattern else full
+        return os.path.normpath(full)
 
     # name
     name = d.get("name", default_name or "job")

@@ -6,8 +6,8 @@ It is always rewritten whole through :func:`dino_tracker_vfx.atomic.atomic_path`
     format, version           "dtvfx.job.status", 1
     job, job_dir, spec, log   job name, absolute job directory, spec copy, log file
     state                     queued | running | done | failed | cancelled   (written by the worker)
-    stage                     tracker stage (load, flow, features, best_buddies, foreground, train, infer,
-                              occlusion) or a job stage (waiting, objects, outputs)
+    stage                     tracker stage (load, frames, flow, correspondences, features, foreground,
+                              best_buddies, train, infer, occlusion) or a job stage (waiting, objects, outputs)
     stage_done, stage_total   progress inside the stage
     progress                  0..1 over the whole job
     iteration, eta_s          training iteration; estimated seconds left in the stage (null = unknown)
@@ -46,9 +46,9 @@ FINAL = ("done", "failed", "cancelled")
 REPORTED = STATES + ("died",)
 
 # Share of the whole job per stage (the tracker's stages, then the job's own).
-STAGE_WEIGHTS = {"waiting": 0.0, "load": 0.02, "flow": 0.08, "features": 0.06, "best_buddies": 0.05,
-                 "foreground": 0.02, "train": 0.62, "infer": 0.06, "occlusion": 0.05, "objects": 0.02,
-                 "outputs": 0.02}
+STAGE_WEIGHTS = {"waiting": 0.0, "load": 0.01, "frames": 0.01, "flow": 0.06, "correspondences": 0.03,
+                 "features": 0.05, "foreground": 0.02, "best_buddies": 0.05, "train": 0.62, "infer": 0.06,
+                 "occlusion": 0.05, "objects": 0.02, "outputs": 0.02}
 STAGE_ORDER = list(STAGE_WEIGHTS)
 
 

@@ -422,6 +422,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--executor", default="local")
     ap.add_argument("--lock-wait", type=float, default=None, help="seconds to wait for a busy shot lock")
     a = ap.parse_args(argv)
+    import logging
+
+    # stderr is the job log: keep the tracker's INFO lines (e.g. "resuming training at iteration N")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(levelname)s: %(message)s")
     try:
         st = run_job(a.job_dir, executor=a.executor, lock_wait=a.lock_wait)
     except UserError as e:
