@@ -115,7 +115,7 @@ class ShotCache:
         if p is None:
             return
         m = {"stage": stage, "key": key, "arrays": sorted(arrays), **(meta or {})}
-        payload = dict(arrays)
+        payload = {k: np.asarray(v) for k, v in arrays.items()}  # fail before any byte is written
         payload["__meta__"] = np.frombuffer(json.dumps(m, default=str).encode(), dtype=np.uint8)
         with atomic.atomic_path(p) as tmp:
             with open(tmp, "wb") as fh:

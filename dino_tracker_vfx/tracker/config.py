@@ -32,11 +32,13 @@ DEFAULTS: dict[str, Any] = {
     "registers": False,
     "layer": 15,                   # 0-based transformer block whose tokens are the features
     "stride": 7,                   # patch-embedding stride (14 -> 7 for a denser map)
-    "weights": None,               # DINOv2 checkpoint file (None: the standard search of weights.py)
+    "weights": None,               # DINOv2 checkpoint file (None: the standard search of weights.py;
+                                   # "random": random weights, for benchmarks and tests only)
     "working_height": 476,         # working raster height (DINO: a multiple of 14 is used)
     "features_dtype": "float16",   # how precomputed DINO maps are stored
     "amp": True,                   # bf16 autocast for the ViT / CNN and low-precision cost volumes on CUDA
     "delta": {
+        "enabled": True,           # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
         "hidden": [64, 128, 256],  # channels of layers 1-3
         "out_channels": None,      # C; None = the DINO dimension (required when backbone is none)
         "kernel": 5,
@@ -106,7 +108,7 @@ RULES: dict[str, tuple] = {
     "backbone": ("choice", BACKBONES), "registers": ("bool", None), "layer": ("int", (0, 39)),
     "stride": ("int", (1, 14)), "weights": ("opt_str", None), "working_height": ("int", (32, 4096)),
     "features_dtype": ("choice", ("float16", "bfloat16", "float32")), "amp": ("bool", None),
-    "delta.hidden": ("int_list", (1, 4096)), "delta.out_channels": ("opt_int", (1, 8192)),
+    "delta.enabled": ("bool", None), "delta.hidden": ("int_list", (1, 4096)), "delta.out_channels": ("opt_int", (1, 8192)),
     "delta.kernel": ("choice", (3, 5, 7)), "refiner": ("bool", None),
     "flow.method": ("choice", FLOW_METHODS), "flow.weights": ("opt_str", None),
     "flow.fb_thresh": ("float", (0.0, 100.0)), "flow.drift_thresh": ("float", (0.0, 100.0)),
@@ -207,6 +209,8 @@ def _check(d: dict, where: str) -> None:
                 raise bad("a mapping")
     # cross-field rules
     if d["backbone"] == "none":
+        if not d["delta"]["enabled"]:
+            raise ConfigError("delta.enabled: weight-free mode (backbone none) needs the Delta CNN", where=where)
         if d["delta"]["out_channels"] is None:
             raise ConfigError("delta.out_channels: must be set (e.g. 64) when backbone is none", where=where)
         if d["flow"]["method"] != "dis":
@@ -221,6 +225,9 @@ def _check(d: dict, where: str) -> None:
                               f"{BACKBONE_DIMS[d['backbone']]} (or null), got {oc}", where=where)
         if d["working_height"] < 14:
             raise ConfigError("working_height: must be >= 14 with a DINO backbone", where=where)
+        if not d["delta"]["enabled"] and d["refiner"]:
+            raise ConfigError("refiner: the raw-DINO baseline (delta.enabled false) has no refiner; set it false",
+                              where=where)
 
 
 @dataclass
@@ -248,6 +255,11 @@ class TrackerConfig:
     @property
     def weight_free(self) -> bool:
         return self.data["backbone"] == "none"
+
+    @property
+    def raw_dino(self) -> bool:
+        """The raw-DINO baseline: no Delta-DINO, no refiner, nothing to train."""
+        return not self.data["delta"]["enabled"]
 
     @property
     def feature_dim(self) -> int:

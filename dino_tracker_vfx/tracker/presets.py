@@ -67,7 +67,7 @@ def _resolve(spec: Any, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str
             p = Path(s)
             if not p.is_file():
                 known = ", ".join(preset_names()) or "none found"
-                raise ConfigError(f"no preset or preset file named {s!r} (presets: {known})", where="preset")
+                raise ConfigError(f"unknown preset {s!r} (known: {known}; or give a YAML file)", where="preset")
         where = p.name if p.parent in PRESET_DIRS else str(p)
         if where in seen:
             raise ConfigError(f"base presets form a loop: {' -> '.join(seen + (where,))}", where=where)

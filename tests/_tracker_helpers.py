@@ -1,0 +1,76 @@
+"""Helpers of the tracker tests (tests/test_tracker_*.py): tiny synthetic shots with known motion."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+W, H, T = 64, 48, 6
+SHIFT = (2.0, 1.0)  # the texture moves by (-2, -1) px per frame: content at (x, y) in t is at (x-2, y-1) in t+1
+
+TINY_WF = {  # weight-free, tiny: Delta CNN with two downsamples (stride 4), a few iterations
+    "name": "test-tiny",
+    "backbone": "none",
+    "working_height": 48,
+    "amp": False,
+    "delta": {"hidden": [8, 16], "out_channels": 16, "kernel": 3},
+    "flow": {"method": "dis"},
+    "best_buddies": {"enabled": False},
+    "train": {"iterations": 12, "checkpoint_every": 4, "frames_per_step": 3, "flow_pairs": 64, "rfn_after": 0.5,
+              "cyc_frame_pairs": 1, "cyc_points_per_pair": 16, "bb_pairs": 32, "lambda_dino_bb": 0.0,
+              "lambda_norm": 0.0, "lambda_angle": 0.0},
+    "infer": {"argmax_radius": 8.0},
+}
+
+
+def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """uint8 [h, w, 3] smooth random texture (blurred noise, full range)."""
+    import cv2
+
+    rng = np.random.default_rng(seed)
+    big = rng.random((h, w, 3)).astype(np.float32)
+    big = cv2.GaussianBlur(big, (0, 0), 1.5)
+    big = (big - big.min()) / (big.max() - big.min())
+    return (big * 255).astype(np.uint8)
+
+
+def moving_frames(n: int = T, w: int = W, h: int = H, shift=SHIFT, seed: int = 0) -> np.ndarray:
+    """uint8 [n, h, w, 3]: a window sliding over a larger texture by ``shift`` px per frame."""
+    sx, sy = shift
+    big = texture(h + int(abs(sy) * n) + 4, w + int(abs(sx) * n) + 4, seed)
+    return np.stack([big[int(sy * t):int(sy * t) + h, int(sx * t):int(sx * t) + w] for t in range(n)])
+
+
+def true_track(t0: int, xy0, n: int = T, shift=SHIFT) -> np.ndarray:
+    """[n, 2] positions of the texture point at ``xy0`` in frame ``t0`` under :func:`moving_frames`."""
+    t = np.arange(n)[:, None]
+    return np.asarray(xy0, float)[None] - np.asarray(shift, float)[None] * (t - t0)
+
+
+def exact_pairs(n_pairs: int, n: int = T, w: int = W, h: int = H, shift=SHIFT, seed: int = 0):
+    """Exact correspondences of :func:`moving_frames` (both ends on the raster):
+    (t_i [P], xy_i [P, 2], t_j [P], xy_j [P, 2]) working px."""
+    rng = np.random.default_rng(seed)
+    ti = rng.integers(0, n, n_pairs)
+    tj = rng.integers(0, n, n_pairs)
+    xy_i = rng.uniform([0, 0], [w - 1, h - 1], (n_pairs, 2))
+    xy_j = xy_i - np.asarray(shift)[None] * (tj - ti)[:, None]
+    ok = (ti != tj) & (xy_j[:, 0] >= 0) & (xy_j[:, 0] <= w - 1) & (xy_j[:, 1] >= 0) & (xy_j[:, 1] <= h - 1)
+    return ti[ok], xy_i[ok].astype(np.float32), tj[ok], xy_j[ok].astype(np.float32)
+
+
+def write_shot(folder: Path, n: int = T, name: str = "sh", first: int = 1001, **kw) -> Path:
+    """PNG sequence of :func:`moving_frames` -> the pattern ``folder/name.####.png``."""
+    import cv2
+
+    folder.mkdir(parents=True, exist_ok=True)
+    for t, f in enumerate(moving_frames(n, **kw)):
+        cv2.imwrite(str(folder / f"{name}.{first + t:04d}.png"), f[..., ::-1])
+    return folder / f"{name}.####.png"
+
+
+def write_queries(path: Path, rows) -> Path:
+    lines = ["name,t,x,y,group"] + [f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4] if len(r) > 4 else ''}" for r in rows]
+    path.write_text("\n".join(lines) + "\n")
+    return path
