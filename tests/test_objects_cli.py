@@ -53,7 +53,7 @@ def test_segment_writes_palette_masks_with_input_ids_and_mattes(shot_files, scen
     rep = json.loads((out / "segment.json").read_text())
     assert rep["features"]["features"] == "colour-texture"
     assert [o["name"] for o in rep["objects"]] == ["obj3", "disc"] and rep["given_frames"] == [1001]
-    assert rep["propagation"] == {"radius": 12, "topk": 5, "temperature": 0.2, "n_recent": 6}
+    assert rep["propagation"] == {"radius": 6, "topk": 5, "temperature": 0.2, "n_recent": 6}
 
 
 def test_segment_mid_shot_mask_other_size_and_a_vanishing_object(shot_files, scene, capsys):

@@ -51,7 +51,8 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default="cpu-preview", metavar="NAME",
                    help="tracker preset when the features come from the shot's tracker (default cpu-preview)")
     p.add_argument("--cache", metavar="DIR", help="tracker cache folder (reuse a training)")
-    p.add_argument("--radius", type=int, default=d.radius, help=f"neighbourhood radius in patches ({d.radius})")
+    p.add_argument("--radius", type=int, default=None,
+                   help="neighbourhood radius in patches (default: 6 for colour-texture features, else 12)")
     p.add_argument("--topk", type=int, default=d.topk, help=f"context patches averaged per patch ({d.topk})")
     p.add_argument("--temperature", type=float, default=d.temperature,
                    help=f"softmax temperature over the top-k similarities ({d.temperature})")

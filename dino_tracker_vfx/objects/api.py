@@ -156,7 +156,7 @@ def segment_to_dir(shot, masks: dict[int, np.ndarray], out_dir: str | Path, *, f
         "objects": [{"id": i, "name": nm[i], "area_px": areas[nm[i]]} for i in ids],
         "vanished": vanished,
         "features": source.describe(),
-        "propagation": asdict(params),
+        "propagation": asdict(params.resolved(source)),
         "index_format": index_format, "mattes": mattes, "matte_format": matte_format,
         "files": {"index": f"{{t:05d}}.{'exr' if index_format == 'exr' else 'png'}",
                   "mattes": f"mattes/<object>/{{t:05d}}.{matte_format}" if mattes != "none" else None},
@@ -179,19 +179,23 @@ def _frames_text(fr: list[int]) -> str:
 
 
 def flow_point_tracker(shot, queries: list[Query], masks=None, *, max_side: int = 960, fb_thresh: float = 1.5,
-                       progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> TrackSet:
+                       flow=None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> TrackSet:
     """Chained optical flow (A1's ``compute_flow`` + ``chain_points``, DIS) as a fast point tracker.
 
-    Flow runs at the plate scaled to ``max_side`` px on the long side; positions come back in plate px;
-    a point is visible until its first failed forward-backward check (confidence = visible).
+    Flow runs at the plate scaled to ``max_side`` px on the long side (or ``flow``, a precomputed
+    ``FlowField`` of the shot at any working size); positions come back in plate px; a point is visible
+    until its first failed forward-backward check (confidence = visible).
     """
     from ..tracker.flow import chain_points, compute_flow
 
     W, H = shot.size
-    s = min(1.0, max_side / max(W, H))
-    wh = (max(8, int(round(W * s))), max(8, int(round(H * s))))
+    if flow is not None:
+        wh = flow.size
+    else:
+        s = min(1.0, max_side / max(W, H))
+        wh = (max(8, int(round(W * s))), max(8, int(round(H * s))))
     rz = shot.resize(wh)
-    fl = compute_flow(shot.load(wh), progress=progress, cancel=cancel)
+    fl = flow if flow is not None else compute_flow(shot.load(wh), progress=progress, cancel=cancel)
     t0 = np.array([q.t for q in queries], np.int64)
     xy0 = rz.to_working(np.array([[q.x, q.y] for q in queries], np.float64))
     xy, valid = chain_points(fl, t0, xy0, fb_thresh)

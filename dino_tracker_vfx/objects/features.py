@@ -140,6 +140,7 @@ class ColourTextureFeatures:
     """
 
     name = "colour-texture"
+    default_radius = 6  # patches (see propagate.PropagationParams)
 
     def __init__(self, frames, plate_wh: tuple[int, int], *, stride: int = 8, max_side: int = 864,
                  colour_weight: float = 1.0, texture_weight: float = 0.6, ref_t: int = 0, cache: bool = True):

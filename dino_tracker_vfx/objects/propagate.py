@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -35,18 +35,31 @@ from .features import FeatureSource, PatchGrid
 
 log = logging.getLogger("dino_tracker_vfx.objects")
 
+DEFAULT_RADIUS = 12  # patches, the DINOv3 notebook's neighbourhood
+
 
 @dataclass(frozen=True)
 class PropagationParams:
-    """Label-propagation settings (defaults follow the DINOv3 segmentation-tracking notebook)."""
+    """Label-propagation settings (the DINOv3 segmentation-tracking notebook's, except the radius).
 
-    radius: int = 12  # neighbourhood radius in patches (circle)
+    ``radius=None`` takes the feature source's ``default_radius`` (12 patches for DINO / tracker
+    features as in the notebook; 6 for the weight-free colour-texture features, which are less
+    discriminative - chosen on the dev videos judo, loading and bike-packing).
+    """
+
+    radius: int | None = None  # neighbourhood radius in patches (circle)
     topk: int = 5  # context patches averaged per patch
     temperature: float = 0.2  # softmax temperature over the top-k cosine similarities
     n_recent: int = 6  # recent predicted frames in the context queue (plus the anchor frames)
 
+    def resolved(self, source) -> "PropagationParams":
+        if self.radius is not None:
+            return self
+        return replace(self, radius=int(getattr(source, "default_radius", DEFAULT_RADIUS)))
+
     def validate(self) -> "PropagationParams":
-        if self.radius < 0 or self.topk < 1 or self.temperature <= 0 or self.n_recent < 0:
+        if (self.radius is not None and self.radius < 0) or self.topk < 1 or self.temperature <= 0 \
+                or self.n_recent < 0:
             raise ConfigError(f"bad propagation settings {asdict(self)} (need radius >= 0, topk >= 1, "
                               f"temperature > 0, n_recent >= 0)")
         return self
@@ -192,7 +205,7 @@ def propagate_masks(source: FeatureSource, n_frames: int, masks: dict[int, np.nd
     """
     import torch
 
-    params.validate()
+    params = params.validate().resolved(source)
     if not masks:
         raise InputError("no mask given")
     masks = {int(t): _conform(m, plate_wh, int(t)) for t, m in sorted(masks.items())}
