@@ -19,6 +19,7 @@ def add_arguments(p) -> None:
     p.add_argument("job_dir", metavar="JOBDIR")
     p.add_argument("--force", action="store_true", help="also run a job that is done")
     p.add_argument("--foreground", action="store_true", help="run here instead of a background worker")
+    p.add_argument("--quiet", "-q", action="store_true", help="--foreground: no progress bar")
 
 
 def run(args) -> int:
@@ -31,7 +32,7 @@ def run(args) -> int:
         from .run import report
 
         runner.reset_for_resume(args.job_dir, executor="foreground", force=args.force)
-        st = client.run(job_dir=args.job_dir, progress=ConsoleBar())
+        st = client.run(job_dir=args.job_dir, progress=None if args.quiet else ConsoleBar())
         return report(st, exit_code(st))
     job = client.resume(args.job_dir, force=args.force)
     print(f"resumed (log: {job.log})")
