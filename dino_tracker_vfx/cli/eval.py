@@ -35,6 +35,9 @@ def _method_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weights", default=None, help="RAFT weights file for --method flow --flow raft_*")
     p.add_argument("--device", default=None, help="torch device for dino/tracker (default: auto)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--masks", default="none", choices=("none", "first"),
+                   help="dino/tracker foreground: none (the tracker's own) or first (the DAVIS mask of the "
+                        "first image, <idx>_<name>/masks/)")
     p.add_argument("--videos", default=None,
                    help="comma-separated subset: indices (29), names (horsejump-high) or keys (29_horsejump-high)")
     p.add_argument("--out", required=True, help="output folder (created; reruns resume in it)")
@@ -67,7 +70,7 @@ def run(args) -> int:
     from ..progress import ConsoleBar
 
     method = make_method(args.method, preset=args.preset, flow=args.flow, fb_thresh=args.fb_thresh,
-                         weights=args.weights, device=args.device, seed=args.seed)
+                         weights=args.weights, device=args.device, seed=args.seed, masks=args.masks)
     videos = [v for v in (args.videos or "").split(",") if v.strip()] or None
     progress = None if args.quiet else ConsoleBar()
     log = None if args.quiet else (lambda s: print(s, file=sys.stderr, flush=True))

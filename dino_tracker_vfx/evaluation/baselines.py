@@ -96,11 +96,31 @@ class Flow(Method):
                             meta={"method": "flow", **self.options})
 
 
-class Tracker(Method):
-    """DINO-Tracker through the tracker API (``preset``; ``raw-dino`` for the ``dino`` baseline)."""
+def first_frame_mask(shot) -> dict[int, np.ndarray]:
+    """``{0: ids}`` from the DAVIS-style ``<video>/../masks/<name of image 0>.png`` next to the frames."""
+    from ..errors import InputError
+    from ..inputs import read_mask
 
-    def __init__(self, name: str, preset: str, device: str | None = None, seed: int = 0):
-        super().__init__(name, True, {"preset": preset, "seed": int(seed)})
+    if not getattr(shot, "paths", None):
+        raise InputError("--masks first needs an image sequence with a masks/ folder beside video/",
+                         where=str(shot.source))
+    first = Path(shot.paths[0])
+    p = first.parent.parent / "masks" / (first.stem + ".png")
+    if not p.is_file():
+        raise InputError("first-frame mask not found (expected <video>/../masks/<frame>.png)", where=str(p))
+    return {0: read_mask(p)}
+
+
+class Tracker(Method):
+    """DINO-Tracker through the tracker API (``preset``; ``raw-dino`` for the ``dino`` baseline).
+
+    ``masks="first"`` gives the tracker the DAVIS mask of the first image (the only mask the held-out
+    videos keep) as its foreground; ``"none"`` lets it find the foreground itself."""
+
+    def __init__(self, name: str, preset: str, device: str | None = None, seed: int = 0, masks: str = "none"):
+        if masks not in ("none", "first"):
+            raise ConfigError(f"masks {masks!r} is not one of none, first", where="--masks")
+        super().__init__(name, True, {"preset": preset, "seed": int(seed), "masks": masks})
         self.device = device
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
@@ -110,19 +130,20 @@ class Tracker(Method):
         except ImportError as e:
             raise ConfigError(f"method {self.name!r} needs the tracker API, which cannot be imported ({e})",
                               where="--method") from None
-        return api.track(shot, list(queries), preset=self.options["preset"], cache_dir=cache_dir,
+        masks = first_frame_mask(shot) if self.options["masks"] == "first" else None
+        return api.track(shot, list(queries), preset=self.options["preset"], masks=masks, cache_dir=cache_dir,
                          device=self.device, seed=self.options["seed"], progress=progress, cancel=cancel)
 
 
 def make_method(name: str, *, preset: str | None = None, flow: str = "dis", fb_thresh: float = 1.5,
-                weights: str | None = None, device: str | None = None, seed: int = 0) -> Method:
+                weights: str | None = None, device: str | None = None, seed: int = 0, masks: str = "none") -> Method:
     """Build a method by name (see module docstring)."""
     if name == "static":
         return Static()
     if name == "flow":
         return Flow(flow, fb_thresh, weights)
     if name == "dino":
-        return Tracker("dino", preset or RAW_DINO_PRESET, device, seed)
+        return Tracker("dino", preset or RAW_DINO_PRESET, device, seed, masks)
     if name == "tracker":
-        return Tracker("tracker", preset or "cpu-preview", device, seed)
+        return Tracker("tracker", preset or "cpu-preview", device, seed, masks)
     raise ConfigError(f"method {name!r} is not one of {', '.join(METHOD_NAMES)}", where="--method")
