@@ -106,3 +106,18 @@ def test_badja_static(tmp_path):
     q = tr["tracks"][0]["query"]
     assert np.allclose(tr["tracks"][0]["xy"], [q["x"], q["y"]], atol=1e-5)
     assert os.path.getsize(out / "per_video.png") > 1000
+
+
+def test_dino_without_weights_is_a_clear_weights_error(tmp_path, monkeypatch, capsys):
+    pytest.importorskip("dino_tracker_vfx.tracker.presets")
+    for k in ("DTVFX_WEIGHTS", "TORCH_HOME"):
+        monkeypatch.setenv(k, str(tmp_path / "empty"))
+    monkeypatch.setenv("DTVFX_OFFLINE", "1")
+    rc = main(["eval", "tapvid", "--gt", DEV_PKL, "--frames", FRAMES480, "--method", "dino", "--videos", "29",
+               "--out", str(tmp_path / "o"), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and "dinov2_vitl14_pretrain.pth not found" in err and "\n" not in err
+    assert not (tmp_path / "o" / "videos").exists()  # failed before any video
+    rc = main(["eval", "tapvid", "--gt", DEV_PKL, "--method", "tracker", "--preset", "no-such-preset",
+               "--out", str(tmp_path / "o2"), "-q"])
+    assert rc == 2 and "no-such-preset" in capsys.readouterr().err

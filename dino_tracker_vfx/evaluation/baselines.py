@@ -51,6 +51,9 @@ class Method:
     def settings(self) -> dict[str, Any]:
         return {"method": self.name, **self.options}
 
+    def check(self) -> None:
+        """Fail fast (before any video) on settings or files the method cannot run with."""
+
     def run(self, shot, queries: Sequence[Query], *, progress: ProgressFn | None = None,
             cancel: CancelFn | None = None, cache_dir: str | Path | None = None,
             n_frames: int | None = None, plate_size=None, frame_numbers=None) -> TrackSet:
@@ -122,6 +125,19 @@ class Tracker(Method):
             raise ConfigError(f"masks {masks!r} is not one of none, first", where="--masks")
         super().__init__(name, True, {"preset": preset, "seed": int(seed), "masks": masks})
         self.device = device
+
+    def check(self) -> None:
+        """Unknown preset -> ConfigError; DINO presets without their DINOv2 checkpoint -> WeightsError."""
+        try:
+            from ..tracker.presets import load_preset
+            from ..tracker.weights import resolve_dinov2
+        except ImportError as e:
+            raise ConfigError(f"method {self.name!r} needs the tracker, which cannot be imported ({e})",
+                              where="--method") from None
+        cfg = load_preset(self.options["preset"])
+        if not cfg.weight_free:
+            arch = str(cfg["backbone"]).replace("dinov2_", "")
+            resolve_dinov2(arch, bool(cfg["registers"]), weights=cfg["weights"])
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):

@@ -241,6 +241,7 @@ def evaluate_tapvid(gt_path, frames_root, method: Method, out_dir, *, mode: str 
     """TAP-Vid evaluation of ``method`` on the GT file ``gt_path`` (see :mod:`.datasets`) with frames
     from ``frames_root``; writes ``out_dir`` (module docstring) and returns the summary dict."""
     out_dir = Path(out_dir)
+    method.check()
     all_videos = _name_videos(read_gt(gt_path, mode), frames_root)
     chosen = select(all_videos, videos)
     if not chosen:
@@ -311,6 +312,7 @@ def evaluate_badja(data_dir, frames_root, method: Method, out_dir, *, videos: Se
     from .badja import read_badja
 
     out_dir = Path(out_dir)
+    method.check()
     items = read_badja(data_dir, frames_root)
     keep = {id(v) for v in select([b.gt for b in items], videos)}
     items = [b for b in items if id(b.gt) in keep]
