@@ -122,3 +122,16 @@ def test_dino_without_weights_is_a_clear_weights_error(tmp_path, monkeypatch, ca
     rc = main(["eval", "tapvid", "--gt", DEV_PKL, "--method", "tracker", "--preset", "no-such-preset",
                "--out", str(tmp_path / "o2"), "-q"])
     assert rc == 2 and "no-such-preset" in capsys.readouterr().err
+
+
+def test_normalised_gt_goes_to_the_frames_raster(tmp_path):
+    e = official_entry(T=6, w=64, h=48, n=3)
+    video = e.pop("video")
+    big = np.repeat(np.repeat(video, 2, axis=1), 2, axis=2)  # the same frames at 128x96
+    gt = write_pickle(tmp_path / "novideo.pkl", {"v": e})
+    root = write_frames_root(tmp_path / "frames", "00_v", big)
+    harness.evaluate_tapvid(gt, root, make_method("static"), tmp_path / "o", mode="first", plots=False)
+    tr = json.loads((tmp_path / "o" / "tracks" / "00_v.json").read_text())
+    assert (tr["plate"]["width"], tr["plate"]["height"]) == (128, 96)
+    q = tr["tracks"][0]["query"]
+    assert q["x"] == pytest.approx(e["points"][0, q["t"], 0] * 128, abs=1e-4)

@@ -64,7 +64,7 @@ class GTVideo:
     meta: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        self.xy = np.asarray(self.xy, np.float64)
+        self.xy = np.array(self.xy, np.float64)  # a copy: occluded entries are set to NaN below
         d = check_shape(self.xy, "N T 2", f"{self.name}: GT xy")
         self.visible = np.asarray(self.visible, bool)
         check_shape(self.visible, "N T", f"{self.name}: GT visible", d)

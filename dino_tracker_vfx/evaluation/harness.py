@@ -186,12 +186,13 @@ def _tapvid_task(gt: GTVideo, method: Method, frames_root, out_dir: Path, mode: 
     def run(progress, cancel):
         g = gt
         shot = None
-        if method.needs_frames:
+        # open the frames when the method reads them, or to put normalised GT on the frames' pixel raster
+        if method.needs_frames or (gt.normalized and frames_root is not None):
             shot = open_frames(gt, frames_root, out_dir)
             g = gt.scaled_to(shot.size)
         pred = method.run(shot, g.queries, progress=progress, cancel=cancel, cache_dir=out_dir / "cache" / gt.key,
                           n_frames=g.n_frames, plate_size=g.plate_size,
-                          frame_numbers=np.arange(g.n_frames) if shot is None else None)
+                          frame_numbers=np.arange(g.n_frames) if shot is None else shot.frame_numbers)
         pred = _align(pred, g)
         row = M.tapvid_metrics_plate(g.query_t, g.xy, g.visible, g.plate_size, pred.xy, pred.visible,
                                      pred.plate_size, mode=mode)
