@@ -19,6 +19,9 @@ GT object exists):
 * ``mask-propagate`` / ``mask-flow-warp`` - centroid of the propagated / warped mask.
 * ``static`` - the image-0 mask centroid.
 
+A frame where a method has no centroid (e.g. the propagated mask lost the object) is left out of its
+error and counted in its coverage (``cov``, shown when below 100%).
+
 Aggregation: per object the mean over frames; per video the mean over its objects; "mean" rows are
 the mean over videos and (DAVIS style) over all objects. Writes ``OUT/results.json`` and
 ``OUT/table.md``; prints the table.
@@ -89,19 +92,21 @@ def score_masks(pred: np.ndarray, gts: np.ndarray, ids: list[int]) -> dict[int, 
 
 
 def score_centroids(cent: np.ndarray, gts: np.ndarray, i: int) -> dict[str, float]:
-    """cent: [T, 2] predicted centroid of object i."""
-    e, en = [], []
+    """cent: [T, 2] predicted centroid of object i (NaN = no prediction). Frames 1..N-1 where the GT object
+    exists; ``coverage`` = share of them with a prediction (errors average over those only)."""
+    e, en, n_gt = [], [], 0
     for t in range(1, len(gts)):
         m = gts[t] == i
         if not m.any():
             continue
+        n_gt += 1
         if not np.isfinite(cent[t]).all():
             continue
         a, b = centroid_error(cent[t], m)
         e.append(a)
         en.append(b)
     return {"px": float(np.mean(e)) if e else float("nan"), "norm": float(np.mean(en)) if en else float("nan"),
-            "frames": len(e)}
+            "frames": len(e), "coverage": len(e) / n_gt if n_gt else float("nan")}
 
 
 def mask_centroids(pred: np.ndarray, i: int) -> np.ndarray:
@@ -167,7 +172,9 @@ def table(results: list[dict]) -> str:
             J, F = _mean([r["J"] for r in rows_masks[m]]), _mean([r["F"] for r in rows_masks[m]])
             c.append(f"{(J + F) / 2:.3f} ({J:.3f} / {F:.3f})")
         for m in cmeth:
-            c.append(f"{_mean([r['px'] for r in rows_cent[m]]):.1f} ({_mean([r['norm'] for r in rows_cent[m]]):.3f})")
+            cov = _mean([r.get("coverage", 1.0) for r in rows_cent[m]])
+            c.append(f"{_mean([r['px'] for r in rows_cent[m]]):.1f} ({_mean([r['norm'] for r in rows_cent[m]]):.3f})"
+                     + (f" cov {100 * cov:.0f}%" if cov < 0.995 else ""))
         return c
 
     per_video = []
@@ -179,8 +186,8 @@ def table(results: list[dict]) -> str:
     if results:
         vm = {m: [{"J": _mean([x["J"] for x in rm[m]]), "F": _mean([x["F"] for x in rm[m]])} for rm, _ in per_video]
               for m in MASK_METHODS}
-        vc = {m: [{"px": _mean([x["px"] for x in rc[m]]), "norm": _mean([x["norm"] for x in rc[m]])}
-                  for _, rc in per_video] for m in cmeth}
+        vc = {m: [{"px": _mean([x["px"] for x in rc[m]]), "norm": _mean([x["norm"] for x in rc[m]]),
+                   "coverage": _mean([x.get("coverage", 1.0) for x in rc[m]])} for _, rc in per_video] for m in cmeth}
         lines.append("| **mean over videos** | " + str(sum(len(r["objects"]) for r in results)) + " | "
                      + " | ".join(cells(vm, vc)) + " |")
         om = {m: [x for rm, _ in per_video for x in rm[m]] for m in MASK_METHODS}

@@ -164,3 +164,40 @@ def test_tracker_features_wrapper_normalises_and_keeps_grid(scene):
     assert f.shape[1:] == (src.grid.h, src.grid.w)
     np.testing.assert_allclose(f.norm(dim=0).numpy(), 1.0, atol=1e-5)
     assert src.grid.step == (8.0, 8.0) and src.describe()["features"] == "tracker"
+
+
+def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
+    """The DINO path wired to A1's DinoV2 (untrained weights: shapes and grid only, not quality)."""
+    pytest.importorskip("dino_tracker_vfx.tracker.backbones")
+    from dino_tracker_vfx.objects.features import DinoFeatures
+
+    shot = ArrayShot(scene.frames[:3])
+    src = DinoFeatures.build(shot.read, shot.size, model="vits14", stride=14, height=56, random_weights=True)
+    g = src.grid
+    assert g.step == (14.0, 14.0) and g.origin == (6.5, 6.5)
+    assert (g.h, g.w) == ((src.resize.work_wh[1] - 14) // 14 + 1, (src.resize.work_wh[0] - 14) // 14 + 1)
+    f = src(1)
+    assert f.shape == (384, g.h, g.w)
+    np.testing.assert_allclose(f.norm(dim=0).numpy(), 1.0, atol=1e-4)
+    assert "RANDOM" in src.describe()["backbone"]
+    preds = list(propagate_masks(src, 3, {0: scene.masks[0]}, shot.size))
+    assert len(preds) == 3 and set(np.unique(preds[-1].labels)) <= {0, SQUARE, DISC}
+
+
+def test_auto_feature_choice(scene, monkeypatch, caplog, tmp_path):
+    from dino_tracker_vfx.errors import ConfigError
+    from dino_tracker_vfx.objects import features as fmod
+
+    shot = ArrayShot(scene.frames[:2])
+    assert not fmod.dino_weights_available("vits14", tmp_path / "missing.pth")
+    monkeypatch.setattr(fmod, "dino_weights_available", lambda *a, **k: False)
+    monkeypatch.setattr(fmod, "tracker_available", lambda: False)
+    src = fmod.open_feature_source(shot, "auto")
+    assert src.name == "colour-texture" and "weight-free colour-texture" in caplog.text
+    # a given trained tracker is used when there are no DINO weights
+    src = fmod.open_feature_source(shot, "auto", tracker=_FakeTracker(scene.frames[:2]))
+    assert src.name == "tracker"
+    with pytest.raises(ConfigError, match="features 'tracker' need"):
+        fmod.open_feature_source(shot, "tracker")
+    with pytest.raises(ConfigError, match="not one of"):
+        fmod.open_feature_source(shot, "sift")

@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
 from ..checks import check_shape
 from ..coords import Resize
-from ..errors import ConfigError, WeightsError
+from ..errors import ConfigError
 
 log = logging.getLogger("dino_tracker_vfx.objects")
 
@@ -225,6 +226,7 @@ class TrackerFeatures:
     """
 
     name = "tracker"
+    default_radius = 12
 
     def __init__(self, tracker, label: str = "tracker"):
         self._tracker = tracker
@@ -235,8 +237,18 @@ class TrackerFeatures:
         self._first = (0, feat)
 
     def describe(self) -> dict[str, Any]:
-        preset = getattr(self._tracker, "preset", None)
-        return {"features": self.name, "tracker_preset": getattr(preset, "name", preset), **self.grid.describe()}
+        tr = self._tracker
+        cfg = getattr(tr, "cfg", None)
+        d: dict[str, Any] = {"features": self.name, "tracker_preset": getattr(cfg, "name", None) or self.label}
+        if cfg is not None:
+            d["weight_free"] = bool(getattr(cfg, "weight_free", False))
+            try:
+                d["backbone"] = cfg["backbone"]
+            except (KeyError, TypeError):
+                pass
+        if hasattr(tr, "trained_iterations"):
+            d["trained_iterations"] = int(tr.trained_iterations)
+        return {**d, **self.grid.describe()}
 
     def __call__(self, t: int):
         import torch
@@ -252,142 +264,86 @@ class TrackerFeatures:
 
 
 class DinoFeatures:
-    """A frozen DINOv2 backbone (A1's ``tracker.backbones``), patch tokens of one layer.
+    """A frozen DINOv2 backbone (A1's ``tracker.backbones.DinoV2``): patch tokens of one block.
 
-    ``model``: a module with the ``tracker.backbones.DinoV2`` interface (``forward_features`` /
-    ``patch_stride``); :meth:`build` makes it from weights (or ``random_weights=True`` for timing).
-    ``frames``: callable ``t -> float32 RGB [H, W, 3]`` at plate size.
+    ``model``: a ``DinoV2`` (``forward(images [B, 3, H, W] RGB 0..1) -> [B, C, h, w]``, attributes ``stride``,
+    ``name``, ``layer``); ``frames``: callable ``t -> float32 RGB [H, W, 3]`` in 0..1 at plate size;
+    ``work_wh``: the working raster (each side ``14 + k * stride``). Patch ``(i, j)`` is centred at working
+    px ``(j * stride + 6.5, i * stride + 6.5)`` (``backbones.patch_centres``).
     """
 
     name = "dino"
+    default_radius = 12
 
-    def __init__(self, model, frames, plate_wh: tuple[int, int], *, work_wh: tuple[int, int], layer: int | None = None,
-                 device: str = "cpu", label: str = "dinov2"):
+    def __init__(self, model, frames, plate_wh: tuple[int, int], *, work_wh: tuple[int, int], device: str = "cpu",
+                 label: str | None = None):
         import torch
+
+        from ..tracker.backbones import patch_centres
 
         self.model = model.eval().to(device)
         self._frames = frames
         self.device = device
-        self.layer = layer
-        self.label = label
-        self.resize = Resize(tuple(plate_wh), tuple(work_wh))
-        with torch.no_grad():
-            feat, centres = self._run(0)
-        h, w = feat.shape[1:]
-        self.grid = PatchGrid.from_centres(centres, h, w, self.resize)
-        self._first = (0, feat)
+        self.label = label or f"dinov2_{getattr(model, 'name', '?')}"
+        self.resize = Resize(tuple(plate_wh), tuple(int(v) for v in work_wh))
+        h, w = model.grid_size(self.resize.work_wh[1], self.resize.work_wh[0])
+        self.grid = PatchGrid.from_centres(patch_centres(h, w, model.stride), h, w, self.resize)
+        self._torch = torch
 
     @classmethod
-    def build(cls, frames, plate_wh, *, variant: str = "vits14", weights=None, random_weights: bool = False,
-              stride: int = 7, work_wh=None, device: str = "cpu", layer: int | None = None) -> "DinoFeatures":
-        try:
-            from ..tracker import backbones
-        except ImportError as e:  # pragma: no cover - depends on the tracker package state
-            raise WeightsError(f"the DINOv2 backbone is not available ({e})") from None
-        model = _make_backbone(backbones, variant, stride)
-        label = f"dinov2_{variant} (random weights, timing only)" if random_weights else f"dinov2_{variant}"
-        if not random_weights:
-            from ..tracker import weights as wmod
+    def build(cls, frames, plate_wh, *, model: str = "vits14", stride: int = 14, height: int = 476,
+              layer: int | None = None, weights=None, random_weights: bool = False, device: str = "cpu",
+              seed: int = 0) -> "DinoFeatures":
+        """DINOv2 ``model`` at patch ``stride`` on a working raster ``height`` px high (aspect kept).
 
-            sd = wmod.load_dinov2(variant, weights) if weights is not None or True else None
-            _load_state(model, sd)
-        if work_wh is None:
-            W, H = plate_wh
-            ps = getattr(model, "patch_size", 14)
-            work_wh = (max(ps, int(round(W / ps)) * ps), max(ps, int(round(H / ps)) * ps))
-        return cls(model, frames, plate_wh, work_wh=work_wh, device=device, layer=layer, label=label)
+        ``layer``: 0-based block (default: the last). ``random_weights``: untrained network (timing only).
+        """
+        from ..tracker import backbones
+
+        arch, _ = backbones.parse_name(model)
+        depth = backbones.ARCHS[arch][1]
+        lay = depth - 1 if layer is None else int(layer)
+        net = backbones.build_dinov2(model, stride=stride, layer=lay, weights=weights, pretrained=not random_weights)
+        if random_weights:
+            net.reset_parameters(seed)
+        work = backbones.dino_working_size(tuple(plate_wh), height=min(height, plate_wh[1]), stride=stride)
+        label = f"dinov2_{net.name} stride {stride} block {lay}" + (" (RANDOM weights: timing only)"
+                                                                    if random_weights else "")
+        return cls(net, frames, plate_wh, work_wh=work, device=device, label=label)
 
     def describe(self) -> dict[str, Any]:
-        return {"features": self.name, "backbone": self.label, "layer": self.layer, **self.grid.describe()}
-
-    def _run(self, t: int):
-        import cv2
-        import torch
-
-        img = np.asarray(self._frames(t), np.float32)
-        wk = self.resize.work_wh
-        img = cv2.resize(img, wk, interpolation=cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR)
-        mean = np.array([0.485, 0.456, 0.406], np.float32)
-        std = np.array([0.229, 0.224, 0.225], np.float32)
-        x = torch.from_numpy(((img - mean) / std).transpose(2, 0, 1)[None].copy()).to(self.device)
-        out = _backbone_patch_map(self.model, x, self.layer)  # [1, C, h, w], centres [h*w, 2]
-        feat, centres = out
-        return l2_normalise(feat[0].float().cpu()), centres
+        return {"features": self.name, "backbone": self.label, **self.grid.describe()}
 
     def __call__(self, t: int):
-        import torch
+        import cv2
 
-        if self._first is not None and self._first[0] == t:
-            f = self._first[1]
-            self._first = None
-            return f
+        torch = self._torch
+        img = np.asarray(self._frames(t), np.float32)
+        wk = self.resize.work_wh
+        if (img.shape[1], img.shape[0]) != wk:
+            img = cv2.resize(img, wk, interpolation=cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR)
+        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(self.device)
         with torch.no_grad():
-            return self._run(t)[0]
-
-
-def _make_backbone(backbones, variant: str, stride: int):
-    """Build A1's DinoV2 for ``variant`` with patch stride ``stride`` (interface adapter)."""
-    for attr in ("build_dinov2", "make_dinov2", "dinov2"):
-        fn = getattr(backbones, attr, None)
-        if callable(fn):
-            return fn(variant, stride=stride)
-    cls = getattr(backbones, "DinoV2", None)
-    if cls is None:
-        raise WeightsError("tracker.backbones has no DinoV2")
-    return cls(variant, stride=stride) if not hasattr(cls, "from_name") else cls.from_name(variant, stride=stride)
-
-
-def _load_state(model, sd) -> None:
-    if sd is None:
-        raise WeightsError("no DINOv2 weights found")
-    if hasattr(sd, "state_dict"):
-        sd = sd.state_dict()
-    if isinstance(sd, dict):
-        model.load_state_dict(sd, strict=False)
-
-
-def _backbone_patch_map(model, x, layer):
-    """Run the backbone and return (``[1, C, h, w]`` patch features, ``[h*w, 2]`` centres working px)."""
-    import torch
-
-    if hasattr(model, "patch_features"):
-        out = model.patch_features(x, layer=layer) if layer is not None else model.patch_features(x)
-    elif hasattr(model, "get_intermediate_layers"):
-        n = 1 if layer is None else [layer]
-        out = model.get_intermediate_layers(x, n=n, reshape=True)[0]
-    else:
-        out = model(x)
-    if isinstance(out, (tuple, list)):
-        out = out[0]
-    feat = torch.as_tensor(out)
-    _, _, h, w = feat.shape
-    centres = getattr(model, "patch_centres", None)
-    if callable(centres):
-        c = np.asarray(centres(h, w), np.float64)
-    else:  # ViT patches of size p at stride s: centre of patch (i, j) at s*j + (p-1)/2
-        p = getattr(model, "patch_size", 14)
-        s = getattr(model, "patch_stride", p)
-        jj, ii = np.meshgrid(np.arange(w), np.arange(h))
-        c = np.stack([s * jj + (p - 1) / 2.0, s * ii + (p - 1) / 2.0], -1).reshape(-1, 2)
-    return feat, c
+            f = self.model(x)[0].float().cpu()
+        check_shape(f, "C h w", "DINO features", {"h": self.grid.h, "w": self.grid.w})
+        return l2_normalise(f)
 
 
 # ----------------------------------------------------------------------------------- choice
 
 
-def dino_weights_available(variant: str = "vits14", weights=None) -> bool:
+def dino_weights_available(model: str = "vits14", weights=None) -> bool:
+    """True when the DINOv2 checkpoint is on disk (``weights`` or the standard folders); never downloads."""
+    if weights is not None:
+        return Path(weights).expanduser().exists()
     try:
+        from ..tracker import backbones
         from ..tracker import weights as wmod
     except ImportError:
         return False
-    for attr in ("find_dinov2", "locate_dinov2", "dinov2_path"):
-        fn = getattr(wmod, attr, None)
-        if callable(fn):
-            try:
-                return fn(variant, weights) is not None
-            except Exception:  # noqa: BLE001 - "not found" in any form means not available
-                return False
-    return False
+    arch, reg = backbones.parse_name(model)
+    fname = wmod.dinov2_filename(arch, reg)
+    return any((d / fname).is_file() for d in wmod.search_dirs())
 
 
 def tracker_available() -> bool:
@@ -399,8 +355,9 @@ def tracker_available() -> bool:
 
 
 def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=None, preset: str = "cpu-preview",
-                        masks=None, cache_dir=None, weights=None, stride: int = 8,
-                        progress=None, cancel=None, frames: Callable | None = None) -> FeatureSource:
+                        masks=None, cache_dir=None, weights=None, dino_model: str = "vits14", stride: int = 8,
+                        device: str | None = None, progress=None, cancel=None, frames: Callable | None = None
+                        ) -> FeatureSource:
     """Open the feature source ``kind`` (see :data:`FEATURE_CHOICES`) for ``shot``.
 
     ``auto``: DINOv2 when weights are found, else the shot's trained tracker (``tracker`` if given, else
@@ -411,7 +368,7 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
         raise ConfigError(f"features {kind!r} is not one of {', '.join(FEATURE_CHOICES)}", where="--features")
     read = frames or shot.read
     if kind == "auto":
-        if dino_weights_available(weights=weights):
+        if dino_weights_available(dino_model, weights):
             kind = "dino"
         elif tracker is not None or tracker_available():
             kind = "tracker"
@@ -422,7 +379,10 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
     if kind == "colour-texture":
         return ColourTextureFeatures(read, shot.size, stride=stride, ref_t=ref_t)
     if kind == "dino":
-        return DinoFeatures.build(read, shot.size, weights=weights)
+        import torch
+
+        dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        return DinoFeatures.build(read, shot.size, model=dino_model, weights=weights, device=dev)
     if tracker is None:
         if not tracker_available():
             raise ConfigError("features 'tracker' need the tracker package (dino_tracker_vfx.tracker.api)",
@@ -430,7 +390,7 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
         from ..tracker import api
 
         tracker = api.ShotTracker(shot, preset, masks=masks, cache_dir=cache_dir, progress=progress,
-                                  cancel=cancel)
+                                  cancel=cancel, device=device)
         tracker.prepare()
         tracker.train()
     return TrackerFeatures(tracker, label=str(preset))
