@@ -74,9 +74,9 @@ def _small_object_warnings(shot, masks, ids, names, source: FeatureSource) -> li
     patch = sx * sy
     msgs = []
     for t, m in masks.items():
-        for i in ids:
-            a = int((m == i).sum())
-            if 0 < a < 0.5 * patch:
+        vals, counts = np.unique(m, return_counts=True)
+        for i, a in zip(vals.tolist(), counts.tolist()):
+            if i != 0 and a < 0.5 * patch:
                 msgs.append(f"object {names[i]} (id {i}) covers {a} px at frame {shot.frame_of(t)}, less than half "
                             f"a feature patch ({patch:.0f} px): it will likely vanish")
     return msgs
@@ -134,11 +134,9 @@ def segment_to_dir(shot, masks: dict[int, np.ndarray], out_dir: str | Path, *, f
     for fp in it:
         masks_io.write_index(masks_io.index_path(out, fp.t, index_format), fp.labels, index_format, palette)
         if mattes != "none":
-            soft = None
-            if up is not None and not fp.given:
-                soft = up(fp.patch_probs).numpy()
+            soft = up is not None and not fp.given
             for ch, i in enumerate(ids, start=1):
-                a = (fp.labels == i) if soft is None else soft[ch]
+                a = up(fp.patch_probs[ch:ch + 1])[0].numpy() if soft else (fp.labels == i)
                 masks_io.write_matte(masks_io.matte_path(out, nm[i], fp.t, matte_format), a, matte_format)
         for i in ids:
             areas[nm[i]][fp.t] = fp.areas.get(i, 0)

@@ -347,8 +347,10 @@ def dino_weights_available(model: str = "vits14", weights=None) -> bool:
 
 
 def tracker_available() -> bool:
+    import importlib
+
     try:
-        from ..tracker import api  # noqa: F401
+        importlib.import_module("..tracker.api", __package__)
     except ImportError:
         return False
     return True

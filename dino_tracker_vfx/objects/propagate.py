@@ -108,10 +108,12 @@ class Upsampler:
         return F.grid_sample(maps[None].float(), g, mode="bilinear", padding_mode="border",
                              align_corners=True)[0]
 
-    def argmax(self, maps, chunk_rows: int = 256) -> np.ndarray:
-        """Channel index of the maximum after upsampling: int64 ``[H, W]`` (chunked over rows)."""
-        H = self.plate_wh[1]
-        out = np.empty((H, self.plate_wh[0]), np.int64)
+    def argmax(self, maps, max_values: int = 32_000_000) -> np.ndarray:
+        """Channel index of the maximum after upsampling: int64 ``[H, W]`` (in row chunks of at most
+        ``max_values`` upsampled floats, so hundreds of objects on a 4K plate stay within memory)."""
+        H, W = self.plate_wh[1], self.plate_wh[0]
+        chunk_rows = max(1, min(H, max_values // max(1, int(maps.shape[0]) * W)))
+        out = np.empty((H, W), np.int64)
         for r0 in range(0, H, chunk_rows):
             sl = slice(r0, min(H, r0 + chunk_rows))
             out[sl] = self(maps, sl).argmax(0).numpy()
