@@ -46,6 +46,8 @@ def job_dir_for(spec: JobSpec, spec_path: str | os.PathLike | None = None,
     if spec_path is not None:
         p = Path(spec_path).resolve()
         stem = p.name.rsplit(".", 1)[0] if "." in p.name else p.name
+        if stem.endswith(".dtvfx"):  # sh010.dtvfx.yaml (as the Nuke panel names specs) -> sh010.dtvfx/
+            stem = stem[: -len(".dtvfx")]
         return p.parent / f"{stem}.dtvfx"
     return (Path.cwd() / f"{spec.name}.dtvfx").resolve()
 
