@@ -107,6 +107,9 @@ def test_windowed_head_equals_the_full_map_head(use_refiner):
     cost[1, -1, 5] = 2.0  # on the bottom border
     xy, peak = m.head(cost)
     torch.testing.assert_close(xy, _reference_head(m, cost), atol=2e-4, rtol=0)
+    m.windowed = False  # the plain whole-map head of the benchmarks gives the same
+    xy_full, peak_full = m.head(cost)
+    torch.testing.assert_close(xy_full, xy, atol=2e-4, rtol=0)
     torch.testing.assert_close(peak, cost.reshape(7, -1).max(1).values)
 
 

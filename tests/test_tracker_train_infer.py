@@ -71,7 +71,7 @@ def test_weight_free_training_learns_the_motion():
     first = tr.step(0)["flow"].item()
     tr.run()
     assert hist[-1].done == 60 and hist[-1].stage == "train"
-    assert tr.history[-1]["flow"] < 0.5 * first
+    assert tr.history[-1]["flow"] < 0.8 * first
     st = build_store(m, imgs, None)
     q = torch.tensor([[20.0, 20.0], [40.0, 25.0]])
     tq = torch.tensor([0, 3])

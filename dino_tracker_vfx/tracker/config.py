@@ -37,6 +37,7 @@ DEFAULTS: dict[str, Any] = {
     "working_height": 476,         # working raster height (DINO: a multiple of 14 is used)
     "features_dtype": "float16",   # how precomputed DINO maps are stored
     "amp": True,                   # bf16 autocast for the ViT / CNN and low-precision cost volumes on CUDA
+    "windowed_head": True,         # refine only the window around the argmax (false: whole map, same result)
     "delta": {
         "enabled": True,           # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
         "hidden": [64, 128, 256],  # channels of layers 1-3
@@ -47,8 +48,11 @@ DEFAULTS: dict[str, Any] = {
     "flow": {
         "method": "raft_large",
         "weights": None,
+        "height": None,            # flow raster height (null: the working raster; never above the plate)
         "fb_thresh": 1.5,          # px, forward-backward check of chained flow
         "drift_thresh": 2.5,       # px, direct-flow drift filter (paper 2, public config 2.5)
+        "drift_pairs": "dyadic",   # which direct flows check drift (tracklets.DRIFT_PAIRS)
+        "seed_step": 1,            # px between tracklet seeds (1: every pixel, as the paper)
         "params": {},              # engine settings (DIS: see flow.DIS_DEFAULTS; RAFT: iters)
     },
     "best_buddies": {
@@ -97,8 +101,8 @@ DEFAULTS: dict[str, Any] = {
         "visible_cos": 0.6,
         "query_chunk": 256,
         "frame_chunk": 32,
-        "flow_guided": False,      # weight-free aid: follow chained flow while it agrees with the tracker
-        "flow_agree_px": 8.0,
+        "flow_guided": False,      # weight-free aid: positions from chained flow, visibility helped by the
+        "flow_agree_px": 6.0,      #   learned tracker (tracker/fusion.py); agreement radius, working px
     },
 }
 
@@ -108,10 +112,13 @@ RULES: dict[str, tuple] = {
     "backbone": ("choice", BACKBONES), "registers": ("bool", None), "layer": ("int", (0, 39)),
     "stride": ("int", (1, 14)), "weights": ("opt_str", None), "working_height": ("int", (32, 4096)),
     "features_dtype": ("choice", ("float16", "bfloat16", "float32")), "amp": ("bool", None),
+    "windowed_head": ("bool", None),
     "delta.enabled": ("bool", None), "delta.hidden": ("int_list", (1, 4096)), "delta.out_channels": ("opt_int", (1, 8192)),
     "delta.kernel": ("choice", (3, 5, 7)), "refiner": ("bool", None),
     "flow.method": ("choice", FLOW_METHODS), "flow.weights": ("opt_str", None),
+    "flow.height": ("opt_int", (16, 8192)),
     "flow.fb_thresh": ("float", (0.0, 100.0)), "flow.drift_thresh": ("float", (0.0, 100.0)),
+    "flow.drift_pairs": ("choice", ("dyadic", "start", "none")), "flow.seed_step": ("int", (1, 64)),
     "flow.params": ("dict", None),
     "best_buddies.enabled": ("bool", None), "best_buddies.nms_box": ("int", (1, 1000)),
     "best_buddies.nms_iou": ("float", (0.0, 1.0)), "best_buddies.sig_a": ("float", (-1e3, 1e3)),
@@ -139,8 +146,8 @@ RULES: dict[str, tuple] = {
 # which settings decide each cache stage's content (besides the stage's inputs)
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "frames": ("working_height", "backbone", "stride"),
-    "flow": ("flow.method", "flow.weights", "flow.params"),
-    "correspondences": ("flow.fb_thresh", "flow.drift_thresh"),
+    "flow": ("flow.method", "flow.weights", "flow.params", "flow.height"),
+    "correspondences": ("flow.fb_thresh", "flow.drift_thresh", "flow.drift_pairs", "flow.seed_step"),
     "features": ("backbone", "registers", "layer", "stride", "weights", "features_dtype"),
     "foreground": ("foreground",),
     "best_buddies": ("best_buddies.enabled", "best_buddies.nms_box", "best_buddies.nms_iou",

@@ -41,7 +41,7 @@ def l2n(x: torch.Tensor, dim: int = 1) -> torch.Tensor:
 class TrackerModel(nn.Module):
     def __init__(self, work_wh: tuple[int, int], grid: FeatureGrid, mode: str = "dino+delta",
                  delta: DeltaDino | None = None, refiner: Refiner | None = None, argmax_radius: float = 35.0,
-                 amp: bool = True):
+                 amp: bool = True, windowed: bool = True):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"mode {mode!r} not in {MODES}")
@@ -54,6 +54,7 @@ class TrackerModel(nn.Module):
         self.refiner = refiner if mode != "dino" else None
         self.argmax_radius = float(argmax_radius)
         self.amp = amp
+        self.windowed = windowed  # False: refine and normalise the whole map (the plain reference head)
         r = int(math.floor(self.argmax_radius / grid.stride))
         self.r = r
         a = torch.arange(-r, r + 1, dtype=torch.float32) * grid.stride
@@ -109,6 +110,8 @@ class TrackerModel(nn.Module):
 
     def head(self, cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """cost ``[B, h, w]`` -> (xy ``[B, 2]`` working px, peak cosine ``[B]``)."""
+        if not self.windowed:
+            return self.head_full(cost)
         B, h, w = cost.shape
         cost = cost.float()
         r, grid = self.r, self.grid
@@ -139,6 +142,22 @@ class TrackerModel(nn.Module):
         x = cx + (wts.sum(dim=1) * self.offs[None, :]).sum(dim=1)
         y = cy + (wts.sum(dim=2) * self.offs[None, :]).sum(dim=1)
         return torch.stack([x, y], dim=-1), peak
+
+    def head_full(self, cost: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The plain head: refiner and softmax over the whole map, then the soft-argmax within the radius
+        (same result as :meth:`head`, ``O(B * h * w * 16)`` memory; benchmarks compare the two)."""
+        B, h, w = cost.shape
+        cost = cost.float()
+        hm = F.relu(cost)[:, None]
+        if self.refiner is not None:
+            hm = self.refiner(hm)
+        c = self.grid.centres(device=cost.device).view(h, w, 2)
+        peak, am = cost.reshape(B, -1).max(dim=1)
+        ac = c.view(-1, 2)[am]
+        mask = (c[None] - ac[:, None, None]).norm(dim=-1) <= self.argmax_radius + 1e-6
+        # softmax restricted to the disc: the full-map normaliser cancels in the soft-argmax
+        sm = torch.softmax(hm[:, 0].masked_fill(~mask, float("-inf")).reshape(B, -1), dim=1).view(B, h, w)
+        return (sm[..., None] * c[None]).sum(dim=(1, 2)), peak
 
     def predict(self, phi_q: torch.Tensor, maps_n: torch.Tensor, frame: torch.Tensor,
                 cost_dtype: torch.dtype | None = None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -59,18 +59,67 @@ class PairPool:
         n_fg = min(n - n_bg, len(fg_idx))
         return torch.cat([_choose(fg_idx, n_fg, gen), _choose(bg_idx, n_bg, gen)])
 
+    def pairs(self, n: int, fg_ratio: float, in_set: torch.Tensor | None, gen: torch.Generator):
+        """(t_i [m], xy_i [m, 2], t_j [m], xy_j [m, 2], w [m] or None) device tensors, see :meth:`draw`."""
+        idx = self.draw(n, fg_ratio, in_set, gen)
+        return (self.t_i[idx], self.xy_i[idx], self.t_j[idx], self.xy_j[idx],
+                None if self.w is None else self.w[idx])
+
+    def state(self) -> dict:
+        return {}
+
+    def load_state(self, st: dict) -> None:
+        pass
+
     def frames_of_random_pairs(self, k: int, gen: torch.Generator) -> torch.Tensor:
         if len(self) == 0:
             return torch.zeros(0, dtype=torch.long, device=self.device)
         idx = torch.randint(len(self), (k,), generator=gen, device=gen.device).to(self.device)
         return torch.cat([self.t_i[idx], self.t_j[idx]])
 
-    def state(self) -> dict[str, np.ndarray]:
-        out = {"t_i": self.t_i.cpu().numpy(), "xy_i": self.xy_i.cpu().numpy(), "t_j": self.t_j.cpu().numpy(),
-               "xy_j": self.xy_j.cpu().numpy()}
-        if self.w is not None:
-            out["w"] = self.w.cpu().numpy()
-        return out
+
+
+class TrackletSource:
+    """Flow pairs drawn each step from :class:`tracklets.FlowCorrespondences` (numpy, on the CPU: a few
+    hundred pairs per step cost well under a millisecond) and handed over as device tensors.
+
+    ``scale``: optional :class:`coords.Resize` from the tracklets' raster to the working raster.
+    The numpy generator's state is part of the trainer's checkpoint (deterministic resume).
+    """
+
+    def __init__(self, corr, fg_masks: np.ndarray | None, device="cpu", seed: int = 0, scale=None):
+        self.corr = corr
+        self.fg = None if fg_masks is None else np.asarray(fg_masks, bool)
+        self.device = torch.device(device)
+        self.rng = np.random.default_rng(int(seed))
+        self.scale = scale
+
+    def __len__(self) -> int:
+        return int(self.corr.num_entries)
+
+    def _out(self, t_i, xy_i, t_j, xy_j):
+        if self.scale is not None:
+            xy_i = self.scale.to_working(xy_i).astype(np.float32)
+            xy_j = self.scale.to_working(xy_j).astype(np.float32)
+        dev = self.device
+        return (torch.from_numpy(t_i).to(dev), torch.from_numpy(np.ascontiguousarray(xy_i)).to(dev),
+                torch.from_numpy(t_j).to(dev), torch.from_numpy(np.ascontiguousarray(xy_j)).to(dev))
+
+    def pairs(self, n: int, fg_ratio: float, in_set: torch.Tensor | None, gen: torch.Generator):
+        frames = None if in_set is None else torch.nonzero(in_set).squeeze(1).cpu().numpy()
+        fg = self.fg if fg_ratio > 0 else None
+        return self._out(*self.corr.sample(n, fg_ratio, fg, rng=self.rng, frames=frames)) + (None,)
+
+    def frames_of_random_pairs(self, k: int, gen: torch.Generator) -> torch.Tensor:
+        t_i, _, t_j, _ = self.corr.sample(k, 0.0, None, rng=self.rng)
+        return torch.from_numpy(np.concatenate([t_i, t_j])).to(self.device)
+
+    def state(self) -> dict:
+        return {"rng": self.rng.bit_generator.state}
+
+    def load_state(self, st: dict) -> None:
+        if st.get("rng"):
+            self.rng.bit_generator.state = st["rng"]
 
 
 def _choose(idx: torch.Tensor, k: int, gen: torch.Generator) -> torch.Tensor:

@@ -34,7 +34,7 @@ from ..progress import CancelFn, EtaClock, Progress, ProgressFn
 from . import losses
 from .config import TrackerConfig
 from .model import TrackerModel, l2n
-from .sampling import PairPool, draw_frame_set, sample_mask_points
+from .sampling import PairPool, TrackletSource, draw_frame_set, sample_mask_points
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,14 @@ class TrainData:
     """Everything training reads, on the training device.
 
     images uint8 ``[T, 3, H, W]``; dino ``[T, C, h, w]`` (fp16/bf16/fp32) or None (weight-free);
-    fg bool ``[T, H, W]`` or None; flow / bb :class:`PairPool` (bb may be None).
+    fg bool ``[T, H, W]`` or None; flow: a pair source (:class:`PairPool` or :class:`TrackletSource`);
+    bb: :class:`PairPool` of DINO best-buddies with weights, or None.
     """
 
     images: torch.Tensor
     dino: torch.Tensor | None
     fg: torch.Tensor | None
-    flow: PairPool
+    flow: PairPool | TrackletSource
     bb: PairPool | None = None
 
     def __post_init__(self):
@@ -117,7 +118,8 @@ class Trainer:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         return {"iteration": self.iteration, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-                "generator": self.gen.get_state(), "history": self.history[-200:]}
+                "generator": self.gen.get_state(), "history": self.history[-200:],
+                "sources": {"flow": self.data.flow.state(), "bb": self.data.bb.state() if self.data.bb else {}}}
 
     def load_state_dict(self, st: dict[str, Any]) -> None:
         self.model.load_state_dict(st["model"])
@@ -126,6 +128,10 @@ class Trainer:
                            if hasattr(st["generator"], "to") else st["generator"])
         self.iteration = int(st["iteration"])
         self.history = list(st.get("history", []))
+        src = st.get("sources", {})
+        self.data.flow.load_state(src.get("flow", {}))
+        if self.data.bb is not None:
+            self.data.bb.load_state(src.get("bb", {}))
 
     def _set_lr(self, it: int) -> None:
         t = self.cfg["train"]
@@ -149,22 +155,25 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
 
         # L_flow, both directions in one batch
-        idx = d.flow.draw(t["flow_pairs"], t["flow_fg_ratio"], in_set, gen)
-        ti, tj = loc[d.flow.t_i[idx]], loc[d.flow.t_j[idx]]
-        xi, xj = d.flow.xy_i[idx], d.flow.xy_j[idx]
-        n = len(idx)
-        pred, _ = m.track(phi, torch.cat([xi, xj]), torch.cat([ti, tj]), torch.cat([tj, ti]), maps_n, self.cost_dtype)
-        terms["flow"] = losses.flow_loss(pred[:n], xj, pred[n:], xi, self.work_wh)
+        gti, xi, gtj, xj, _ = d.flow.pairs(t["flow_pairs"], t["flow_fg_ratio"], in_set, gen)
+        ti, tj = loc[gti], loc[gtj]
+        n = len(ti)
+        if n:
+            pred, _ = m.track(phi, torch.cat([xi, xj]), torch.cat([ti, tj]), torch.cat([tj, ti]), maps_n,
+                              self.cost_dtype)
+            terms["flow"] = losses.flow_loss(pred[:n], xj, pred[n:], xi, self.work_wh)
+        else:  # no flow pair inside this frame set
+            terms["flow"] = phi.sum() * 0.0
         total = terms["flow"]
 
         if d.dino is not None:
             if d.bb is not None and t["lambda_dino_bb"] > 0:
-                b = d.bb.draw(t["bb_pairs"], t["bb_fg_ratio"], in_set, gen)
-                if len(b):
-                    bi, bj = loc[d.bb.t_i[b]], loc[d.bb.t_j[b]]
-                    fi = m.sample(phi, d.bb.xy_i[b], bi)
-                    fj = m.sample(phi, d.bb.xy_j[b], bj)
-                    w = d.bb.w[b] if d.bb.w is not None else torch.ones(len(b), device=dev)
+                bti, bxi, btj, bxj, w = d.bb.pairs(t["bb_pairs"], t["bb_fg_ratio"], in_set, gen)
+                if len(bti):
+                    bi, bj = loc[bti], loc[btj]
+                    fi = m.sample(phi, bxi, bi)
+                    fj = m.sample(phi, bxj, bj)
+                    w = w if w is not None else torch.ones(len(bti), device=dev)
                     terms["dino_bb"] = losses.symmetric_info_nce(fi, fj, maps_n, bi, bj, w, t["tau"],
                                                                  t["div_dino_bb"])
                     total = total + t["lambda_dino_bb"] * terms["dino_bb"]

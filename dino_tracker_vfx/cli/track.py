@@ -1,0 +1,80 @@
+"""``dtvfx track SHOT --queries Q.csv``: train DINO-Tracker on a shot and track query points."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .info import add_shot_arguments, open_from_args
+
+COMMAND = "track"
+HELP = "track query points through a shot (DINO-Tracker, trained on the shot)"
+DESCRIPTION = """Track query points through a shot with DINO-Tracker (test-time training per shot).
+
+Queries (CSV or JSON, plate pixels, origin top-left; see docs/tracker.md) name an image index `t` or a
+host `frame` each. Masks (mattes, palette PNGs, id EXRs; PATH or PATH@FRAME) mark the foreground that
+training samples favour. Every stage and the training checkpoints are cached under --cache, so a
+cancelled run (Ctrl-C) resumes where it stopped and a second query file reuses the trained tracker.
+
+presets: paper (ViT-L/14, the paper's settings, GPU), balanced, fast (GPU), cpu-preview (weight-free:
+no DINOv2 weights needed, minutes on a CPU; lower quality), or a YAML file (see presets/).
+
+examples:
+  dtvfx track "plate.####.exr" --queries points.csv --out tracks.json
+  dtvfx track clip.mov --queries q.json --masks hero.1001.png --preset paper --device cuda --preview
+"""
+
+
+def default_cache_dir() -> Path:
+    base = os.environ.get("DTVFX_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dino_tracker_vfx")
+    return Path(base)
+
+
+def add_arguments(p) -> None:
+    p.add_argument("shot", metavar="SHOT", help="sequence pattern, frame, folder or movie")
+    add_shot_arguments(p)
+    p.add_argument("--queries", required=True, metavar="FILE", help="query points, .csv or .json")
+    p.add_argument("--masks", nargs="+", metavar="MASK", help="foreground masks: PATH or PATH@FRAME")
+    p.add_argument("--preset", default="cpu-preview", metavar="NAME",
+                   help="paper, balanced, fast, cpu-preview (default) or a YAML file")
+    p.add_argument("--cache", metavar="DIR",
+                   help="cache folder (default $DTVFX_CACHE or ~/.cache/dino_tracker_vfx)")
+    p.add_argument("--out", metavar="FILE", help="tracks file .json or .csv (default: <queries>.tracks.json)")
+    p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
+    p.add_argument("--seed", type=int, default=0, help="random seed of training (default 0)")
+    p.add_argument("--preview", action="store_true",
+                   help="also render <out>.preview.mp4 and a contact sheet <out>.preview.png")
+
+
+def run(args) -> int:
+    from ..errors import InputError
+    from ..inputs import read_masks, read_queries
+    from ..progress import ConsoleBar
+    from ..tracker.api import ShotTracker
+    from ..tracker.presets import load_preset
+
+    out = Path(args.out) if args.out else Path(args.queries).with_suffix(".tracks.json")
+    if out.suffix.lower() not in (".json", ".csv"):
+        raise InputError("--out must end in .json or .csv", where=str(out))
+    cfg = load_preset(args.preset)  # bad preset: fail before reading any frame
+    shot = open_from_args(args)
+    queries = read_queries(args.queries, shot)
+    masks = read_masks(args.masks, shot) if args.masks else None
+    bar = ConsoleBar()
+    st = ShotTracker(shot, cfg, masks=masks, cache_dir=args.cache or default_cache_dir(), device=args.device,
+                     seed=args.seed, progress=bar)
+    st.prepare()
+    st.train()
+    tracks = st.infer(queries)
+    tracks.save(out)
+    vis = float(tracks.visible.mean()) if tracks.visible.size else 0.0
+    print(f"{out}: {tracks.n_tracks} tracks x {tracks.n_images} images, {vis:.0%} visible "
+          f"(preset {cfg.name}, {st.trained_iterations} iterations)")
+    if args.preview:
+        from ..render.preview import render_preview
+
+        mp4 = out.with_suffix(".preview.mp4")
+        res = render_preview(shot, tracks, mp4, out.with_suffix(".preview.png"), progress=bar)
+        print(f"{res['mp4']}" + (f", {res['png']}" if res.get("png") else ""))
+    return 0

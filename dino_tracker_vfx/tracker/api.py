@@ -1,0 +1,413 @@
+"""Public tracker API: :func:`track` and :class:`ShotTracker`.
+
+    tracks = track(shot, queries, preset="cpu-preview", masks=None, cache_dir=None, device=None, seed=0,
+                   progress=None, cancel=None)
+
+* ``shot``: :class:`~dino_tracker_vfx.shots.Shot` (>= 2 images). ``queries``: list of
+  :class:`~dino_tracker_vfx.tracks.Query` - image index ``t`` and plate px ``(x, y)`` (core convention).
+* ``preset``: a preset name (``paper``, ``balanced``, ``fast``, ``cpu-preview``), a YAML path or a dict.
+* ``masks``: ``{image index: int32 [H, W] instance ids}`` at plate size (``inputs.read_masks``); their
+  union is the foreground used to balance training samples.
+* ``cache_dir``: per-shot cache of every stage and the training checkpoints (resume after a cancel);
+  None keeps nothing on disk.
+* returns a :class:`~dino_tracker_vfx.tracks.TrackSet` in PLATE pixels, ``frame_numbers`` of the shot,
+  names made unique (``tracks.unique_names``), groups from the queries. At each query's own frame the
+  position is exactly the query, visible, confidence 1.
+
+Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
+:class:`coords.Resize`) is the only plate <-> working conversion.
+
+Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``): ``load`` -> ``flow`` ->
+correspondences -> ``features`` (DINO, skipped weight-free) -> ``foreground`` -> ``best_buddies`` ->
+``train`` -> refined ``features`` -> ``infer`` -> ``occlusion``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checks import check_shape
+from ..coords import Resize, in_plate
+from ..errors import ConfigError, InputError, ShotError
+from ..progress import CancelFn, Progress, ProgressFn, check_cancel
+from ..tracks import Query, TrackSet, unique_names
+from . import prepare as prep
+from .cache import ShotCache, read_checkpoint, shot_identity
+from .config import TrackerConfig, settings_hash
+from .delta_dino import DeltaDino
+from .feature_grid import FeatureGrid
+from .infer import FeatureStore, build_store, track_points
+from .model import TrackerModel
+from .occlusion import occlusion
+from .presets import load_preset
+from .refiner import Refiner
+from .sampling import PairPool, TrackletSource
+from .train import TrainData, Trainer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    d = str(device)
+    if d.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"device {d!r}: no CUDA GPU is available here (use cpu)", where="device")
+    if not (d == "cpu" or d.startswith("cuda")):
+        raise ConfigError(f"device {d!r}: must be cpu, cuda or cuda:N", where="device")
+    return torch.device(d)
+
+
+def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, int]:
+    """(W, H) of the working raster: DINO - ``backbones.dino_working_size``; weight-free - the preset
+    height (never above the plate's), width by the plate's aspect."""
+    W, H = plate_wh
+    if cfg.weight_free:
+        h = min(int(cfg["working_height"]), H)
+        return max(8, int(round(W * h / H))), max(8, h)
+    from .backbones import dino_working_size
+
+    return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
+
+
+def flow_size(cfg: TrackerConfig, plate_wh: tuple[int, int], work_wh: tuple[int, int]) -> tuple[int, int]:
+    """(W, H) of the flow raster: ``flow.height`` (never above the plate), else the working raster."""
+    fh = cfg["flow.height"]
+    if fh is None:
+        return tuple(work_wh)
+    W, H = plate_wh
+    h = min(int(fh), H)
+    return max(8, int(round(W * h / H))), max(8, h)
+
+
+class ShotTracker:
+    """Prepare, train and query a tracker for one shot (see module docstring)."""
+
+    def __init__(self, shot, preset: str | Path | dict | TrackerConfig = "cpu-preview",
+                 masks: dict[int, np.ndarray] | None = None, cache_dir: str | Path | None = None,
+                 device: str | None = None, seed: int = 0, progress: ProgressFn | None = None,
+                 cancel: CancelFn | None = None):
+        self.shot = shot
+        self.cfg = load_preset(preset)
+        T = int(shot.n_images)
+        if T < 2:
+            raise ShotError(f"the shot has {T} image; tracking needs at least 2", where=str(shot.source))
+        self.T = T
+        self.device = resolve_device(device)
+        self.masks = _check_masks(masks, shot)
+        self.seed = int(seed)
+        self.progress, self.cancel = progress, cancel
+        self.work_wh = working_size(self.cfg, tuple(shot.size))
+        self.resize: Resize = shot.resize(self.work_wh)
+        self.flow_wh = flow_size(self.cfg, tuple(shot.size), self.work_wh)
+        self.flow_to_work = Resize(self.flow_wh, self.work_wh)  # flow raster <-> working raster
+        self.cache = ShotCache(cache_dir, shot_identity(shot))
+        self.keys: dict[str, str] = {}
+        self.frames: np.ndarray | None = None  # uint8 [T, H, W, 3] working
+        self.flow = None  # flow.FlowField
+        self.corr = None  # tracklets.FlowCorrespondences
+        self.dino: torch.Tensor | None = None  # [T, C, h, w] on device
+        self.fg: np.ndarray | None = None  # bool [T, H, W]
+        self.bb_pairs: dict[str, np.ndarray] | None = None
+        self.model: TrackerModel | None = None
+        self.store: FeatureStore | None = None
+        self.trained_iterations = 0
+        self.history: list[dict[str, float]] = []
+        self._trainer: Trainer | None = None
+        self.timings: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ helpers
+    def _report(self, stage: str, done: int, total: int, msg: str = "") -> None:
+        if self.progress is not None:
+            self.progress(Progress(stage, done, total, message=msg))
+
+    def grid(self) -> FeatureGrid:
+        if self.cfg.weight_free:
+            return FeatureGrid.cnn(self.work_wh, len(self.cfg["delta.hidden"]))
+        return FeatureGrid.dino(self.work_wh, self.cfg["stride"])
+
+    def _stage(self, name: str, inputs: list[str], compute, settings: Any = None):
+        """Load stage ``name`` from the cache or compute it -> (arrays dict, key)."""
+        key = ShotCache.key(name, self.cfg.stage_settings(name) if settings is None else settings,
+                            [self.cache.shot_key, *inputs])
+        self.keys[name] = key
+        t0 = time.perf_counter()
+        hit = self.cache.load(name, key)
+        if hit is not None:
+            self._report(name, 1, 1, "cached")
+            self.timings[name] = time.perf_counter() - t0
+            return hit[0], key
+        arrays = compute()
+        self.cache.save(name, key, arrays)
+        self.timings[name] = time.perf_counter() - t0
+        return arrays, key
+
+    # ------------------------------------------------------------------ preprocessing
+    def prepare(self) -> "ShotTracker":
+        """Frames, flow, correspondences, DINO features, foreground and best-buddies (cached)."""
+        cfg = self.cfg
+        shot, wh = self.shot, self.work_wh
+
+        def load_frames():
+            def cb(i, n):
+                check_cancel(self.cancel, "loading frames")
+                self._report("load", i, n, "frames")
+            return {"frames": shot.load(wh, on_progress=cb)}
+
+        arr, k_frames = self._stage("frames", [], load_frames, settings={"work_wh": list(wh)})
+        self.frames = arr["frames"]
+        check_shape(self.frames, "T H W 3", "frames", {"T": self.T, "H": wh[1], "W": wh[0]})
+
+        if cfg.raw_dino:  # the baseline needs the frames and the DINO maps only
+            arr, self.keys["features"] = self._stage(
+                "features", [k_frames], lambda: prep.dino_feature_arrays(self.frames, cfg, self.device, self.progress,
+                                                                         self.cancel))
+            self.dino = torch.from_numpy(arr["features"]).to(self.device)
+            return self
+
+        flow_frames, k_fframes = self.frames, k_frames
+        if self.flow_wh != self.work_wh:  # flow on its own (finer) raster
+            def load_flow_frames():
+                return {"frames": shot.load(self.flow_wh, on_progress=lambda i, n: check_cancel(self.cancel))}
+
+            arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)})
+            flow_frames = arr["frames"]
+        arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
+                                                                                self.cancel))
+        self.flow = prep.flow_from_arrays(arr, cfg)
+
+        arr, k_corr = self._stage("correspondences", [k_flow],
+                                  lambda: prep.correspondence_arrays(self.flow, flow_frames, cfg, self.progress,
+                                                                     self.cancel))
+        del flow_frames
+        self.corr = prep.correspondences_from_arrays(arr)
+
+        k_feat = "none"
+        if not cfg.weight_free:
+            arr, k_feat = self._stage("features", [k_frames],
+                                      lambda: prep.dino_feature_arrays(self.frames, cfg, self.device, self.progress,
+                                                                       self.cancel))
+            self.dino = torch.from_numpy(arr["features"]).to(self.device)
+
+        mask_key = settings_hash({int(t): settings_hash(m.tobytes()) + str(m.shape) for t, m in self.masks.items()}) \
+            if self.masks else "none"
+        arr, k_fg = self._stage("foreground", [k_frames, k_feat, mask_key],
+                                lambda: prep.foreground_arrays(self.frames, self.masks, self.resize, self.dino,
+                                                               cfg, self.device, self.progress, self.cancel))
+        self.fg = arr["fg"].astype(bool)
+
+        self.bb_pairs = None
+        if not cfg.weight_free and cfg["best_buddies.enabled"] and cfg["train.lambda_dino_bb"] > 0:
+            arr, _ = self._stage("best_buddies", [k_feat, k_corr],
+                                 lambda: prep.best_buddy_arrays(self.dino, self.grid(), self.corr, cfg,
+                                                                self.progress, self.cancel))
+            self.bb_pairs = arr
+        return self
+
+    # ------------------------------------------------------------------ model + training
+    def build_model(self) -> TrackerModel:
+        cfg = self.cfg
+        if cfg.raw_dino:
+            return TrackerModel(self.work_wh, self.grid(), "dino", None, None, cfg["infer.argmax_radius"],
+                                amp=cfg["amp"], windowed=cfg["windowed_head"]).to(self.device)
+        C = cfg.feature_dim
+        delta = DeltaDino(C, tuple(cfg["delta.hidden"]), cfg["delta.kernel"], zero_init=not cfg.weight_free)
+        refiner = Refiner() if cfg["refiner"] else None
+        mode = "delta" if cfg.weight_free else "dino+delta"
+        torch.manual_seed(self.seed)
+        m = TrackerModel(self.work_wh, self.grid(), mode, delta, refiner, cfg["infer.argmax_radius"], amp=cfg["amp"],
+                         windowed=cfg["windowed_head"])
+        return m.to(self.device)
+
+    def _images(self) -> torch.Tensor:
+        return torch.from_numpy(self.frames).to(self.device).permute(0, 3, 1, 2).contiguous()
+
+    def train_settings(self) -> dict[str, Any]:
+        """Everything a checkpoint depends on (compared on resume)."""
+        return {"model": self.cfg.stage_settings("model"), "train": self.cfg.stage_settings("train"),
+                "inputs": {k: self.keys.get(k) for k in ("frames", "correspondences", "features", "foreground",
+                                                         "best_buddies")},
+                "work_wh": list(self.work_wh), "seed": self.seed}
+
+    def train(self, iterations: int | None = None) -> "ShotTracker":
+        """Test-time training up to ``iterations`` (default: the preset's). Resumes from the newest
+        checkpoint in the cache, or continues this object's own training when called again."""
+        if self.frames is None:
+            self.prepare()
+        cfg, dev = self.cfg, self.device
+        self.store = None
+        if cfg.raw_dino:  # nothing to train
+            self.model = self.build_model().eval()
+            return self
+        if self._trainer is None:
+            self._trainer = self._make_trainer()
+        t0 = time.perf_counter()
+        self._trainer.run(iterations)
+        self.timings["train"] = time.perf_counter() - t0
+        self.trained_iterations = self._trainer.iteration
+        self.history = self._trainer.history
+        return self
+
+    def _make_trainer(self) -> Trainer:
+        cfg, dev = self.cfg, self.device
+        self.model = self.build_model()
+        images = self._images()
+        fg = torch.from_numpy(self.fg).to(dev) if self.fg is not None else None
+        fg_flow = self.fg
+        if self.fg is not None and self.flow_wh != self.work_wh:  # tracklets sample foreground on their raster
+            import cv2
+
+            fg_flow = np.stack([cv2.resize(m.astype(np.uint8), self.flow_wh, interpolation=cv2.INTER_NEAREST)
+                                for m in self.fg]).astype(bool)
+        flow = TrackletSource(self.corr, fg_flow, device=dev, seed=self.seed,
+                              scale=None if self.flow_wh == self.work_wh else self.flow_to_work)
+        bb = None
+        if self.bb_pairs is not None and len(self.bb_pairs["t_i"]):
+            bb = PairPool(self.bb_pairs["t_i"], self.bb_pairs["xy_i"], self.bb_pairs["t_j"], self.bb_pairs["xy_j"],
+                          self.bb_pairs.get("w"), device=dev)
+            bb.set_foreground(fg)
+        if len(flow) == 0:
+            raise ShotError("optical flow found no reliable correspondences to train on (static or blank shot?)",
+                            where=str(self.shot.source))
+        settings = self.train_settings()
+        ckey = ShotCache.key("checkpoints", settings)
+        self.keys["checkpoints"] = ckey
+
+        def save(it: int, state: dict[str, Any]) -> None:
+            self.cache.save_checkpoint(ckey, it, {**state, "settings": settings})
+
+        trainer = Trainer(self.model, TrainData(images, self.dino, fg, flow, bb), cfg, seed=self.seed, save=save,
+                          progress=self.progress, cancel=self.cancel)
+        st = self.cache.latest_checkpoint(ckey, settings)
+        if st is not None:
+            trainer.load_state_dict(st)
+            log.info("resuming training at iteration %d", trainer.iteration)
+        return trainer
+
+    def load_checkpoint(self, path: str | Path) -> "ShotTracker":
+        """Use an explicit checkpoint file (CacheError when it was made with other settings)."""
+        if self.frames is None:
+            self.prepare()
+        st = read_checkpoint(path, self.train_settings())
+        self._trainer = None
+        self.model = self.build_model()
+        self.model.load_state_dict(st["model"])
+        self.model.eval()
+        self.trained_iterations = int(st["iteration"])
+        self.store = None
+        return self
+
+    # ------------------------------------------------------------------ inference
+    def _ensure_store(self) -> FeatureStore:
+        if self.model is None:
+            self.train()
+        if self.store is None:
+            t0 = time.perf_counter()
+            self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
+                                     progress=self.progress, cancel=self.cancel)
+            self.timings["refine_features"] = time.perf_counter() - t0
+        return self.store
+
+    def features(self, t: int) -> tuple[np.ndarray, np.ndarray, Resize]:
+        """Refined feature map of image ``t``: (float32 ``[C, h, w]``, cell centres ``[h*w, 2]`` (x, y)
+        WORKING px, the plate<->working :class:`Resize`). Trains first if needed."""
+        if not 0 <= int(t) < self.T:
+            raise InputError(f"image index {t} outside 0..{self.T - 1}", where=str(self.shot.source))
+        store = self._ensure_store()
+        f = store.phi[int(t)].float().cpu().numpy()
+        return f, self.grid().centres().numpy().astype(np.float64), self.resize
+
+    def infer(self, queries: list[Query]) -> TrackSet:
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
+        qs = _check_queries(queries, self.shot)
+        fr = np.asarray(self.shot.frame_numbers)
+        if not qs:
+            return TrackSet.empty(fr, self.shot.size)
+        store = self._ensure_store()
+        cfg, dev = self.cfg, self.device
+        t_q = torch.tensor([q.t for q in qs], dtype=torch.long, device=dev)
+        xy_w = self.resize.to_working(np.array([[q.x, q.y] for q in qs], dtype=np.float64))
+        xy_q = torch.tensor(xy_w, dtype=torch.float32, device=dev)
+        t0 = time.perf_counter()
+        q_feat = store.sample(t_q, xy_q)
+        xy, peak = track_points(self.model, store, t_q, xy_q, cfg["infer.query_chunk"], cfg["infer.frame_chunk"],
+                                q_feat=q_feat, progress=self.progress, cancel=self.cancel)
+        self.timings["infer"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        if cfg["infer.flow_guided"] and self.flow is not None:
+            from .fusion import flow_guided
+
+            xy, vis, conf = flow_guided(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
+                                        cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"])
+        elif cfg["infer.occlusion"]:
+            vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
+                                     cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)
+        else:
+            from .occlusion import trajectory_cosine
+
+            cos, _ = trajectory_cosine(store, xy, q_feat)
+            vis = cos >= cfg["infer.visible_cos"]
+            conf = cos.clamp(0, 1)
+            rows = torch.arange(len(qs), device=dev)
+            vis[rows, t_q], conf[rows, t_q] = True, 1.0
+        self.timings["occlusion"] = time.perf_counter() - t0
+        xy_p = self.resize.to_plate(xy.double().cpu().numpy())
+        for n, q in enumerate(qs):  # the query frame is the query, exactly
+            xy_p[n, q.t] = (q.x, q.y)
+        names = unique_names([q.name for q in qs])
+        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(qs, names)]
+        meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
+                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
+        return TrackSet(xy_p, vis.cpu().numpy(), conf.float().cpu().numpy(), names, out_q, fr, self.shot.size,
+                        meta=meta)
+
+
+def track(shot, queries: list[Query], *, preset: str | Path | dict = "cpu-preview",
+          masks: dict[int, np.ndarray] | None = None, cache_dir: Path | None = None, device: str | None = None,
+          seed: int = 0, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> TrackSet:
+    """Prepare, train and track in one call (see module docstring)."""
+    _check_queries(queries, shot)
+    st = ShotTracker(shot, preset, masks=masks, cache_dir=cache_dir, device=device, seed=seed, progress=progress,
+                     cancel=cancel)
+    st.prepare()
+    st.train()
+    return st.infer(queries)
+
+
+# ---------------------------------------------------------------------- validation
+def _check_queries(queries, shot) -> list[Query]:
+    out = []
+    W, H = shot.size
+    for i, q in enumerate(queries or []):
+        if not isinstance(q, Query):
+            raise InputError(f"query {i}: expected a Query(t, x, y, name, group), got {type(q).__name__}")
+        label = q.name or f"query {i}"
+        if not 0 <= int(q.t) < shot.n_images:
+            raise InputError(f"{label}: t={q.t} is not an image index of the shot (0..{shot.n_images - 1})")
+        if not (np.isfinite(q.x) and np.isfinite(q.y)) or not bool(in_plate(np.array([q.x, q.y]), (W, H))):
+            raise InputError(f"{label}: point ({q.x:g}, {q.y:g}) at frame {shot.frame_of(int(q.t))} is outside the "
+                             f"{W}x{H} plate")
+        out.append(q)
+    return out
+
+
+def _check_masks(masks, shot) -> dict[int, np.ndarray]:
+    if not masks:
+        return {}
+    W, H = shot.size
+    out = {}
+    for t, m in masks.items():
+        if not isinstance(t, (int, np.integer)) or not 0 <= int(t) < shot.n_images:
+            raise InputError(f"mask key {t!r} is not an image index of the shot (0..{shot.n_images - 1})")
+        a = np.asarray(m)
+        if a.shape != (H, W):
+            raise InputError(f"mask for frame {shot.frame_of(int(t))} is {a.shape[1] if a.ndim > 1 else '?'}x"
+                             f"{a.shape[0]}, the plate is {W}x{H}")
+        out[int(t)] = a.astype(np.int32, copy=False)
+    return out

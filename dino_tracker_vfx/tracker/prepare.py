@@ -1,0 +1,143 @@
+"""Preprocessing stages of :class:`~.api.ShotTracker`, as arrays for the cache.
+
+Each function returns ``{name: np.ndarray}`` (what :class:`~.cache.ShotCache` stores) and calls the
+preprocessing modules (``flow``, ``tracklets``, ``backbones``, ``foreground``, ``best_buddies``); this
+file is the only place the tracker core depends on their signatures. Everything is WORKING px,
+frames uint8 ``[T, H, W, 3]``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..checks import check_shape
+from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from .config import TrackerConfig
+from .feature_grid import FeatureGrid
+
+
+# ---------------------------------------------------------------------- flow
+def flow_arrays(frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | None, cancel: CancelFn | None
+                ) -> dict[str, np.ndarray]:
+    from .flow import compute_flow
+
+    ff = compute_flow(frames, method=cfg["flow.method"], weights=cfg["flow.weights"], progress=progress,
+                      cancel=cancel, params=cfg["flow.params"] or None)
+    return {"fwd": ff.fwd, "bwd": ff.bwd}
+
+
+def flow_from_arrays(arr: dict[str, np.ndarray], cfg: TrackerConfig):
+    from .flow import FlowField
+
+    return FlowField(arr["fwd"], arr["bwd"], cfg["flow.method"], dict(cfg["flow.params"]))
+
+
+# ---------------------------------------------------------------------- correspondences
+def correspondence_arrays(flow, frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | None,
+                          cancel: CancelFn | None) -> dict[str, np.ndarray]:
+    """Chained flow tracklets (``tracklets.FlowCorrespondences.to_arrays``), working px."""
+    from .tracklets import build_tracklets
+
+    corr = build_tracklets(frames, flow, fb_thresh=cfg["flow.fb_thresh"], drift_thresh=cfg["flow.drift_thresh"],
+                           drift_pairs=cfg["flow.drift_pairs"], seed_step=cfg["flow.seed_step"],
+                           weights=cfg["flow.weights"], progress=progress, cancel=cancel)
+    return corr.to_arrays()
+
+
+def correspondences_from_arrays(arr: dict[str, np.ndarray]):
+    from .tracklets import FlowCorrespondences
+
+    return FlowCorrespondences.from_arrays(arr)
+
+
+def _pairs(arr: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
+    out = {"t_i": np.asarray(arr["t_i"], np.int64), "xy_i": np.asarray(arr["xy_i"], np.float32),
+           "t_j": np.asarray(arr["t_j"], np.int64), "xy_j": np.asarray(arr["xy_j"], np.float32)}
+    d = check_shape(out["xy_i"], "P 2", f"{what} xy_i")
+    check_shape(out["xy_j"], "P 2", f"{what} xy_j", d)
+    check_shape(out["t_i"], "P", f"{what} t_i", d)
+    check_shape(out["t_j"], "P", f"{what} t_j", d)
+    if "w" in arr:
+        out["w"] = np.asarray(arr["w"], np.float32)
+        check_shape(out["w"], "P", f"{what} w", d)
+    return out
+
+
+# ---------------------------------------------------------------------- DINO features
+def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None = None):
+    from .backbones import build_dinov2
+
+    name = cfg["backbone"] + ("_reg4" if cfg["registers"] else "")
+    random = cfg["weights"] == "random"
+    m = build_dinov2(name, stride=cfg["stride"], layer=cfg["layer"], weights=None if random else cfg["weights"],
+                     pretrained=not random, progress=progress)
+    if random:
+        m.reset_parameters(seed=0)
+    return m.to(device).eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def dino_features(frames: np.ndarray, cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None,
+                  cancel: CancelFn | None, chunk: int = 2, model=None) -> torch.Tensor:
+    """Frozen DINO maps ``[T, C, h, w]`` (``features_dtype``) on ``device``; bf16 autocast on CUDA."""
+    check_shape(frames, "T H W 3", "frames")
+    m = model if model is not None else build_backbone(cfg, device, progress)
+    T = frames.shape[0]
+    dtype = getattr(torch, cfg["features_dtype"])
+    out = None
+    clock = EtaClock()
+    amp = cfg["amp"] and device.type == "cuda"
+    for s in range(0, T, chunk):
+        check_cancel(cancel, "DINO features")
+        e = min(T, s + chunk)
+        x = torch.from_numpy(frames[s:e]).to(device).permute(0, 3, 1, 2).float() / 255.0
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
+            f = m(x)
+        if out is None:
+            out = torch.empty((T,) + tuple(f.shape[1:]), dtype=dtype, device=device)
+        out[s:e] = f.to(dtype)
+        if progress is not None:
+            progress(Progress("features", e, T, eta_s=clock.eta(e, T), message=f"DINO {cfg['backbone']}"))
+    return out
+
+
+def dino_feature_arrays(frames, cfg, device, progress, cancel) -> dict[str, np.ndarray]:
+    f = dino_features(frames, cfg, device, progress, cancel)
+    return {"features": f.cpu().numpy()}
+
+
+# ---------------------------------------------------------------------- foreground
+def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, dino: torch.Tensor | None,
+                      cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None, cancel: CancelFn | None
+                      ) -> dict[str, np.ndarray]:
+    """bool ``[T, H, W]`` working-res foreground (user masks / DINO saliency / all)."""
+    from . import foreground
+
+    T, H, W, _ = frames.shape
+    src = cfg["foreground.source"]
+    if src == "auto":
+        src = "masks" if masks else ("all" if cfg.weight_free else "saliency")
+    if src == "masks" and not masks:
+        from ..errors import InputError
+
+        raise InputError("foreground.source is 'masks' but no masks were given")
+    fg = foreground.foreground_masks(frames, source=src, masks=masks, resize=resize, dino=dino,
+                                     threshold=cfg["foreground.saliency_threshold"],
+                                     layer=cfg["foreground.saliency_layer"], progress=progress, cancel=cancel)
+    fg = np.asarray(fg, bool)
+    check_shape(fg, "T H W", "foreground", {"T": T, "H": H, "W": W})
+    return {"fg": fg}
+
+
+# ---------------------------------------------------------------------- best buddies
+def best_buddy_arrays(dino: torch.Tensor, grid: FeatureGrid, flow_pairs: dict[str, np.ndarray], cfg: TrackerConfig,
+                      progress: ProgressFn | None, cancel: CancelFn | None) -> dict[str, np.ndarray]:
+    """DINO best-buddies ``t_i, xy_i, t_j, xy_j`` (cell centres, working px) with weights ``w``."""
+    from . import best_buddies
+
+    bb = best_buddies.BestBuddies.mine(dino, stride=cfg["stride"], nms_box=cfg["best_buddies.nms_box"],
+                                       nms_iou=cfg["best_buddies.nms_iou"], sig_a=cfg["best_buddies.sig_a"],
+                                       sig_b=cfg["best_buddies.sig_b"], flow_pairs=flow_pairs, progress=progress,
+                                       cancel=cancel)
+    return _pairs(bb.to_arrays(), "best-buddies")
