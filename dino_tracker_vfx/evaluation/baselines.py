@@ -81,7 +81,12 @@ class Flow(Method):
 
         if flow not in METHODS:
             raise ConfigError(f"flow method {flow!r} is not one of {', '.join(METHODS)}", where="--flow")
-        super().__init__("flow", True, {"flow": flow, "fb_thresh": float(fb_thresh)})
+        opts: dict[str, Any] = {"flow": flow, "fb_thresh": float(fb_thresh)}
+        if flow == "dis":  # recorded so results made with other DIS defaults are not reused
+            from ..tracker.flow import DIS_DEFAULTS
+
+            opts["dis"] = dict(DIS_DEFAULTS)
+        super().__init__("flow", True, opts)
         self.weights = weights
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
