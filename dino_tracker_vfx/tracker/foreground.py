@@ -1,0 +1,160 @@
+"""Foreground masks bool ``[T, H, W]`` at working resolution (they steer the fg/bg mix of training pairs).
+
+Sources, in order of preference (:func:`foreground_masks`):
+
+1. user masks: ``{image index: bool [H_p, W_p]}`` at plate resolution, resized to working resolution
+   (area coverage >= 0.5). A frame without a mask takes the mask of the nearest frame that has one (the
+   earlier one on a tie), dilated by ``grow_px_per_frame * distance`` working px (at most ``grow_max_px``)
+   because the object may have moved;
+2. DINO saliency (DINO-Tracker's ``create_fg_mask``): L2-normalised features of all frames (public config:
+   ViT-L layer 23), first principal component over all patches of the shot, min-max normalised to 0..1
+   over the shot; the sign is fixed so the outermost ring of patches (mostly background) has the larger
+   mean; foreground = value < ``threshold`` (0.6). Each pixel takes the value of the patch whose centre
+   ``(j*stride + 6.5, i*stride + 6.5)`` is nearest;
+3. neither: everything is foreground (all True).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..checks import check_shape
+from ..errors import InputError
+
+GROW_PX_PER_FRAME = 3.0
+GROW_MAX_PX = 60.0
+SALIENCY_THRESHOLD = 0.6
+
+
+def _resize_mask(m: np.ndarray, work_wh: tuple[int, int]) -> np.ndarray:
+    import cv2
+
+    W, H = work_wh
+    if m.shape == (H, W):
+        return m.astype(bool)
+    return cv2.resize(m.astype(np.float32), (W, H), interpolation=cv2.INTER_AREA) >= 0.5
+
+
+def _dilate(m: np.ndarray, radius: float) -> np.ndarray:
+    import cv2
+
+    r = int(round(radius))
+    if r <= 0 or not m.any():
+        return m
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * r + 1, 2 * r + 1))
+    return cv2.dilate(m.astype(np.uint8), k).astype(bool)
+
+
+def masks_from_user(masks: Mapping[int, np.ndarray], num_frames: int, plate_wh: tuple[int, int],
+                    work_wh: tuple[int, int], grow_px_per_frame: float = GROW_PX_PER_FRAME,
+                    grow_max_px: float = GROW_MAX_PX) -> np.ndarray:
+    """User masks (plate res, any subset of frames) -> bool ``[T, H, W]`` working res; see module docstring."""
+    if not masks:
+        raise InputError("no masks given", where="masks")
+    Wp, Hp = plate_wh
+    W, H = work_wh
+    given: dict[int, np.ndarray] = {}
+    for t, m in masks.items():
+        t = int(t)
+        if not 0 <= t < num_frames:
+            raise InputError(f"mask for image {t} is outside the shot (0..{num_frames - 1})", where=f"masks[{t}]")
+        m = np.asarray(m)
+        if m.ndim == 3 and m.shape[2] == 1:
+            m = m[..., 0]
+        if m.shape != (Hp, Wp):
+            raise InputError(f"mask is {m.shape[1] if m.ndim > 1 else '?'}x{m.shape[0]}, the plate is {Wp}x{Hp}",
+                             where=f"masks[{t}]")
+        given[t] = _resize_mask(m > 0 if m.dtype != bool else m, (W, H))
+    keys = np.array(sorted(given))
+    out = np.empty((num_frames, H, W), bool)
+    for t in range(num_frames):
+        dist = np.abs(keys - t)
+        k = int(keys[np.argmin(dist)])  # argmin takes the first (earlier) on a tie
+        out[t] = given[k] if k == t else _dilate(given[k], min(grow_max_px, grow_px_per_frame * abs(k - t)))
+    return out
+
+
+def saliency_component(features, seed: int = 0, niter: int = 20, q: int = 3, chunk: int = 8):
+    """First principal component of L2-normalised patch features over the whole shot.
+
+    features: torch ``[T, C, h, w]`` -> float32 ``[T, h, w]`` min-max normalised to 0..1 with the sign
+    chosen so the border ring of patches has the larger mean. Randomised subspace iteration (``q`` columns,
+    ``niter`` rounds, fixed ``seed``) over frame chunks, so the features are never copied whole in float32.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    d = check_shape(features, "T C h w", "saliency features")
+    T, C, h, w = d["T"], d["C"], d["h"], d["w"]
+
+    def rows(t0):  # [n*h*w, C] float32, L2-normalised
+        x = features[t0:t0 + chunk].float().flatten(2).transpose(1, 2).reshape(-1, C)
+        return F.normalize(x, dim=1)
+
+    with torch.no_grad():
+        mean = torch.zeros(C, device=features.device)
+        for t0 in range(0, T, chunk):
+            mean += rows(t0).sum(0)
+        mean /= T * h * w
+        g = torch.Generator(device="cpu").manual_seed(seed)
+        Q = torch.randn(C, q, generator=g).to(features.device)
+        Q, _ = torch.linalg.qr(Q)
+        for _ in range(niter):
+            Z = torch.zeros(C, q, device=features.device)
+            for t0 in range(0, T, chunk):
+                x = rows(t0) - mean
+                Z += x.t() @ (x @ Q)
+            Q, _ = torch.linalg.qr(Z)
+        # Rayleigh-Ritz on the subspace: the leading direction
+        G = torch.zeros(q, q, device=features.device)
+        for t0 in range(0, T, chunk):
+            y = (rows(t0) - mean) @ Q
+            G += y.t() @ y
+        evals, evecs = torch.linalg.eigh(G)
+        v = Q @ evecs[:, -1]
+        comp = torch.cat([(rows(t0) - mean) @ v for t0 in range(0, T, chunk)]).reshape(T, h, w)
+        comp = (comp - comp.min()) / (comp.max() - comp.min()).clamp(min=1e-12)
+        ring = torch.ones(h, w, dtype=torch.bool, device=comp.device)
+        if h > 2 and w > 2:
+            ring[1:-1, 1:-1] = False
+        inner = ~ring
+        if inner.any() and comp[:, ring].mean() < comp[:, inner].mean():
+            comp = 1.0 - comp
+    return comp.float().cpu().numpy()
+
+
+def masks_from_saliency(features, work_wh: tuple[int, int], stride: int = 7,
+                        threshold: float = SALIENCY_THRESHOLD, seed: int = 0) -> np.ndarray:
+    """DINO saliency -> bool ``[T, H, W]`` (working res); see the module docstring."""
+    comp = saliency_component(features, seed=seed)
+    T, h, w = comp.shape
+    W, H = work_wh
+    # nearest patch centre for every pixel centre
+    jj = np.clip(np.rint((np.arange(W) - 6.5) / stride), 0, w - 1).astype(np.int64)
+    ii = np.clip(np.rint((np.arange(H) - 6.5) / stride), 0, h - 1).astype(np.int64)
+    fg_patch = comp < threshold
+    return fg_patch[:, ii][:, :, jj]
+
+
+def foreground_masks(num_frames: int, work_wh: tuple[int, int], user_masks: Mapping[int, np.ndarray] | None = None,
+                     plate_wh: tuple[int, int] | None = None, features=None, stride: int = 7,
+                     threshold: float = SALIENCY_THRESHOLD) -> np.ndarray:
+    """bool ``[T, H, W]`` foreground at working resolution: user masks > DINO saliency > all True.
+
+    ``user_masks``: ``{image index: bool [H_p, W_p]}`` at plate size ``plate_wh``; ``features``: torch
+    ``[T, C, h, w]`` DINO maps (public config: ViT-L layer 23) at patch ``stride``.
+    """
+    W, H = work_wh
+    if user_masks:
+        if plate_wh is None:
+            raise ValueError("foreground_masks: plate_wh is needed with user masks")
+        return masks_from_user(user_masks, num_frames, plate_wh, work_wh)
+    if features is not None:
+        check_shape(features, "T C h w", "saliency features", dims={"T": num_frames})
+        return masks_from_saliency(features, work_wh, stride, threshold)
+    return np.ones((num_frames, H, W), bool)
+
+
+__all__ = ["foreground_masks", "masks_from_user", "masks_from_saliency", "saliency_component"]
