@@ -204,8 +204,14 @@ def main(argv=None) -> int:
     ap.add_argument("--features", default="colour-texture", help="propagation features (colour-texture)")
     ap.add_argument("--trackers", default="flow", help="comma list of point trackers for centroids: flow,dino")
     ap.add_argument("--tracker-preset", default="cpu-preview")
-    ap.add_argument("--out", required=True, help="output folder (results.json, table.md)")
+    ap.add_argument("--out", help="output folder (results.json, table.md)")
+    ap.add_argument("--time-dino", metavar="MODEL:STRIDE,...",
+                    help="only time the DINO feature path with RANDOM weights on judo (e.g. vits14:14,vitl14:7)")
     args = ap.parse_args(argv)
+    if args.time_dino:
+        return time_dino(Path(args.data), args.time_dino)
+    if not args.out:
+        ap.error("--out is required")
     root = Path(args.data)
     index = json.loads((root / "index.json").read_text())
     vids = dev_multi_instance(index)
@@ -241,6 +247,33 @@ def main(argv=None) -> int:
     atomic.write_json(done_path, {"settings": settings, "machine": machine(), "videos": results,
                                   "seconds_this_run": time.perf_counter() - t_all})
     print(md)
+    return 0
+
+
+def time_dino(root: Path, spec: str, video: str = "frames480/06_judo", n: int = 3) -> int:
+    """Seconds per frame of ``DinoFeatures`` (random weights) and of features + propagation step."""
+    import torch
+
+    from dino_tracker_vfx.objects.features import DinoFeatures
+    from dino_tracker_vfx.objects.propagate import PropagationParams, propagate_masks
+    from dino_tracker_vfx.shots import open_shot
+
+    shot = open_shot(str(root / video / "video" / "#####.jpg"), frame_range=f"0-{n - 1}")
+    mask0 = read_mask(root / video / "masks" / "00000.png")
+    frames = [shot.read(t) for t in range(n)]
+    print(f"machine: {machine()}")
+    for item in spec.split(","):
+        model, stride = item.split(":")
+        src = DinoFeatures.build(lambda t: frames[t], shot.size, model=model, stride=int(stride), random_weights=True,
+                                 device="cuda" if torch.cuda.is_available() else "cpu")
+        t0 = time.perf_counter()
+        f = src(1)
+        tf = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        list(propagate_masks(src, n, {0: mask0}, shot.size, PropagationParams()))
+        tp = (time.perf_counter() - t0) / (n - 1)
+        print(f"{model} stride {stride}: grid {src.grid.h}x{src.grid.w} C {f.shape[0]}: features {tf:.1f} s/frame, "
+              f"features + propagation {tp:.1f} s/frame", flush=True)
     return 0
 
 

@@ -50,6 +50,9 @@ def add_arguments(p) -> None:
     p.add_argument("--features", choices=FEATURE_CHOICES, default="auto", help="feature source (default auto)")
     p.add_argument("--preset", default="cpu-preview", metavar="NAME",
                    help="tracker preset when the features come from the shot's tracker (default cpu-preview)")
+    p.add_argument("--dino-model", default="vits14", metavar="NAME",
+                   help="DINOv2 model for --features dino/auto: vits14 (default), vitb14, vitl14, vitg14, +_reg4")
+    p.add_argument("--weights", metavar="FILE", help="DINOv2 checkpoint file (default: the standard weight folders)")
     p.add_argument("--cache", metavar="DIR", help="tracker cache folder (reuse a training)")
     p.add_argument("--radius", type=int, default=None,
                    help="neighbourhood radius in patches (default: 6 for colour-texture features, else 12)")
@@ -98,7 +101,8 @@ def run(args) -> int:
         rep = segment_to_dir(shot, masks, args.out, features=args.features, params=params,
                              names=parse_names(args.names), index_format=args.index_format, mattes=args.mattes,
                              matte_format=args.matte_format, palette=palette, preset=args.preset,
-                             cache_dir=args.cache, progress=None if args.quiet else ConsoleBar())
+                             cache_dir=args.cache, weights=args.weights, dino_model=args.dino_model,
+                             progress=None if args.quiet else ConsoleBar())
     show_warnings(caught)
     objs = ", ".join(f"{o['name']} (id {o['id']})" for o in rep["objects"])
     print(f"{len(rep['frames'])} frames, objects {objs}, features {rep['features']['features']} -> {args.out}")

@@ -84,7 +84,7 @@ def _small_object_warnings(shot, masks, ids, names, source: FeatureSource) -> li
 
 def segment(shot, masks: dict[int, np.ndarray], *, features: str | FeatureSource = "auto",
             params: PropagationParams = PropagationParams(), preset: str = "cpu-preview", tracker=None,
-            cache_dir=None, weights=None, frames: Sequence[int] | None = None,
+            cache_dir=None, weights=None, dino_model: str = "vits14", frames: Sequence[int] | None = None,
             progress: ProgressFn | None = None, cancel: CancelFn | None = None
             ) -> tuple[FeatureSource, Iterator[FramePrediction]]:
     """Propagate ``masks`` through the shot -> (the feature source used, iterator of frame predictions).
@@ -96,7 +96,8 @@ def segment(shot, masks: dict[int, np.ndarray], *, features: str | FeatureSource
     k0 = min(masks)
     if isinstance(features, str):
         source = open_feature_source(shot, features, ref_t=k0, tracker=tracker, preset=preset, masks=masks,
-                                     cache_dir=cache_dir, weights=weights, progress=progress, cancel=cancel)
+                                     cache_dir=cache_dir, weights=weights, dino_model=dino_model,
+                                     progress=progress, cancel=cancel)
     else:
         source = features
     it = propagate_masks(source, shot.n_images, masks, tuple(shot.size), params, progress=progress, cancel=cancel,
@@ -108,7 +109,8 @@ def segment_to_dir(shot, masks: dict[int, np.ndarray], out_dir: str | Path, *, f
                    params: PropagationParams = PropagationParams(), names: dict[int, str] | None = None,
                    index_format: str = "png", mattes: str = "hard", matte_format: str = "png",
                    palette: list[int] | None = None, preset: str = "cpu-preview", tracker=None, cache_dir=None,
-                   weights=None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> dict[str, Any]:
+                   weights=None, dino_model: str = "vits14", progress: ProgressFn | None = None,
+                   cancel: CancelFn | None = None) -> dict[str, Any]:
     """Propagate and write every frame (see module docstring); returns the ``segment.json`` dict.
 
     ``mattes``: ``hard`` (1 where the object wins the argmax), ``soft`` (its upsampled probability; given
@@ -125,7 +127,8 @@ def segment_to_dir(shot, masks: dict[int, np.ndarray], out_dir: str | Path, *, f
     nm = masks_io.object_names(ids, names)
     t_start = time.perf_counter()
     source, it = segment(shot, masks, features=features, params=params, preset=preset, tracker=tracker,
-                         cache_dir=cache_dir, weights=weights, progress=progress, cancel=cancel)
+                         cache_dir=cache_dir, weights=weights, dino_model=dino_model, progress=progress,
+                         cancel=cancel)
     for msg in _small_object_warnings(shot, masks, ids, nm, source):
         warnings.warn(msg)
     out = Path(out_dir)
@@ -243,10 +246,14 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     nm = masks_io.object_names(ids, names)
     queries, t0s = sample_object_queries(shot, masks, ids, nm, points_per_object)
     if point_tracker == "dino":
-        from ..tracker.api import track
+        try:
+            from ..tracker.api import track
 
-        ts = track(shot, queries, preset=preset, masks=masks, cache_dir=cache_dir, device=device, seed=seed,
-                   progress=progress, cancel=cancel)
+            ts = track(shot, queries, preset=preset, masks=masks, cache_dir=cache_dir, device=device, seed=seed,
+                       progress=progress, cancel=cancel)
+        except ImportError as e:  # an incomplete tracker install: say so in one line
+            raise ConfigError(f"the DINO tracker cannot run here ({e}); use --tracker flow",
+                              where="--tracker") from None
     elif point_tracker == "flow":
         ts = flow_point_tracker(shot, queries, masks, progress=progress, cancel=cancel)
     elif callable(point_tracker):

@@ -362,7 +362,7 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
                         ) -> FeatureSource:
     """Open the feature source ``kind`` (see :data:`FEATURE_CHOICES`) for ``shot``.
 
-    ``auto``: DINOv2 when weights are found, else the shot's trained tracker (``tracker`` if given, else
+    ``auto``: DINOv2 when weights are found (or named by ``weights``), else the shot's trained tracker (``tracker`` if given, else
     ``tracker.api.ShotTracker(shot, preset, masks, cache_dir)`` trained now - slow on a CPU), else
     colour-texture with a warning.
     """
@@ -370,7 +370,7 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
         raise ConfigError(f"features {kind!r} is not one of {', '.join(FEATURE_CHOICES)}", where="--features")
     read = frames or shot.read
     if kind == "auto":
-        if dino_weights_available(dino_model, weights):
+        if weights is not None or dino_weights_available(dino_model, weights):  # named weights: no fallback
             kind = "dino"
         elif tracker is not None or tracker_available():
             kind = "tracker"
