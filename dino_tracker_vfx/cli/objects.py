@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import warnings
 
 COMMAND = "objects"
@@ -69,6 +70,9 @@ def run(args) -> int:
                            cache_dir=args.cache, device=args.device, seed=args.seed,
                            progress=None if args.quiet else ConsoleBar())
     show_warnings(caught)
+    if str(args.out).lower().endswith(".csv"):
+        print("dtvfx: warning: a CSV track file keeps the member point tracks only; write .json to keep the "
+              "object tracks (centroid, bbox, visibility)", file=sys.stderr)
     ts.save(args.out)
     objs = ts.meta["objects"]["objects"]
     for name, o in objs.items():

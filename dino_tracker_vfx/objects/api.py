@@ -261,8 +261,9 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     else:
         raise ConfigError(f"point tracker {point_tracker!r} is not one of {', '.join(POINT_TRACKERS)}",
                           where="--tracker")
-    if ts.n_tracks != len(queries):
-        raise RuntimeError(f"point tracker returned {ts.n_tracks} tracks for {len(queries)} queries")
+    if ts.n_tracks != len(queries) or list(ts.names) != [q.name for q in queries]:
+        raise RuntimeError(f"point tracker returned {ts.n_tracks} tracks ({ts.names[:3]}...) for {len(queries)} "
+                           f"queries ({queries[0].name}...): order or names differ")
     # names/groups exactly as sampled (a tracker may have renamed duplicates; there are none here)
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
                   ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta))
