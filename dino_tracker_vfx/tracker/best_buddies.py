@@ -14,7 +14,8 @@ Inputs are raw feature maps ``[T, C, h, w]`` (torch) whose patch ``(i, j)`` sits
 4. confidence ``w = sigmoid(a * (1 - r) + b) * max(2 * s^3, 0)``, a = 27, b = -5.7 (DINO-Tracker's
    training code; ``b`` is added).
 
-Each unordered pair is stored once; :meth:`BestBuddies.sample` returns it in a random direction.
+Each unordered pair is stored once (``t_i < t_j``); :meth:`BestBuddies.sample` returns it in a random
+direction.
 """
 
 from __future__ import annotations
@@ -114,34 +115,31 @@ def all_pairs(T: int, max_pairs: int | None = None, seed: int = 0) -> np.ndarray
 
 
 class BestBuddies:
-    """Best-buddy pairs of a shot, grouped by frame pair (``pairs`` [P, 2], entries ``ptr[p]:ptr[p+1]``).
+    """Best-buddy pairs of a shot (flat arrays, one entry per buddy pair, working px).
 
-    Entry arrays: ``xy_s``/``xy_t`` float32 [K, 2] working px in frames ``pairs[p, 0]`` / ``pairs[p, 1]``,
-    ``sim`` float32 [K] (raw DINO cosine), ``r`` float32 [K] (max NMS ratio), ``w`` float32 [K] (confidence).
+    ``t_i``/``t_j`` int64 [K] frames (``t_i < t_j``), ``xy_i``/``xy_j`` float32 [K, 2] patch centres,
+    ``sim`` float32 [K] raw DINO cosine, ``r`` float32 [K] max NMS ratio, ``w`` float32 [K] confidence;
+    ``pairs`` int64 [P, 2] the frame pairs that were mined.
     """
 
-    def __init__(self, num_frames: int, pairs, ptr, xy_s, xy_t, sim, r, w, params: dict | None = None):
+    def __init__(self, num_frames: int, pairs, t_i, xy_i, t_j, xy_j, sim, r, w, params: dict | None = None):
         self.num_frames = int(num_frames)
         self.pairs = np.asarray(pairs, np.int64).reshape(-1, 2)
-        self.ptr = np.asarray(ptr, np.int64)
-        self.xy_s = np.asarray(xy_s, np.float32).reshape(-1, 2)
-        self.xy_t = np.asarray(xy_t, np.float32).reshape(-1, 2)
+        self.t_i = np.asarray(t_i, np.int64)
+        self.t_j = np.asarray(t_j, np.int64)
+        self.xy_i = np.asarray(xy_i, np.float32).reshape(-1, 2)
+        self.xy_j = np.asarray(xy_j, np.float32).reshape(-1, 2)
         self.sim = np.asarray(sim, np.float32)
         self.r = np.asarray(r, np.float32)
         self.w = np.asarray(w, np.float32)
         self.params = dict(params or {})
-        check_shape(self.ptr, "P1", "BestBuddies.ptr", dims={"P1": len(self.pairs) + 1})
-        d = check_shape(self.xy_s, "K 2", "BestBuddies.xy_s", dims={"K": int(self.ptr[-1])})
-        check_shape(self.xy_t, "K 2", "BestBuddies.xy_t", dims=d)
-        for name in ("sim", "r", "w"):
+        d = check_shape(self.xy_i, "K 2", "BestBuddies.xy_i")
+        check_shape(self.xy_j, "K 2", "BestBuddies.xy_j", dims=d)
+        for name in ("t_i", "t_j", "sim", "r", "w"):
             check_shape(getattr(self, name), "K", f"BestBuddies.{name}", dims=d)
 
     def __len__(self) -> int:
-        return int(self.ptr[-1])
-
-    def pair_index(self) -> np.ndarray:
-        """int64 [K]: the frame-pair row of every entry."""
-        return np.repeat(np.arange(len(self.pairs)), np.diff(self.ptr))
+        return len(self.t_i)
 
     def sample(self, n: int, fg_ratio: float = 0.7, fg_masks: np.ndarray | None = None,
                rng: np.random.Generator | None = None, frames: Iterable[int] | None = None):
@@ -153,17 +151,15 @@ class BestBuddies:
         ``t_j`` int64 [m], ``xy_j`` float32 [m, 2], ``w`` float32 [m]; m < n only when too few exist.
         """
         rng = rng if rng is not None else np.random.default_rng()
-        pidx = np.arange(len(self.pairs))
+        idx = None
         if frames is not None:
             F = np.asarray(list(frames), np.int64)
-            pidx = pidx[np.isin(self.pairs[:, 0], F) & np.isin(self.pairs[:, 1], F)]
-        counts = self.ptr[pidx + 1] - self.ptr[pidx]
-        total = int(counts.sum())
+            idx = np.nonzero(np.isin(self.t_i, F) & np.isin(self.t_j, F))[0]
+        total = len(self) if idx is None else len(idx)
         out_empty = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.int64),
                      np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
         if n <= 0 or total == 0:
             return out_empty
-        cum = np.cumsum(counts)
         want = {True: int(round(n * fg_ratio)) if fg_masks is not None else 0}
         want[False] = int(n) - want[True]
         have, seen, got = {True: 0, False: 0}, {True: 0, False: 0}, {True: [], False: []}
@@ -172,15 +168,14 @@ class BestBuddies:
             if need == 0:
                 break
             m = max(256, 4 * need)
-            u = rng.integers(0, total, m)
-            pi = np.searchsorted(cum, u, side="right")
-            e = self.ptr[pidx[pi]] + (u - (cum[pi] - counts[pi]))
+            e = rng.integers(0, total, m)
+            if idx is not None:
+                e = idx[e]
             flip = rng.random(m) < 0.5
-            prs = self.pairs[pidx[pi]]
-            t_i = np.where(flip, prs[:, 1], prs[:, 0])
-            t_j = np.where(flip, prs[:, 0], prs[:, 1])
-            xy_i = np.where(flip[:, None], self.xy_t[e], self.xy_s[e])
-            xy_j = np.where(flip[:, None], self.xy_s[e], self.xy_t[e])
+            t_i = np.where(flip, self.t_j[e], self.t_i[e])
+            t_j = np.where(flip, self.t_i[e], self.t_j[e])
+            xy_i = np.where(flip[:, None], self.xy_j[e], self.xy_i[e])
+            xy_j = np.where(flip[:, None], self.xy_i[e], self.xy_j[e])
             if fg_masks is not None:
                 H, W = fg_masks.shape[1:]
                 xi = np.clip(np.rint(xy_i[:, 0]).astype(np.int64), 0, W - 1)
@@ -207,8 +202,8 @@ class BestBuddies:
         return t_i.astype(np.int64), xy_i.astype(np.float32), t_j.astype(np.int64), xy_j.astype(np.float32), w
 
     def to_arrays(self) -> dict[str, np.ndarray]:
-        return {"format": np.array(FORMAT), "num_frames": np.array(self.num_frames, np.int64),
-                "pairs": self.pairs, "ptr": self.ptr, "xy_s": self.xy_s, "xy_t": self.xy_t, "sim": self.sim,
+        return {"format": np.array(FORMAT), "num_frames": np.array(self.num_frames, np.int64), "pairs": self.pairs,
+                "t_i": self.t_i, "xy_i": self.xy_i, "t_j": self.t_j, "xy_j": self.xy_j, "sim": self.sim,
                 "r": self.r, "w": self.w, "params": np.array(json.dumps(self.params, sort_keys=True))}
 
     @classmethod
@@ -216,21 +211,27 @@ class BestBuddies:
         try:
             if str(d["format"]) != FORMAT:
                 raise CacheError(f"best buddies of format {str(d['format'])!r}, expected {FORMAT!r}")
-            return cls(int(d["num_frames"]), d["pairs"], d["ptr"], d["xy_s"], d["xy_t"], d["sim"], d["r"], d["w"],
-                       json.loads(str(d["params"])))
+            return cls(int(d["num_frames"]), d["pairs"], d["t_i"], d["xy_i"], d["t_j"], d["xy_j"], d["sim"], d["r"],
+                       d["w"], json.loads(str(d["params"])))
         except KeyError as exc:
             raise CacheError(f"best buddies lack the field {exc.args[0]!r}") from None
 
+    @staticmethod
+    def mine(features, **kwargs) -> "BestBuddies":
+        """Same as :func:`mine_best_buddies`."""
+        return mine_best_buddies(features, **kwargs)
 
-def mine_best_buddies(features, stride: int = 7, flow_corr=None, pairs: Sequence | np.ndarray | None = None,
-                      nms_box: float = NMS_BOX, nms_iou: float = NMS_IOU, a: float = SIG_A, b: float = SIG_B,
+
+def mine_best_buddies(features, stride: int = 7, flow_pairs=None, pairs: Sequence | np.ndarray | None = None,
+                      nms_box: float = NMS_BOX, nms_iou: float = NMS_IOU, sig_a: float = SIG_A, sig_b: float = SIG_B,
                       chunk: int = 2048, progress: ProgressFn | None = None,
                       cancel: CancelFn | None = None) -> BestBuddies:
     """Mine best buddies between frame pairs of raw DINO maps.
 
     features: torch float ``[T, C, h, w]`` (any device/dtype). ``pairs``: int ``[P, 2]`` frame pairs
-    (default :func:`all_pairs`; cost grows as T^2 - pass a subset for long shots on CPU). ``flow_corr``:
-    :class:`.tracklets.FlowCorrespondences` whose links exclude buddies. Progress stage ``best_buddies``.
+    (default :func:`all_pairs`; cost grows as T^2 - pass a subset for long shots on CPU). ``flow_pairs``:
+    :class:`.tracklets.FlowCorrespondences` (anything with ``covered(t_i, xy_i, t_j)``) whose links exclude
+    buddies. ``sig_a``/``sig_b``: the confidence sigmoid. Progress stage ``best_buddies``.
     """
     import torch
     import torch.nn.functional as F
@@ -242,11 +243,11 @@ def mine_best_buddies(features, stride: int = 7, flow_corr=None, pairs: Sequence
     pairs = all_pairs(T) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= T or np.any(pairs[:, 0] == pairs[:, 1])):
         raise ValueError(f"mine_best_buddies: pairs must be distinct frames in 0..{T - 1}")
+    pairs = np.sort(pairs, axis=1)
     centres = patch_centres(h, w, stride)
     centres_t = torch.from_numpy(centres).to(features.device)
     flat = features.flatten(2).transpose(1, 2)  # [T, h*w, C]
-    out = {k: [] for k in ("xy_s", "xy_t", "sim", "r")}
-    ptr = [0]
+    out = {k: [] for k in ("t_i", "xy_i", "t_j", "xy_j", "sim", "r")}
     clock = EtaClock()
     with torch.no_grad():
         for p, (s, t) in enumerate(pairs):
@@ -256,9 +257,9 @@ def mine_best_buddies(features, stride: int = 7, flow_corr=None, pairs: Sequence
             ia, ib, sim = mutual_nearest(fs, ft, chunk)
             ia_np, ib_np = ia.cpu().numpy(), ib.cpu().numpy()
             keep = np.ones(len(ia_np), bool)
-            if flow_corr is not None and len(ia_np):
-                keep &= ~flow_corr.covered(s, centres[ia_np], t)
-                keep &= ~flow_corr.covered(t, centres[ib_np], s)
+            if flow_pairs is not None and len(ia_np):
+                keep &= ~flow_pairs.covered(s, centres[ia_np], t)
+                keep &= ~flow_pairs.covered(t, centres[ib_np], s)
             ia, ib, sim = ia[torch.from_numpy(keep).to(ia.device)], ib[torch.from_numpy(keep).to(ib.device)], \
                 sim[torch.from_numpy(keep).to(sim.device)]
             r = torch.zeros(len(ia), device=features.device)
@@ -267,20 +268,21 @@ def mine_best_buddies(features, stride: int = 7, flow_corr=None, pairs: Sequence
                 r_st = nms_ratio(fs[ja] @ ft.t(), jb, centres_t, nms_box, nms_iou)
                 r_ts = nms_ratio(ft[jb] @ fs.t(), ja, centres_t, nms_box, nms_iou)
                 r[c0:c0 + 256] = torch.maximum(r_st, r_ts)
-            out["xy_s"].append(centres[ia.cpu().numpy()])
-            out["xy_t"].append(centres[ib.cpu().numpy()])
+            out["t_i"].append(np.full(len(ia), s, np.int64))
+            out["t_j"].append(np.full(len(ia), t, np.int64))
+            out["xy_i"].append(centres[ia.cpu().numpy()])
+            out["xy_j"].append(centres[ib.cpu().numpy()])
             out["sim"].append(sim.float().cpu().numpy())
             out["r"].append(r.float().cpu().numpy())
-            ptr.append(ptr[-1] + len(ia))
             if progress is not None:
                 progress(Progress("best_buddies", p + 1, len(pairs), eta_s=clock.eta(p + 1, len(pairs))))
-    cat = {k: (np.concatenate(v) if v else np.zeros((0, 2) if k.startswith("xy") else 0, np.float32))
+    cat = {k: (np.concatenate(v) if v else np.zeros((0, 2) if k.startswith("xy") else 0,
+                                                    np.int64 if k.startswith("t_") else np.float32))
            for k, v in out.items()}
-    wts = bb_weight(cat["r"], cat["sim"], a, b)
-    params = {"stride": stride, "nms_box": nms_box, "nms_iou": nms_iou, "a": a, "b": b,
-              "flow_excluded": flow_corr is not None}
-    return BestBuddies(T, pairs, np.asarray(ptr, np.int64), cat["xy_s"], cat["xy_t"], cat["sim"], cat["r"], wts,
-                       params)
+    wts = bb_weight(cat["r"], cat["sim"], sig_a, sig_b)
+    params = {"stride": stride, "nms_box": nms_box, "nms_iou": nms_iou, "sig_a": sig_a, "sig_b": sig_b,
+              "flow_excluded": flow_pairs is not None}
+    return BestBuddies(T, pairs, cat["t_i"], cat["xy_i"], cat["t_j"], cat["xy_j"], cat["sim"], cat["r"], wts, params)
 
 
 __all__ = ["mutual_nearest", "nms_ratio", "bb_weight", "all_pairs", "BestBuddies", "mine_best_buddies"]

@@ -1,6 +1,6 @@
 """Foreground masks bool ``[T, H, W]`` at working resolution (they steer the fg/bg mix of training pairs).
 
-Sources, in order of preference (:func:`foreground_masks`):
+Sources, in order of preference (:func:`foreground_masks`, ``source="auto"``):
 
 1. user masks: ``{image index: bool [H_p, W_p]}`` at plate resolution, resized to working resolution
    (area coverage >= 0.5). A frame without a mask takes the mask of the nearest frame that has one (the
@@ -21,7 +21,8 @@ from typing import Mapping
 import numpy as np
 
 from ..checks import check_shape
-from ..errors import InputError
+from ..errors import ConfigError, InputError
+from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 
 GROW_PX_PER_FRAME = 3.0
 GROW_MAX_PX = 60.0
@@ -64,8 +65,7 @@ def masks_from_user(masks: Mapping[int, np.ndarray], num_frames: int, plate_wh: 
         if m.ndim == 3 and m.shape[2] == 1:
             m = m[..., 0]
         if m.shape != (Hp, Wp):
-            raise InputError(f"mask is {m.shape[1] if m.ndim > 1 else '?'}x{m.shape[0]}, the plate is {Wp}x{Hp}",
-                             where=f"masks[{t}]")
+            raise InputError(f"mask has shape {m.shape} (rows, cols), the plate is {Wp}x{Hp}", where=f"masks[{t}]")
         given[t] = _resize_mask(m > 0 if m.dtype != bool else m, (W, H))
     keys = np.array(sorted(given))
     out = np.empty((num_frames, H, W), bool)
@@ -138,23 +138,70 @@ def masks_from_saliency(features, work_wh: tuple[int, int], stride: int = 7,
     return fg_patch[:, ii][:, :, jj]
 
 
-def foreground_masks(num_frames: int, work_wh: tuple[int, int], user_masks: Mapping[int, np.ndarray] | None = None,
-                     plate_wh: tuple[int, int] | None = None, features=None, stride: int = 7,
-                     threshold: float = SALIENCY_THRESHOLD) -> np.ndarray:
-    """bool ``[T, H, W]`` foreground at working resolution: user masks > DINO saliency > all True.
+SOURCES = ("auto", "masks", "saliency", "all")
 
-    ``user_masks``: ``{image index: bool [H_p, W_p]}`` at plate size ``plate_wh``; ``features``: torch
-    ``[T, C, h, w]`` DINO maps (public config: ViT-L layer 23) at patch ``stride``.
+
+def foreground_masks(frames: np.ndarray, source: str = "auto", masks: Mapping[int, np.ndarray] | None = None,
+                     resize=None, dino=None, threshold: float = SALIENCY_THRESHOLD, layer: int | None = None,
+                     stride: int | None = None, progress: ProgressFn | None = None,
+                     cancel: CancelFn | None = None) -> np.ndarray:
+    """bool ``[T, H, W]`` foreground at the working resolution of ``frames`` (uint8 ``[T, H, W, 3]``).
+
+    ``source``: ``"masks"`` (user masks), ``"saliency"`` (DINO), ``"all"`` or ``"auto"`` (masks if given,
+    else saliency if ``dino`` is given, else all).
+    ``masks``: ``{image index: [H_p, W_p]}`` bool or instance ids (> 0 is foreground) at plate size;
+    ``resize``: the :class:`coords.Resize` plate -> working (None: masks are at working size).
+    ``dino``: torch DINO maps ``[T, C, h, w]`` (used as given - DINO-Tracker's saliency uses ViT-L block 23),
+    or a :class:`.backbones.DinoV2`, run here over ``frames`` at block ``layer`` (default: its last block).
+    ``stride``: patch stride of the maps (default: the model's, else 7). Progress stage ``foreground``.
     """
-    W, H = work_wh
-    if user_masks:
-        if plate_wh is None:
-            raise ValueError("foreground_masks: plate_wh is needed with user masks")
-        return masks_from_user(user_masks, num_frames, plate_wh, work_wh)
-    if features is not None:
-        check_shape(features, "T C h w", "saliency features", dims={"T": num_frames})
-        return masks_from_saliency(features, work_wh, stride, threshold)
-    return np.ones((num_frames, H, W), bool)
+    check_shape(frames, "T H W 3", "frames")
+    T, H, W, _ = frames.shape
+    if source not in SOURCES:
+        raise ConfigError(f"foreground source {source!r} is not one of {', '.join(SOURCES)}",
+                          where="foreground.source")
+    if source == "auto":
+        source = "masks" if masks else ("saliency" if dino is not None else "all")
+    if source == "masks":
+        if not masks:
+            raise InputError("foreground source 'masks' needs at least one mask", where="masks")
+        plate_wh = tuple(resize.plate_wh) if resize is not None else (W, H)
+        if resize is not None and tuple(resize.work_wh) != (W, H):
+            raise ValueError(f"foreground_masks: resize goes to {resize.work_wh}, frames are {(W, H)}")
+        out = masks_from_user(masks, T, plate_wh, (W, H))
+    elif source == "saliency":
+        if dino is None:
+            raise ConfigError("foreground source 'saliency' needs DINO features (or use 'all' without a "
+                              "backbone)", where="foreground.source")
+        feats = dino
+        if hasattr(dino, "blocks"):  # a backbone: run it at the saliency block
+            feats = _run_backbone(dino, frames, layer, cancel)
+            stride = stride or dino.stride
+        check_shape(feats, "T C h w", "saliency features", dims={"T": T})
+        out = masks_from_saliency(feats, (W, H), stride or 7, threshold)
+    else:
+        out = np.ones((T, H, W), bool)
+    if progress is not None:
+        progress(Progress("foreground", 1, 1, message=source))
+    return out
 
 
-__all__ = ["foreground_masks", "masks_from_user", "masks_from_saliency", "saliency_component"]
+def _run_backbone(model, frames: np.ndarray, layer: int | None, cancel: CancelFn | None, chunk: int = 2):
+    import torch
+
+    old = model.layer
+    model.layer = model.depth - 1 if layer is None else int(layer)
+    dev = next(model.parameters()).device
+    out = []
+    try:
+        with torch.no_grad():
+            for s in range(0, len(frames), chunk):
+                check_cancel(cancel, "foreground saliency")
+                x = torch.from_numpy(frames[s:s + chunk]).to(dev).permute(0, 3, 1, 2).float() / 255.0
+                out.append(model(x).to(torch.float16 if dev.type == "cuda" else torch.float32))
+    finally:
+        model.layer = old
+    return torch.cat(out)
+
+
+__all__ = ["foreground_masks", "masks_from_user", "masks_from_saliency", "saliency_component", "SOURCES"]
