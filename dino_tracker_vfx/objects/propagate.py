@@ -191,7 +191,7 @@ def _conform(mask: np.ndarray, plate_wh: tuple[int, int], t: int) -> np.ndarray:
         raise InputError(f"mask for image {t} must be a 2-D id image, got shape {m.shape}")
     if (m.shape[1], m.shape[0]) != tuple(plate_wh):
         raise InputError(f"mask for image {t} is {m.shape[1]}x{m.shape[0]}, the plate is "
-                         f"{plate_wh[0]}x{plate_wh[1]} (conform it with objects.masks_io.conform_mask)")
+                         f"{plate_wh[0]}x{plate_wh[1]} (inputs.read_masks resizes masks to the plate)")
     return m.astype(np.int32, copy=False)
 
 
