@@ -131,8 +131,10 @@ class _RAFT:
         ta = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         tb = torch.from_numpy(np.ascontiguousarray(b)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
         H, W = ta.shape[-2:]
-        ph, pw = (-H) % 8, (-W) % 8
-        if ph or pw:  # RAFT needs multiples of 8; replicate-pad right/bottom so pixel centres keep their place
+        # RAFT needs multiples of 8 and >= 128 px (its correlation pyramid); replicate-pad right/bottom so
+        # pixel centres keep their place
+        ph, pw = max(128, H + (-H) % 8) - H, max(128, W + (-W) % 8) - W
+        if ph or pw:
             ta = F.pad(ta, (0, pw, 0, ph), mode="replicate")
             tb = F.pad(tb, (0, pw, 0, ph), mode="replicate")
         with torch.inference_mode():
