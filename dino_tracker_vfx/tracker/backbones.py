@@ -138,7 +138,8 @@ class DinoV2(nn.Module):
     done inside. Runs only blocks ``0..layer``. Works under bf16/fp16 autocast.
     """
 
-    def __init__(self, arch: str = "vitl14", registers: bool = False, stride: int = 7, layer: int | None = None):
+    def __init__(self, arch: str = "vitl14", registers: bool = False, stride: int = 7, layer: int | None = None,
+                 init: bool = True):
         super().__init__()
         if arch not in ARCHS:
             arch, registers = parse_name(arch)[0], registers or parse_name(arch)[1]
@@ -158,10 +159,15 @@ class DinoV2(nn.Module):
         self.blocks = nn.ModuleList([Block(dim, heads, ffn) for _ in range(depth)])
         self.norm = nn.LayerNorm(dim, eps=1e-6)
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._pos_cache: dict = {}
-        self.reset_parameters()
+        self.init_buffers()
+        if init:
+            self.reset_parameters()
+
+    def init_buffers(self) -> None:
+        """(Re)create the ImageNet normalisation buffers on the CPU (after building on the meta device)."""
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN, device="cpu").view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD, device="cpu").view(1, 3, 1, 1), persistent=False)
 
     @property
     def name(self) -> str:
@@ -241,10 +247,14 @@ def build_dinov2(name: str = "vitl14", stride: int = 7, layer: int | None = None
     from .weights import load_into, load_state_dict, resolve_dinov2
 
     arch, registers = parse_name(name)
-    model = DinoV2(arch, registers, stride, layer)
-    if pretrained:
-        path = resolve_dinov2(arch, registers, weights, progress=progress)
-        load_into(model, load_state_dict(path), path)
+    if not pretrained:
+        return DinoV2(arch, registers, stride, layer).eval().requires_grad_(False)
+    path = resolve_dinov2(arch, registers, weights, progress=progress)  # before building: fail fast
+    sd = load_state_dict(path)
+    with torch.device("meta"):  # no wasted random init of up to 1.1B parameters
+        model = DinoV2(arch, registers, stride, layer, init=False)
+    load_into(model, sd, path, assign=True)
+    model.init_buffers()
     return model.eval().requires_grad_(False)
 
 

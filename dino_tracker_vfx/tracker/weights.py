@@ -179,8 +179,9 @@ def load_state_dict(path: Path) -> dict:
     return sd
 
 
-def load_into(model, sd: dict, path) -> None:
-    """Strict ``load_state_dict`` with a one-line WeightsError naming missing/unexpected keys."""
+def load_into(model, sd: dict, path, assign: bool = False) -> None:
+    """Strict ``load_state_dict`` with a one-line WeightsError naming missing/unexpected keys
+    (``assign=True`` for a model built on the meta device)."""
     missing, unexpected = [], []
     own = model.state_dict()
     missing = [k for k in own if k not in sd]
@@ -195,7 +196,7 @@ def load_into(model, sd: dict, path) -> None:
         if bad:
             parts.append(f"wrong shape for {bad[0]}: {tuple(sd[bad[0]].shape)} vs {tuple(own[bad[0]].shape)}")
         raise WeightsError("layout does not fit the model: " + "; ".join(parts), where=str(path))
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=True, assign=assign)
 
 
 def load_raft(method: str, weights=None, progress: ProgressFn | None = None):
