@@ -73,7 +73,7 @@ class FlowCorrespondences:
         d = check_shape(self.xy_q, "P 2", "FlowCorrespondences.xy_q", dims={"P": int(self.ptr[-1])})
         check_shape(self.ids, "P", "FlowCorrespondences.ids", dims=d)
         check_shape(self.end, "K", "FlowCorrespondences.end", dims={"K": len(self.start)})
-        self._nearest_cache: tuple[int, np.ndarray] | None = None
+        self._nearest_cache: tuple | None = None
 
     # ------------------------------------------------------------------------------------------ access
 
@@ -196,48 +196,53 @@ class FlowCorrespondences:
 
     # ------------------------------------------------------------------------------------------ coverage
 
-    def nearest_track(self, t: int, xy: np.ndarray) -> np.ndarray:
-        """int64 [N]: id of the tracklet live at frame t nearest to each point (rounded px), -1 if none."""
+    def nearest_track(self, t: int, xy: np.ndarray, max_dist: float | None = 2.0) -> np.ndarray:
+        """int64 [N]: id of the tracklet live at frame t nearest to each point (both rounded to pixels),
+        -1 when none lies within ``max_dist`` px (None: any distance)."""
         xy = np.asarray(xy, np.float32).reshape(-1, 2)
         W, H = self.wh
         if self._nearest_cache is None or self._nearest_cache[0] != t:
             self._nearest_cache = (t, self._nearest_map(t))
-        nmap = self._nearest_cache[1]
+        nmap, dist = self._nearest_cache[1]
         if nmap is None:
             return np.full(len(xy), -1, np.int64)
         xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
         yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
-        return nmap[yi, xi].astype(np.int64)
+        ids = nmap[yi, xi].astype(np.int64)
+        if max_dist is not None and dist is not None:
+            ids[dist[yi, xi] > max_dist] = -1
+        return ids
 
-    def _nearest_map(self, t: int) -> np.ndarray | None:
+    def _nearest_map(self, t: int):
         import cv2
 
         W, H = self.wh
         ids, xy = self.at_frame(t)
         if len(ids) == 0:
-            return None
+            return None, None
         xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
         yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
         idmap = np.full((H, W), -1, np.int32)
         idmap[yi, xi] = ids
         holes = idmap < 0
-        if holes.any():
-            src = holes.astype(np.uint8)  # 0 = occupied
-            _, lab = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
-            occ_flat = np.flatnonzero(~holes.ravel())  # labels count occupied pixels in raster order from 1
-            idmap = idmap.ravel()[occ_flat[lab.ravel() - 1]].reshape(H, W)
-        return idmap
+        if not holes.any():
+            return idmap, None
+        src = holes.astype(np.uint8)  # 0 = occupied
+        dist, lab = cv2.distanceTransformWithLabels(src, cv2.DIST_L2, 5, labelType=cv2.DIST_LABEL_PIXEL)
+        occ_flat = np.flatnonzero(~holes.ravel())  # labels number the occupied pixels in raster order from 1
+        idmap = idmap.ravel()[occ_flat[lab.ravel() - 1]].reshape(H, W)
+        return idmap, dist
 
-    def covered(self, t_i, xy_i, t_j) -> np.ndarray:
-        """bool [N]: the tracklet nearest to ``xy_i`` at frame ``t_i`` is also live at ``t_j`` - i.e. flow
-        already gives a correspondence for this point between the two frames (best-buddy exclusion)."""
+    def covered(self, t_i, xy_i, t_j, max_dist: float | None = 2.0) -> np.ndarray:
+        """bool [N]: the tracklet nearest to ``xy_i`` at frame ``t_i`` (within ``max_dist`` px) is also live
+        at ``t_j`` - flow already links this point between the two frames (best-buddy exclusion)."""
         xy_i = np.asarray(xy_i, np.float32).reshape(-1, 2)
         t_i = np.broadcast_to(np.asarray(t_i, np.int64), (len(xy_i),))
         t_j = np.broadcast_to(np.asarray(t_j, np.int64), (len(xy_i),))
         out = np.zeros(len(xy_i), bool)
         for tt in np.unique(t_i):
             sel = np.nonzero(t_i == tt)[0]
-            k = self.nearest_track(int(tt), xy_i[sel])
+            k = self.nearest_track(int(tt), xy_i[sel], max_dist)
             has = k >= 0
             kk = np.where(has, k, 0)
             out[sel] = has & (self.start[kk] <= t_j[sel]) & (self.end[kk] >= t_j[sel])
