@@ -7,7 +7,8 @@ videos are refused - only their first mask exists and it must not be used for tu
 
 Masks (J = IoU, F = DAVIS boundary F-measure with bound_th 0.008; frames 1..N-1, every GT object):
 * ``propagate``  - ``objects.propagate`` label propagation with the ``--features`` source
-  (default weight-free ``colour-texture``; ``tracker`` trains the shot's DINO-Tracker first).
+  (default weight-free ``colour-texture``; ``tracker`` trains the shot's DINO-Tracker first, with the
+  image-0 mask as foreground; the same training serves ``--trackers dino``).
 * ``static``     - the image-0 mask held still (trivial baseline).
 * ``flow-warp``  - the mask carried frame to frame by backward DIS optical flow (A1's ``compute_flow``),
   nearest-neighbour pull ``L_t(x) = L_{t-1}(x + bwd_{t-1}(x))``.
@@ -121,8 +122,24 @@ def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], p
     ids = sorted(int(i) for i in np.unique(gts[0]) if i)
     out: dict = {"video": f"{v['video_idx']:02d}_{v['name']}", "frames": n, "objects": ids,
                  "areas0": {i: int((gts[0] == i).sum()) for i in ids}, "seconds": {}}
+    st = None
+    if features == "tracker" or "dino" in trackers:  # one training per video, shared by both uses
+        from dino_tracker_vfx.tracker.api import ShotTracker
+
+        t0 = time.perf_counter()
+        st = ShotTracker(shot, preset, masks={0: gts[0]})
+        st.prepare()
+        st.train()
+        out["seconds"]["tracker-prepare-train"] = time.perf_counter() - t0
+        out["tracker"] = {"preset": preset, "iterations": int(st.trained_iterations),
+                          "working_size": list(st.work_wh)}
     t0 = time.perf_counter()
-    src, it = segment(shot, {0: gts[0]}, features=features, params=PropagationParams(radius=None))
+    feat_arg = features
+    if features == "tracker":
+        from dino_tracker_vfx.objects.features import TrackerFeatures
+
+        feat_arg = TrackerFeatures(st, label=preset)
+    src, it = segment(shot, {0: gts[0]}, features=feat_arg, params=PropagationParams(radius=None))
     pred = np.zeros_like(gts)
     for fp in it:
         pred[fp.t] = fp.labels
@@ -144,7 +161,7 @@ def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], p
         if tr == "flow":
             ts = track_objects(shot, {0: gts[0]}, point_tracker=lambda s, q, m: flow_point_tracker(s, q, m, flow=fl))
         else:
-            ts = track_objects(shot, {0: gts[0]}, point_tracker="dino", preset=preset)
+            ts = track_objects(shot, {0: gts[0]}, point_tracker=lambda s, q, m: st.infer(q))
         out["seconds"][f"objects-{tr}"] = time.perf_counter() - t0
         cents[f"objects-{tr}"] = {i: score_centroids(ts.groups[f"obj{i}"].centroid, gts, i) for i in ids}
         out[f"objects-{tr}-visible"] = {i: int(ts.groups[f"obj{i}"].visible.sum()) for i in ids}
