@@ -149,3 +149,23 @@ def test_objects_cli_with_flow_tracker(shot_files, scene, capsys):
     assert ts.meta["objects"]["point_tracker"] == "flow"
     rc = main(["objects", pattern, "--masks", mask, "--tracker", "flow", "--smooth", "gauss", "--out", str(out)])
     assert rc == 2 and "smoothing 'gauss'" in capsys.readouterr().err
+
+
+def test_objects_and_features_with_the_real_tracker_briefly_trained(scene):
+    """Wiring to tracker.api (A2): one training serves the object tracks and the tracker features."""
+    api = pytest.importorskip("dino_tracker_vfx.tracker.api")
+    from dino_tracker_vfx.objects.features import TrackerFeatures
+    from dino_tracker_vfx.objects.propagate import propagate_masks
+
+    shot = ArrayShot(scene.frames[:4])
+    preset = {"base": "cpu-preview", "train": {"iterations": 3, "checkpoint_every": 3}}
+    st = api.ShotTracker(shot, preset, masks={0: scene.masks[0]}, device="cpu")
+    st.prepare()
+    st.train()
+    ts = track_objects(shot, {0: scene.masks[0]}, points_per_object=6, point_tracker=lambda s, q, m: st.infer(q))
+    assert set(ts.groups) == {"obj3", "obj7"} and ts.n_tracks == 12
+    np.testing.assert_allclose(ts.groups["obj3"].centroid[0], scene.centroids[SQUARE][0])
+    src = TrackerFeatures(st)
+    assert src.describe()["features"] == "tracker"
+    preds = list(propagate_masks(src, 4, {0: scene.masks[0]}, shot.size))
+    assert [p.t for p in preds] == [0, 1, 2, 3] and set(np.unique(preds[-1].labels)) <= {0, SQUARE, DISC}
