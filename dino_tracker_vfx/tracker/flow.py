@@ -218,16 +218,22 @@ def sample_flow(flow: np.ndarray, xy: np.ndarray) -> np.ndarray:
     Points off the raster read the nearest border value (clamped).
     """
     H, W = flow.shape[:2]
-    x = np.clip(xy[:, 0], 0.0, W - 1.0)
-    y = np.clip(xy[:, 1], 0.0, H - 1.0)
-    x0 = np.minimum(np.floor(x).astype(np.intp), W - 2) if W > 1 else np.zeros(len(x), np.intp)
-    y0 = np.minimum(np.floor(y).astype(np.intp), H - 2) if H > 1 else np.zeros(len(y), np.intp)
-    x1, y1 = np.minimum(x0 + 1, W - 1), np.minimum(y0 + 1, H - 1)
-    wx = (x - x0)[:, None].astype(np.float32)
-    wy = (y - y0)[:, None].astype(np.float32)
-    top = flow[y0, x0] * (1 - wx) + flow[y0, x1] * wx
-    bot = flow[y1, x0] * (1 - wx) + flow[y1, x1] * wx
-    return top * (1 - wy) + bot * wy
+    x = np.clip(xy[:, 0], 0.0, W - 1.0).astype(np.float32)
+    y = np.clip(xy[:, 1], 0.0, H - 1.0).astype(np.float32)
+    if H < 2 or W < 2:  # one row / column: pad so the 2x2 neighbourhood exists (weights stay 0 there)
+        flow = np.pad(flow, ((0, max(0, 2 - H)), (0, max(0, 2 - W)), (0, 0)), mode="edge")
+    Hp, Wp = flow.shape[:2]
+    x0 = np.minimum(x.astype(np.int64), Wp - 2)  # x >= 0: truncation is floor
+    y0 = np.minimum(y.astype(np.int64), Hp - 2)
+    wx = (x - x0)[:, None]
+    wy = (y - y0)[:, None]
+    f = np.ascontiguousarray(flow, dtype=np.float32).reshape(-1, 2)
+    i = y0 * Wp + x0
+    a, b = np.take(f, i, axis=0), np.take(f, i + 1, axis=0)
+    c, d = np.take(f, i + Wp, axis=0), np.take(f, i + Wp + 1, axis=0)
+    top = a + (b - a) * wx
+    bot = c + (d - c) * wx
+    return top + (bot - top) * wy
 
 
 def in_raster(xy: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
