@@ -64,8 +64,10 @@ def test_submit_cancel_resume_sigkill_resume_gives_the_uninterrupted_result(tmp_
                  (client.status(job)["iteration"] or 0) >= stopped_at + 25, what="resumed training")
         pid = client.status(job)["pid"]
         os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: not S.pid_alive(pid), what="worker gone")
-        st = client.status(job)
+        # the kernel drops the worker's lock once all its threads are gone
+        st = wait_for(lambda: (lambda s: s if s["state"] != "running" else None)(client.status(job)),
+                      timeout=10, what="worker gone")
+        assert not S.pid_alive(pid)
         assert st["state"] == "died" and st["recorded_state"] == "running" and st["resumable"]
         killed_at = st["iteration"]  # status lags the worker by < 0.5 s, so the real iteration is >= this
         last_ckpt = checkpoint_iteration(job.path / "cache")
