@@ -114,7 +114,8 @@ class ShotTracker:
         self.corr = None  # tracklets.FlowCorrespondences
         self.dino: torch.Tensor | None = None  # [T, C, h, w] on device
         self.fg: np.ndarray | None = None  # bool [T, H, W]
-        self.bb_pairs: dict[str, np.ndarray] | None = None
+        self.bb_pairs = None  # best_buddies.BestBuddies
+        self._vit = None
         self.model: TrackerModel | None = None
         self.store: FeatureStore | None = None
         self.trained_iterations = 0
@@ -191,24 +192,34 @@ class ShotTracker:
         k_feat = "none"
         if not cfg.weight_free:
             arr, k_feat = self._stage("features", [k_frames],
-                                      lambda: prep.dino_feature_arrays(self.frames, cfg, self.device, self.progress,
-                                                                       self.cancel))
+                                      lambda: {"features": prep.dino_features(
+                                          self.frames, cfg, self.device, self.progress, self.cancel,
+                                          model=self._backbone()).cpu().numpy()})
             self.dino = torch.from_numpy(arr["features"]).to(self.device)
 
         mask_key = settings_hash({int(t): settings_hash(m.tobytes()) + str(m.shape) for t, m in self.masks.items()}) \
             if self.masks else "none"
         arr, k_fg = self._stage("foreground", [k_frames, k_feat, mask_key],
                                 lambda: prep.foreground_arrays(self.frames, self.masks, self.resize, self.dino,
-                                                               cfg, self.device, self.progress, self.cancel))
+                                                               cfg, self.device, self.progress, self.cancel,
+                                                               backbone=None if cfg.weight_free else self._backbone()))
         self.fg = arr["fg"].astype(bool)
+        self._vit = None  # the frozen ViT is not needed after preprocessing
 
         self.bb_pairs = None
         if not cfg.weight_free and cfg["best_buddies.enabled"] and cfg["train.lambda_dino_bb"] > 0:
             arr, _ = self._stage("best_buddies", [k_feat, k_corr],
-                                 lambda: prep.best_buddy_arrays(self.dino, self.grid(), self.corr, cfg,
-                                                                self.progress, self.cancel))
-            self.bb_pairs = arr
+                                 lambda: prep.best_buddy_arrays(
+                                     self.dino, self.corr, cfg, self.progress, self.cancel,
+                                     None if self.flow_wh == self.work_wh else self.flow_to_work))
+            self.bb_pairs = prep.best_buddies_from_arrays(arr)
         return self
+
+    def _backbone(self):
+        """The frozen DINOv2 (built once, on demand: a fully cached shot never loads it)."""
+        if getattr(self, "_vit", None) is None:
+            self._vit = prep.build_backbone(self.cfg, self.device, self.progress)
+        return self._vit
 
     # ------------------------------------------------------------------ model + training
     def build_model(self) -> TrackerModel:
@@ -217,10 +228,11 @@ class ShotTracker:
             return TrackerModel(self.work_wh, self.grid(), "dino", None, None, cfg["infer.argmax_radius"],
                                 amp=cfg["amp"], windowed=cfg["windowed_head"]).to(self.device)
         C = cfg.feature_dim
-        delta = DeltaDino(C, tuple(cfg["delta.hidden"]), cfg["delta.kernel"], zero_init=not cfg.weight_free)
-        refiner = Refiner() if cfg["refiner"] else None
         mode = "delta" if cfg.weight_free else "dino+delta"
-        torch.manual_seed(self.seed)
+        with torch.random.fork_rng(devices=[]):  # seeded init, the caller's global RNG left alone
+            torch.manual_seed(self.seed)
+            delta = DeltaDino(C, tuple(cfg["delta.hidden"]), cfg["delta.kernel"], zero_init=not cfg.weight_free)
+            refiner = Refiner() if cfg["refiner"] else None
         m = TrackerModel(self.work_wh, self.grid(), mode, delta, refiner, cfg["infer.argmax_radius"], amp=cfg["amp"],
                          windowed=cfg["windowed_head"])
         return m.to(self.device)
@@ -268,9 +280,9 @@ class ShotTracker:
         flow = TrackletSource(self.corr, fg_flow, device=dev, seed=self.seed,
                               scale=None if self.flow_wh == self.work_wh else self.flow_to_work)
         bb = None
-        if self.bb_pairs is not None and len(self.bb_pairs["t_i"]):
-            bb = PairPool(self.bb_pairs["t_i"], self.bb_pairs["xy_i"], self.bb_pairs["t_j"], self.bb_pairs["xy_j"],
-                          self.bb_pairs.get("w"), device=dev)
+        if self.bb_pairs is not None and len(self.bb_pairs):
+            b = self.bb_pairs
+            bb = PairPool(b.t_i, b.xy_i, b.t_j, b.xy_j, b.w, device=dev)
             bb.set_foreground(fg)
         if len(flow) == 0:
             raise ShotError("optical flow found no reliable correspondences to train on (static or blank shot?)",

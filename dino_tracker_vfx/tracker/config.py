@@ -62,6 +62,7 @@ DEFAULTS: dict[str, Any] = {
         "sig_a": 27.0,
         "sig_b": -5.7,
         "mine_refined": True,      # L_rfn_bb: mutual nearest neighbours of the refined features
+        "max_pairs": None,         # frame pairs mined (null: all T(T-1)/2, as the paper)
     },
     "foreground": {
         "source": "auto",          # auto: user masks if given, else DINO saliency (weight-free: all)
@@ -123,6 +124,7 @@ RULES: dict[str, tuple] = {
     "best_buddies.enabled": ("bool", None), "best_buddies.nms_box": ("int", (1, 1000)),
     "best_buddies.nms_iou": ("float", (0.0, 1.0)), "best_buddies.sig_a": ("float", (-1e3, 1e3)),
     "best_buddies.sig_b": ("float", (-1e3, 1e3)), "best_buddies.mine_refined": ("bool", None),
+    "best_buddies.max_pairs": ("opt_int", (1, 100_000_000)),
     "foreground.source": ("choice", FG_SOURCES), "foreground.saliency_layer": ("int", (0, 39)),
     "foreground.saliency_threshold": ("float", (0.0, 1.0)),
     "train.iterations": ("int", (1, 10_000_000)), "train.lr": ("float", (1e-9, 10.0)),
@@ -151,7 +153,7 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "features": ("backbone", "registers", "layer", "stride", "weights", "features_dtype"),
     "foreground": ("foreground",),
     "best_buddies": ("best_buddies.enabled", "best_buddies.nms_box", "best_buddies.nms_iou",
-                     "best_buddies.sig_a", "best_buddies.sig_b"),
+                     "best_buddies.sig_a", "best_buddies.sig_b", "best_buddies.max_pairs"),
     "model": ("backbone", "registers", "layer", "stride", "delta", "refiner", "infer.argmax_radius"),
     "train": ("train", "best_buddies.mine_refined", "amp"),
 }

@@ -51,19 +51,6 @@ def correspondences_from_arrays(arr: dict[str, np.ndarray]):
     return FlowCorrespondences.from_arrays(arr)
 
 
-def _pairs(arr: dict[str, np.ndarray], what: str) -> dict[str, np.ndarray]:
-    out = {"t_i": np.asarray(arr["t_i"], np.int64), "xy_i": np.asarray(arr["xy_i"], np.float32),
-           "t_j": np.asarray(arr["t_j"], np.int64), "xy_j": np.asarray(arr["xy_j"], np.float32)}
-    d = check_shape(out["xy_i"], "P 2", f"{what} xy_i")
-    check_shape(out["xy_j"], "P 2", f"{what} xy_j", d)
-    check_shape(out["t_i"], "P", f"{what} t_i", d)
-    check_shape(out["t_j"], "P", f"{what} t_j", d)
-    if "w" in arr:
-        out["w"] = np.asarray(arr["w"], np.float32)
-        check_shape(out["w"], "P", f"{what} w", d)
-    return out
-
-
 # ---------------------------------------------------------------------- DINO features
 def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None = None):
     from .backbones import build_dinov2
@@ -109,35 +96,65 @@ def dino_feature_arrays(frames, cfg, device, progress, cancel) -> dict[str, np.n
 
 # ---------------------------------------------------------------------- foreground
 def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, dino: torch.Tensor | None,
-                      cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None, cancel: CancelFn | None
-                      ) -> dict[str, np.ndarray]:
-    """bool ``[T, H, W]`` working-res foreground (user masks / DINO saliency / all)."""
+                      cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None, cancel: CancelFn | None,
+                      backbone=None) -> dict[str, np.ndarray]:
+    """bool ``[T, H, W]`` working-res foreground: user masks (propagated to every frame), else DINO saliency
+    (block ``foreground.saliency_layer``: the backbone is run there unless it is the feature block), else all."""
     from . import foreground
 
     T, H, W, _ = frames.shape
     src = cfg["foreground.source"]
     if src == "auto":
         src = "masks" if masks else ("all" if cfg.weight_free else "saliency")
-    if src == "masks" and not masks:
-        from ..errors import InputError
+    if src == "saliency" and cfg.weight_free:
+        from ..errors import ConfigError
 
-        raise InputError("foreground.source is 'masks' but no masks were given")
-    fg = foreground.foreground_masks(frames, source=src, masks=masks, resize=resize, dino=dino,
+        raise ConfigError("foreground.source: saliency needs a DINO backbone (weight-free mode: masks or all)",
+                          where=cfg.source)
+    sal = None
+    if src == "saliency":
+        if cfg["foreground.saliency_layer"] == cfg["layer"] or backbone is None:
+            sal = dino
+        else:
+            sal = backbone
+    fg = foreground.foreground_masks(frames, source=src, masks=masks or None, resize=resize, dino=sal,
                                      threshold=cfg["foreground.saliency_threshold"],
-                                     layer=cfg["foreground.saliency_layer"], progress=progress, cancel=cancel)
+                                     layer=cfg["foreground.saliency_layer"], stride=cfg["stride"],
+                                     progress=progress, cancel=cancel)
     fg = np.asarray(fg, bool)
     check_shape(fg, "T H W", "foreground", {"T": T, "H": H, "W": W})
     return {"fg": fg}
 
 
 # ---------------------------------------------------------------------- best buddies
-def best_buddy_arrays(dino: torch.Tensor, grid: FeatureGrid, flow_pairs: dict[str, np.ndarray], cfg: TrackerConfig,
-                      progress: ProgressFn | None, cancel: CancelFn | None) -> dict[str, np.ndarray]:
-    """DINO best-buddies ``t_i, xy_i, t_j, xy_j`` (cell centres, working px) with weights ``w``."""
+class _CoveredOnRaster:
+    """``covered()`` of tracklets on another raster, asked in working px (via a :class:`coords.Resize`)."""
+
+    def __init__(self, corr, flow_to_work):
+        self.corr, self.r = corr, flow_to_work
+
+    def covered(self, t_i, xy_i, t_j):
+        return self.corr.covered(t_i, self.r.to_plate(np.asarray(xy_i, np.float64)).astype(np.float32), t_j)
+
+
+def best_buddy_arrays(dino: torch.Tensor, corr, cfg: TrackerConfig, progress: ProgressFn | None,
+                      cancel: CancelFn | None, flow_to_work=None) -> dict[str, np.ndarray]:
+    """DINO best-buddies (``best_buddies.BestBuddies.to_arrays``), cell centres in working px; pairs the
+    flow tracklets already link are left out."""
     from . import best_buddies
 
-    bb = best_buddies.BestBuddies.mine(dino, stride=cfg["stride"], nms_box=cfg["best_buddies.nms_box"],
-                                       nms_iou=cfg["best_buddies.nms_iou"], sig_a=cfg["best_buddies.sig_a"],
-                                       sig_b=cfg["best_buddies.sig_b"], flow_pairs=flow_pairs, progress=progress,
-                                       cancel=cancel)
-    return _pairs(bb.to_arrays(), "best-buddies")
+    pairs = None
+    if cfg["best_buddies.max_pairs"] is not None:
+        pairs = best_buddies.all_pairs(dino.shape[0], cfg["best_buddies.max_pairs"], seed=0)
+    cov = corr if flow_to_work is None else _CoveredOnRaster(corr, flow_to_work)
+    bb = best_buddies.mine_best_buddies(dino, stride=cfg["stride"], flow_pairs=cov, pairs=pairs,
+                                        nms_box=cfg["best_buddies.nms_box"], nms_iou=cfg["best_buddies.nms_iou"],
+                                        sig_a=cfg["best_buddies.sig_a"], sig_b=cfg["best_buddies.sig_b"],
+                                        progress=progress, cancel=cancel)
+    return bb.to_arrays()
+
+
+def best_buddies_from_arrays(arr: dict[str, np.ndarray]):
+    from .best_buddies import BestBuddies
+
+    return BestBuddies.from_arrays(arr)

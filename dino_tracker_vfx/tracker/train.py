@@ -269,6 +269,7 @@ class Trainer:
         running: dict[str, torch.Tensor] = {}
         n_run = 0
         last_report = 0.0
+        msg = ""
         if self.progress is not None:
             self.progress(Progress("train", self.iteration, total, iteration=self.iteration))
         while self.iteration < total:
@@ -289,12 +290,14 @@ class Trainer:
             done = self.iteration
             if done == total or done % every == 0:
                 self._checkpoint()
-            if self.progress is not None and (now - last_report > 1.0 or done == total):
+            if now - last_report > 1.0 or done == total:  # loss averages (a device sync) about once a second
                 avg = {k: float(v) / n_run for k, v in running.items()}
                 self.history.append({"iteration": done, **avg})
                 running, n_run, last_report = {}, 0, now
+                msg = f"loss {avg['total']:.4g}"
+            if self.progress is not None:
                 self.progress(Progress("train", done, total, iteration=done, eta_s=clock.eta(done, total),
-                                       message=f"loss {avg['total']:.4g}"))
+                                       message=msg))
         self.model.eval()
 
     def _checkpoint(self) -> None:

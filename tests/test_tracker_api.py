@@ -1,0 +1,196 @@
+"""Public tracker API and ``dtvfx track`` on tiny synthetic shots (6 frames of 64x48, known motion)."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from _tracker_helpers import SHIFT, T, TINY_WF, true_track, write_queries, write_shot
+from dino_tracker_vfx.errors import CacheError, Cancelled, ConfigError, InputError, ShotError
+from dino_tracker_vfx.shots import open_shot
+from dino_tracker_vfx.tracker.api import ShotTracker, track
+from dino_tracker_vfx.tracks import Query, TrackSet
+
+torch.set_num_threads(1)
+
+TINY_DINO = {  # the paper's pipeline with a random ViT-S/14 up to block 1 (no weight files)
+    "base": "paper", "name": "test-tiny-dino", "backbone": "dinov2_vits14", "layer": 1, "weights": "random",
+    "working_height": 48, "amp": False, "delta": {"hidden": [8, 16, 16]}, "flow": {"method": "dis"},
+    "foreground": {"saliency_layer": 1},
+    "train": {"iterations": 3, "frames_per_step": 3, "flow_pairs": 32, "bb_pairs": 32, "cyc_points_per_pair": 8,
+              "rfn_after": 0.3, "checkpoint_every": 2},
+    "infer": {"argmax_radius": 10.0},
+}
+
+
+@pytest.fixture(scope="module")
+def shot(tmp_path_factory):
+    return open_shot(str(write_shot(tmp_path_factory.mktemp("plates"))))
+
+
+def _preset(**over):
+    p = copy.deepcopy(TINY_WF)
+    for k, v in over.items():
+        if isinstance(v, dict):
+            p.setdefault(k, {}).update(v)
+        else:
+            p[k] = v
+    return p
+
+
+def test_track_returns_plate_tracks_with_exact_query_frames(shot, tmp_path):
+    qs = [Query(0, 20.0, 20.0, "a", "g"), Query(3, 40.25, 25.5, "a", "g"), Query(5, 10.0, 12.0)]
+    events = []
+    tr = track(shot, qs, preset=_preset(infer={"flow_guided": True}), cache_dir=tmp_path / "c",
+               progress=events.append)
+    assert isinstance(tr, TrackSet) and tr.xy.shape == (3, T, 2)
+    assert tr.names == ["a", "a_2", "track_003"] and tr.groups.keys() == {"g"}
+    assert list(tr.frame_numbers) == list(range(1001, 1001 + T)) and tr.plate_size == (64, 48)
+    for n, q in enumerate(qs):
+        assert tuple(tr.xy[n, q.t]) == (q.x, q.y)
+        assert tr.visible[n, q.t] and tr.confidence[n, q.t] == 1.0
+    assert np.all((tr.confidence >= 0) & (tr.confidence <= 1))
+    # flow-guided positions follow the (exactly known) motion of the texture
+    err = np.linalg.norm(tr.xy[0] - true_track(0, (20.0, 20.0)), axis=1)
+    assert err.max() < 1.0, err
+    assert {"load", "flow", "train", "infer"} <= {e.stage for e in events}
+    assert [e.done for e in events if e.stage == "train"][-1] == TINY_WF["train"]["iterations"]
+
+
+def test_cancel_then_resume_gives_the_uninterrupted_result(shot, tmp_path):
+    qs = [Query(0, 20.0, 20.0, "a"), Query(4, 30.0, 30.0, "b")]
+    ref = track(shot, qs, preset=TINY_WF, cache_dir=tmp_path / "ref", seed=3)
+    seen = {"train": 0}
+
+    def progress(p):
+        if p.stage == "train":
+            seen["train"] = p.done
+
+    def cancel():  # stop once training has passed iteration 5 (checkpoints every 4)
+        return seen["train"] >= 5
+
+    st = ShotTracker(shot, TINY_WF, cache_dir=tmp_path / "c", seed=3, cancel=cancel, progress=progress)
+    with pytest.raises(Cancelled):
+        st.prepare()
+        st.train()
+    ckpts = list((tmp_path / "c").rglob("iter_*.pt"))
+    assert ckpts, "a cancelled training leaves a checkpoint"
+    stages = {p.name.split("-")[0] for p in (tmp_path / "c").rglob("*.npz")}
+    assert {"frames", "flow", "correspondences", "foreground"} <= stages
+    events = []
+    st2 = ShotTracker(shot, TINY_WF, cache_dir=tmp_path / "c", seed=3, progress=events.append)
+    st2.prepare()
+    assert all(e.message == "cached" for e in events if e.stage in ("frames", "flow", "correspondences"))
+    st2.train()
+    first_train = next(e for e in events if e.stage == "train")
+    assert first_train.done > 0  # resumed, not restarted
+    out = st2.infer(qs)
+    np.testing.assert_allclose(out.xy, ref.xy, atol=1e-5)
+    np.testing.assert_array_equal(out.visible, ref.visible)
+
+
+def test_checkpoint_of_other_settings_is_refused(shot, tmp_path):
+    st = ShotTracker(shot, TINY_WF, cache_dir=tmp_path / "c")
+    st.prepare()
+    st.train()
+    ckpt = sorted((tmp_path / "c").rglob("iter_*.pt"))[-1]
+    other = ShotTracker(shot, _preset(train={"lr": 0.02}), cache_dir=tmp_path / "c")
+    with pytest.raises(CacheError, match=r"other settings .*lr: 0.01 vs 0.02"):
+        other.load_checkpoint(ckpt)
+    st.load_checkpoint(ckpt)  # its own checkpoint loads
+    assert st.trained_iterations == TINY_WF["train"]["iterations"]
+
+
+def test_bad_inputs_are_one_line_user_errors(shot, tmp_path):
+    one = open_shot(str(write_shot(tmp_path / "one", n=1)))
+    with pytest.raises(ShotError, match="at least 2"):
+        track(one, [Query(0, 1.0, 1.0)], preset=TINY_WF)
+    with pytest.raises(InputError, match=r"outside the 64x48 plate"):
+        track(shot, [Query(0, 64.0, 10.0, "far")], preset=TINY_WF)
+    with pytest.raises(InputError, match=r"t=9 is not an image index"):
+        track(shot, [Query(9, 1.0, 1.0)], preset=TINY_WF)
+    with pytest.raises(InputError, match=r"mask for frame 1003 is 32x24, the plate is 64x48"):
+        ShotTracker(shot, TINY_WF, masks={2: np.ones((24, 32), np.int32)})
+    with pytest.raises(ConfigError, match=r"train.iterations"):
+        ShotTracker(shot, _preset(train={"iterations": 0}))
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU"):
+            ShotTracker(shot, TINY_WF, device="cuda")
+
+
+def test_masks_steer_the_foreground(shot):
+    m = np.zeros((48, 64), np.int32)
+    m[10:30, 20:40] = 2
+    st = ShotTracker(shot, TINY_WF, masks={0: m})
+    st.prepare()
+    assert st.fg.shape == (T, 48, 64) and st.fg[0, 20, 30] and not st.fg[0, 40, 5]
+
+
+def test_dino_pipeline_with_a_random_vit_and_features(shot, tmp_path):
+    st = ShotTracker(shot, TINY_DINO, cache_dir=tmp_path / "c")
+    st.prepare()
+    assert st.dino.shape[:2] == (T, 384) and st.dino.dtype == torch.float16
+    assert st.bb_pairs is not None
+    st.train()
+    tr = st.infer([Query(1, 30.0, 20.0, "p")])
+    assert tr.xy.shape == (1, T, 2) and np.isfinite(tr.xy).all()
+    f, centres, resize = st.features(2)
+    h, w = st.grid().hw
+    assert f.shape == (384, h, w) and f.dtype == np.float32 and centres.shape == (h * w, 2)
+    np.testing.assert_allclose(centres[0], (6.5, 6.5))
+    assert resize.plate_wh == (64, 48) and resize.work_wh == st.work_wh
+    raw = ShotTracker(shot, {"base": "raw-dino", "backbone": "dinov2_vits14", "layer": 1, "weights": "random",
+                             "working_height": 48, "amp": False})
+    out = raw.infer([Query(1, 30.0, 20.0)])  # no training for the baseline
+    assert raw.trained_iterations == 0 and out.visible[0, 1]
+
+
+def test_cli_track_writes_tracks_and_reports_bad_input(shot, tmp_path, capsys):
+    from dino_tracker_vfx.cli import main
+
+    q = write_queries(tmp_path / "q.csv", [("a", 0, 20, 20, "g"), ("b", 2, 30.5, 10, "")])
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(json.dumps(TINY_WF))  # JSON is YAML
+    out = tmp_path / "out" / "tracks.csv"
+    rc = main(["track", shot.source, "--queries", str(q), "--preset", str(preset), "--cache", str(tmp_path / "c"),
+               "--out", str(out)])
+    assert rc == 0 and out.is_file()
+    tr = TrackSet.load(out)
+    assert tr.names == ["a", "b"] and tr.xy.shape == (2, T, 2)
+    assert "2 tracks x 6 images" in capsys.readouterr().out
+    bad = write_queries(tmp_path / "bad.csv", [("a", 0, 200, 20)])
+    rc = main(["track", shot.source, "--queries", str(bad), "--preset", str(preset), "--out", str(out)])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and err.count("\n") == 0 and "bad.csv" in err and "outside" in err
+    rc = main(["track", shot.source, "--queries", str(q), "--preset", "nope"])
+    assert rc == 2 and "unknown preset 'nope'" in capsys.readouterr().err
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_pipeline_matches_the_cpu_one_roughly(shot):
+    qs = [Query(0, 20.0, 20.0, "a")]
+    p = {**TINY_DINO, "amp": True}
+    a = track(shot, qs, preset=p, device="cuda")
+    b = track(shot, qs, preset=p, device="cpu")
+    assert np.nanmax(np.abs(a.xy - b.xy)) < 8.0
+
+
+def test_benchmark_runs_its_tiny_config(tmp_path):
+    out = tmp_path / "bench.json"
+    p = subprocess.run([sys.executable, "benchmarks/bench_tracker.py", "--config", "tiny", "--iters", "2",
+                        "--json", str(out)], capture_output=True, text=True, timeout=300,
+                       cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    assert p.returncode == 0, p.stderr[-2000:]
+    res = json.loads(out.read_text())["results"]
+    assert [r["variant"] for r in res] == ["optimised", "plain"]
+    for r in res:
+        assert r["train_s_per_iter"] > 0 and r["infer_s"] > 0 and r["train_peak_mb"] > 0
+        assert r["train_extrapolated_s"] == pytest.approx(r["train_s_per_iter"] * 10000)
+    assert "plain / optimised" in p.stdout
