@@ -105,12 +105,7 @@ def test_sigkill_mid_training_resumes_at_the_last_checkpoint_with_identical_outp
         torch.set_num_threads(threads)
     assert ref["state"] == "done" and ref["train_started_at"] == 0, ref.get("error")
     uninterrupted = TrackSet.load_json(tmp_path / "ref.dtvfx" / "tracks.json")
-    if not np.array_equal(resumed.xy, uninterrupted.xy):
-        # Known tracker issue (reported): ShotTracker.build_model constructs DeltaDino/Refiner BEFORE
-        # torch.manual_seed(seed), so the initial weights depend on the process's global RNG history.
-        # Seeding first makes fresh == fresh and resumed == fresh bit for bit (checked in-process).
-        pytest.xfail("tracker init is not seeded: uninterrupted and resumed runs differ by up to "
-                     f"{np.nanmax(np.abs(resumed.xy - uninterrupted.xy)):.3g} px")
+    np.testing.assert_array_equal(resumed.xy, uninterrupted.xy)  # needs the tracker's seeded init + RNG in ckpt
     np.testing.assert_array_equal(resumed.visible, uninterrupted.visible)
     np.testing.assert_array_equal(resumed.confidence, uninterrupted.confidence)
     for path, data in resumed_files.items():  # the reference run rewrote the same output files

@@ -186,7 +186,7 @@ def test_a_job_cannot_be_submitted_twice_while_running(tmp_path):
         _kill_leftover(job.path)
 
 
-def test_cli_submit_status_wait_contract_and_no_torch_on_the_host_side(tmp_path):
+def test_cli_submit_status_wait_contract_and_no_torch_on_the_host_side(tmp_path, capsys):
     spec = tiny_job(tmp_path, "cli", iterations=4)
     code = f"""
 import json, subprocess, sys
@@ -214,10 +214,12 @@ print(json.dumps({{"state": state, "outputs": client.outputs(job.path), "torch":
     assert st["state"] == "done" and st["progress"] == 1.0 and st["outputs"][0]["written"]
     for k in ("stage", "iteration", "eta_s", "pid", "error", "started", "updated", "finished", "attempt"):
         assert k in st
-    r = subprocess.run(cli + ["status", job_dir], capture_output=True, text=True)
-    assert r.stdout.split()[:3] == ["cli", "done", "1"]
-    r = subprocess.run(cli + ["run", str(tmp_path / "nope.yaml")], capture_output=True, text=True)
-    assert r.returncode == 2 and r.stderr.strip().endswith("nope.yaml: job spec not found")
+    from dino_tracker_vfx.cli import main
+
+    assert main(["status", job_dir]) == 0
+    assert capsys.readouterr().out.split()[:3] == ["cli", "done", "1"]
+    assert main(["run", str(tmp_path / "nope.yaml")]) == 2
+    assert capsys.readouterr().err.strip().endswith("nope.yaml: job spec not found")
 
 
 def test_env_tracker_is_used(monkeypatch):
