@@ -134,3 +134,24 @@ def test_centre_and_top_left_host_spaces_by_hand():
     p = np.array([[3.25, 7.5], [1919.5, 1079.5]])
     np.testing.assert_allclose(coords.from_bottom_left_centre(coords.to_bottom_left_centre(p, 1080), 1080), p)
     np.testing.assert_allclose(coords.from_top_left_corner(coords.to_top_left_corner(p)), p)
+
+
+def test_atomic_write_keeps_old_file_on_error_and_uses_umask(tmp_path):
+    import os
+
+    from dino_tracker_vfx import atomic
+
+    target = tmp_path / "out.json"
+    atomic.write_text(target, "old")
+    with pytest.raises(RuntimeError):
+        with atomic.atomic_path(target) as tmp:
+            tmp.write_text("half-writ")
+            raise RuntimeError("disk full")
+    assert target.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.json"]  # no temp file left behind
+    old = os.umask(0o022)
+    try:
+        atomic.write_text(target, "new")
+    finally:
+        os.umask(old)
+    assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o644
