@@ -76,45 +76,46 @@ def masks_from_user(masks: Mapping[int, np.ndarray], num_frames: int, plate_wh: 
     return out
 
 
-def saliency_component(features, seed: int = 0, niter: int = 20, q: int = 3, chunk: int = 8):
+def saliency_component(features, seed: int = 0, niter: int = 6, q: int = 8, chunk: int = 8):
     """First principal component of L2-normalised patch features over the whole shot.
 
     features: torch ``[T, C, h, w]`` -> float32 ``[T, h, w]`` min-max normalised to 0..1 with the sign
     chosen so the border ring of patches has the larger mean. Randomised subspace iteration (``q`` columns,
-    ``niter`` rounds, fixed ``seed``) over frame chunks, so the features are never copied whole in float32.
+    ``niter`` rounds, fixed ``seed``; the leading direction converges fast with this oversampling), one
+    frame chunk at a time, so the features are never copied whole in float32.
     """
     import torch
     import torch.nn.functional as F
 
     d = check_shape(features, "T C h w", "saliency features")
     T, C, h, w = d["T"], d["C"], d["h"], d["w"]
+    q = min(q, C)
 
     def rows(t0):  # [n*h*w, C] float32, L2-normalised
         x = features[t0:t0 + chunk].float().flatten(2).transpose(1, 2).reshape(-1, C)
         return F.normalize(x, dim=1)
 
     with torch.no_grad():
-        mean = torch.zeros(C, device=features.device)
+        dev = features.device
+        mean = torch.zeros(C, device=dev)
         for t0 in range(0, T, chunk):
             mean += rows(t0).sum(0)
         mean /= T * h * w
         g = torch.Generator(device="cpu").manual_seed(seed)
-        Q = torch.randn(C, q, generator=g).to(features.device)
-        Q, _ = torch.linalg.qr(Q)
+        Q, _ = torch.linalg.qr(torch.randn(C, q, generator=g).to(dev))
         for _ in range(niter):
-            Z = torch.zeros(C, q, device=features.device)
+            Z = torch.zeros(C, q, device=dev)
             for t0 in range(0, T, chunk):
-                x = rows(t0) - mean
-                Z += x.t() @ (x @ Q)
+                x = rows(t0)
+                y = x @ Q - mean @ Q  # centred rows times Q
+                Z += x.t() @ y - torch.outer(mean, y.sum(0))
             Q, _ = torch.linalg.qr(Z)
-        # Rayleigh-Ritz on the subspace: the leading direction
-        G = torch.zeros(q, q, device=features.device)
+        G = torch.zeros(q, q, device=dev)  # Rayleigh-Ritz on the subspace: the leading direction
         for t0 in range(0, T, chunk):
-            y = (rows(t0) - mean) @ Q
+            y = rows(t0) @ Q - mean @ Q
             G += y.t() @ y
-        evals, evecs = torch.linalg.eigh(G)
-        v = Q @ evecs[:, -1]
-        comp = torch.cat([(rows(t0) - mean) @ v for t0 in range(0, T, chunk)]).reshape(T, h, w)
+        v = Q @ torch.linalg.eigh(G)[1][:, -1]
+        comp = torch.cat([rows(t0) @ v - mean @ v for t0 in range(0, T, chunk)]).reshape(T, h, w)
         comp = (comp - comp.min()) / (comp.max() - comp.min()).clamp(min=1e-12)
         ring = torch.ones(h, w, dtype=torch.bool, device=comp.device)
         if h > 2 and w > 2:
