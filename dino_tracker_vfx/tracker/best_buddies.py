@@ -239,7 +239,7 @@ def mine_best_buddies(features, stride: int = 7, flow_pairs=None, pairs: Sequenc
     from .backbones import patch_centres
 
     d = check_shape(features, "T C h w", "features")
-    T, C, h, w = d["T"], d["C"], d["h"], d["w"]
+    T, h, w = d["T"], d["h"], d["w"]
     pairs = all_pairs(T) if pairs is None else np.asarray(pairs, np.int64).reshape(-1, 2)
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= T or np.any(pairs[:, 0] == pairs[:, 1])):
         raise ValueError(f"mine_best_buddies: pairs must be distinct frames in 0..{T - 1}")
