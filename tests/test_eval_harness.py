@@ -135,3 +135,36 @@ def test_normalised_gt_goes_to_the_frames_raster(tmp_path):
     assert (tr["plate"]["width"], tr["plate"]["height"]) == (128, 96)
     q = tr["tracks"][0]["query"]
     assert q["x"] == pytest.approx(e["points"][0, q["t"], 0] * 128, abs=1e-4)
+
+
+def test_tracker_method_calls_the_api_with_preset_cache_and_masks(tmp_path, monkeypatch):
+    """The harness glue around tracker.api.track (the real tracker is exercised by the tracker's own tests)."""
+    import sys
+    import types
+
+    import dino_tracker_vfx.tracker as tracker_pkg
+    from dino_tracker_vfx.evaluation.baselines import Static
+
+    calls = []
+
+    def fake_track(shot, queries, *, preset, masks, cache_dir, device, seed, progress, cancel):
+        calls.append({"preset": preset, "masks": masks, "cache_dir": cache_dir, "T": shot.n_images,
+                      "size": shot.size, "seed": seed})
+        return Static().run(shot, queries)
+
+    fake = types.SimpleNamespace(track=fake_track)
+    monkeypatch.setitem(sys.modules, "dino_tracker_vfx.tracker.api", fake)
+    monkeypatch.setattr(tracker_pkg, "api", fake, raising=False)
+    m = make_method("tracker", preset="fast", seed=3, masks="first")
+    monkeypatch.setattr(m, "check", lambda: None)
+    out = tmp_path / "tr"
+    s = harness.evaluate_tapvid(DEV_PKL, FRAMES480, m, out, videos=["29"], plots=False)
+    (c,) = calls
+    assert c["preset"] == "fast" and c["seed"] == 3 and c["T"] == 32 and c["size"] == (854, 480)
+    assert c["cache_dir"] == out / "cache" / "29_horsejump-high"
+    assert set(c["masks"]) == {0} and c["masks"][0].shape == (480, 854) and c["masks"][0].max() >= 1
+    static = harness.evaluate_tapvid(DEV_PKL, FRAMES480, make_method("static"), tmp_path / "st", videos=["29"],
+                                     plots=False)
+    assert s["AJ"] == pytest.approx(static["AJ"]) and s["preset"] == "fast"
+    harness.evaluate_tapvid(DEV_PKL, FRAMES480, m, out, videos=["29"], plots=False)
+    assert len(calls) == 1  # reused, not retrained
