@@ -133,20 +133,21 @@ class ShotTracker:
             return FeatureGrid.cnn(self.work_wh, len(self.cfg["delta.hidden"]))
         return FeatureGrid.dino(self.work_wh, self.cfg["stride"])
 
-    def _stage(self, name: str, inputs: list[str], compute, settings: Any = None):
-        """Load stage ``name`` from the cache or compute it -> (arrays dict, key)."""
+    def _stage(self, name: str, inputs: list[str], compute, settings: Any = None, label: str | None = None):
+        """Load stage ``name`` from the cache or compute it -> (arrays dict, key); ``label`` names its timing."""
         key = ShotCache.key(name, self.cfg.stage_settings(name) if settings is None else settings,
                             [self.cache.shot_key, *inputs])
-        self.keys[name] = key
+        label = label or name
+        self.keys[label] = key
         t0 = time.perf_counter()
         hit = self.cache.load(name, key)
         if hit is not None:
             self._report(name, 1, 1, "cached")
-            self.timings[name] = time.perf_counter() - t0
+            self.timings[label] = time.perf_counter() - t0
             return hit[0], key
         arrays = compute()
         self.cache.save(name, key, arrays)
-        self.timings[name] = time.perf_counter() - t0
+        self.timings[label] = time.perf_counter() - t0
         return arrays, key
 
     # ------------------------------------------------------------------ preprocessing
@@ -177,7 +178,8 @@ class ShotTracker:
             def load_flow_frames():
                 return {"frames": shot.load(self.flow_wh, on_progress=lambda i, n: check_cancel(self.cancel))}
 
-            arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)})
+            arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)},
+                                         label="flow_frames")
             flow_frames = arr["frames"]
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
                                                                                 self.cancel))
