@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tracker_helpers import SHIFT, T, TINY_WF, true_track, write_queries, write_shot
+from _tracker_helpers import T, TINY_WF, true_track, write_queries, write_shot
 from dino_tracker_vfx.errors import CacheError, Cancelled, ConfigError, InputError, ShotError
 from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracker.api import ShotTracker, track

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tracker_helpers import H, SHIFT, T, TINY_WF, W, exact_pairs, moving_frames, true_track
+from _tracker_helpers import H, TINY_WF, W, exact_pairs, moving_frames, true_track
 from dino_tracker_vfx.errors import Cancelled
 from dino_tracker_vfx.tracker.config import TrackerConfig
 from dino_tracker_vfx.tracker.delta_dino import DeltaDino

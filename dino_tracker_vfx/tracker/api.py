@@ -188,7 +188,6 @@ class ShotTracker:
         arr, k_corr = self._stage("correspondences", [k_flow],
                                   lambda: prep.correspondence_arrays(self.flow, flow_frames, cfg, self.progress,
                                                                      self.cancel))
-        del flow_frames
         self.corr = prep.correspondences_from_arrays(arr)
 
         k_feat = "none"
@@ -254,7 +253,7 @@ class ShotTracker:
         checkpoint in the cache, or continues this object's own training when called again."""
         if self.frames is None:
             self.prepare()
-        cfg, dev = self.cfg, self.device
+        cfg = self.cfg
         self.store = None
         if cfg.raw_dino:  # nothing to train
             self.model = self.build_model().eval()

@@ -14,7 +14,6 @@ import torch
 from ..checks import check_shape
 from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
 from .config import TrackerConfig
-from .feature_grid import FeatureGrid
 
 
 # ---------------------------------------------------------------------- flow
