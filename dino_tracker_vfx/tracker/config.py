@@ -228,6 +228,9 @@ def _check(d: dict, where: str) -> None:
         depth = BACKBONE_DEPTH[d["backbone"]]
         if d["layer"] >= depth:
             raise ConfigError(f"layer: {d['backbone']} has blocks 0..{depth - 1}, got {d['layer']}", where=where)
+        if d["foreground"]["saliency_layer"] >= depth:
+            raise ConfigError(f"foreground.saliency_layer: {d['backbone']} has blocks 0..{depth - 1}, got "
+                              f"{d['foreground']['saliency_layer']}", where=where)
         oc = d["delta"]["out_channels"]
         if oc is not None and oc != BACKBONE_DIMS[d["backbone"]]:
             raise ConfigError(f"delta.out_channels: must equal the {d['backbone']} dimension "
