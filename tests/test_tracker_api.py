@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from _tracker_helpers import T, TINY_WF, true_track, write_queries, write_shot
-from dino_tracker_vfx.errors import CacheError, Cancelled, ConfigError, InputError, ShotError
+from dino_tracker_vfx.errors import CacheError, Cancelled, ConfigError, InputError, ShotError, WeightsError
 from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracker.api import ShotTracker, track
 from dino_tracker_vfx.tracks import Query, TrackSet
@@ -122,6 +122,15 @@ def test_bad_inputs_are_one_line_user_errors(shot, tmp_path):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="no CUDA GPU"):
             ShotTracker(shot, TINY_WF, device="cuda")
+
+
+def test_missing_weights_fail_before_any_frame_is_read(shot, tmp_path, monkeypatch):
+    monkeypatch.setenv("DTVFX_OFFLINE", "1")
+    events = []
+    st = ShotTracker(shot, {**TINY_DINO, "weights": str(tmp_path / "nope.pth")}, progress=events.append)
+    with pytest.raises(WeightsError, match="nope.pth"):
+        st.prepare()
+    assert not [e for e in events if e.stage == "load"]
 
 
 def test_masks_steer_the_foreground(shot):

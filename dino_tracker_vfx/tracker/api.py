@@ -155,6 +155,7 @@ class ShotTracker:
         """Frames, flow, correspondences, DINO features, foreground and best-buddies (cached)."""
         cfg = self.cfg
         shot, wh = self.shot, self.work_wh
+        self._check_weights_first()
 
         def load_frames():
             def cb(i, n):
@@ -215,6 +216,22 @@ class ShotTracker:
                                      None if self.flow_wh == self.work_wh else self.flow_to_work))
             self.bb_pairs = prep.best_buddies_from_arrays(arr)
         return self
+
+    def _check_weights_first(self) -> None:
+        """Missing weight files fail here, before frames are read - unless the stages needing them are cached."""
+        sk = self.cache.shot_key
+        k_frames = ShotCache.key("frames", {"work_wh": list(self.work_wh)}, [sk])
+        k_ff = k_frames if self.flow_wh == self.work_wh else ShotCache.key("frames", {"work_wh": list(self.flow_wh)},
+                                                                           [sk])
+        k_feat = ShotCache.key("features", self.cfg.stage_settings("features"), [sk, k_frames])
+        k_flow = ShotCache.key("flow", self.cfg.stage_settings("flow"), [sk, k_ff])
+
+        def missing(stage, key):
+            p = self.cache.entry_path(stage, key)
+            return p is None or not p.is_file()
+
+        prep.check_weights(self.cfg, need_dino=missing("features", k_feat),
+                           need_raft=not self.cfg.raw_dino and missing("flow", k_flow), progress=self.progress)
 
     def _backbone(self):
         """The frozen DINOv2 (built once, on demand: a fully cached shot never loads it)."""

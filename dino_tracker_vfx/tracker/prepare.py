@@ -50,6 +50,20 @@ def correspondences_from_arrays(arr: dict[str, np.ndarray]):
     return FlowCorrespondences.from_arrays(arr)
 
 
+# ---------------------------------------------------------------------- weights
+def check_weights(cfg: TrackerConfig, need_dino: bool, need_raft: bool, progress: ProgressFn | None = None) -> None:
+    """Resolve the weight files a run will need before any frame is read (WeightsError, one line)."""
+    from . import weights
+    from .backbones import parse_name
+
+    if need_dino and not cfg.weight_free and cfg["weights"] != "random":
+        arch, reg = parse_name(cfg["backbone"] + ("_reg4" if cfg["registers"] else ""))
+        weights.resolve_dinov2(arch, reg, cfg["weights"], progress=progress)
+    if need_raft and cfg["flow.method"] in weights.RAFT_FILES:
+        f = weights.RAFT_FILES[cfg["flow.method"]]
+        weights.resolve(f, weights.RAFT_URL.format(file=f), explicit=cfg["flow.weights"], progress=progress)
+
+
 # ---------------------------------------------------------------------- DINO features
 def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None = None):
     from .backbones import build_dinov2
