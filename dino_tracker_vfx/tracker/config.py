@@ -66,7 +66,7 @@ DEFAULTS: dict[str, Any] = {
     },
     "foreground": {
         "source": "auto",          # auto: user masks if given, else DINO saliency (weight-free: all)
-        "saliency_layer": 23,
+        "saliency_layer": None,    # block of the saliency features (null: the backbone's last; ViT-L: 23)
         "saliency_threshold": 0.6,
     },
     "train": {
@@ -125,7 +125,7 @@ RULES: dict[str, tuple] = {
     "best_buddies.nms_iou": ("float", (0.0, 1.0)), "best_buddies.sig_a": ("float", (-1e3, 1e3)),
     "best_buddies.sig_b": ("float", (-1e3, 1e3)), "best_buddies.mine_refined": ("bool", None),
     "best_buddies.max_pairs": ("opt_int", (1, 100_000_000)),
-    "foreground.source": ("choice", FG_SOURCES), "foreground.saliency_layer": ("int", (0, 39)),
+    "foreground.source": ("choice", FG_SOURCES), "foreground.saliency_layer": ("opt_int", (0, 39)),
     "foreground.saliency_threshold": ("float", (0.0, 1.0)),
     "train.iterations": ("int", (1, 10_000_000)), "train.lr": ("float", (1e-9, 10.0)),
     "train.refiner_gamma": ("float", (0.0, 1.0)), "train.refiner_every": ("int", (1, 10_000_000)),
@@ -228,7 +228,7 @@ def _check(d: dict, where: str) -> None:
         depth = BACKBONE_DEPTH[d["backbone"]]
         if d["layer"] >= depth:
             raise ConfigError(f"layer: {d['backbone']} has blocks 0..{depth - 1}, got {d['layer']}", where=where)
-        if d["foreground"]["saliency_layer"] >= depth:
+        if d["foreground"]["saliency_layer"] is not None and d["foreground"]["saliency_layer"] >= depth:
             raise ConfigError(f"foreground.saliency_layer: {d['backbone']} has blocks 0..{depth - 1}, got "
                               f"{d['foreground']['saliency_layer']}", where=where)
         oc = d["delta"]["out_channels"]

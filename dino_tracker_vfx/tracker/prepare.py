@@ -125,14 +125,15 @@ def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, 
         raise ConfigError("foreground.source: saliency needs a DINO backbone (weight-free mode: masks or all)",
                           where=cfg.source)
     sal = None
+    sal_layer = cfg["foreground.saliency_layer"]
     if src == "saliency":
-        if cfg["foreground.saliency_layer"] == cfg["layer"] or backbone is None:
+        if sal_layer == cfg["layer"] or backbone is None:
             sal = dino
         else:
             sal = backbone
     fg = foreground.foreground_masks(frames, source=src, masks=masks or None, resize=resize, dino=sal,
                                      threshold=cfg["foreground.saliency_threshold"],
-                                     layer=cfg["foreground.saliency_layer"], stride=cfg["stride"],
+                                     layer=sal_layer, stride=cfg["stride"],
                                      progress=progress, cancel=cancel)
     fg = np.asarray(fg, bool)
     check_shape(fg, "T H W", "foreground", {"T": T, "H": H, "W": W})
