@@ -19,8 +19,10 @@ MASK: a palette PNG (DAVIS style: index = id), a binary matte (-> id 1), or an i
 MASK@FRAME names its host frame; otherwise the frame number in the file name, else --frame, else the
 first frame. Give --masks several times for masks at several frames.
 
-features (--features): auto = DINOv2 when weights are installed, else the shot's trained tracker
-(trains it first: slow on a CPU), else the weight-free colour-texture features (with a warning).
+features (--features): auto = DINOv2 when weights are installed, else the weight-free colour-texture
+features (with a warning). tracker = train the shot's tracker (--preset, --cache) and use its refined
+features; without DINO weights that is the weight-free Delta-CNN, which measured worse than
+colour-texture on DAVIS (docs/results-objects.md).
 
 examples:
   dtvfx segment "plate.####.exr" --masks roto.1001.png --out seg/

@@ -14,13 +14,14 @@ Sources
 * :class:`DinoFeatures`   - a frozen DINOv2 backbone (``tracker.backbones`` + ``tracker.weights``) when
   weights are present; ``random_weights=True`` builds the same network untrained (timing only).
 * :class:`TrackerFeatures` - the refined features of the shot's own trained DINO-Tracker
-  (``tracker.api.ShotTracker.features``): what a shot has when no DINO weights are installed.
+  (``tracker.api.ShotTracker.features``); without DINO weights that is the weight-free Delta-CNN.
 * :class:`ColourTextureFeatures` - weight-free hand-made features (CIE Lab colour at three scales +
   gradient-orientation energy at two scales) on a regular grid of ``stride`` px. No training, no
   weights; the reference for tests and the measured source of ``docs/results-objects.md``.
 
 :func:`open_feature_source` picks one: ``"auto"`` = DINO when weights are found, else the shot's
-trained tracker when the tracker package is installed, else colour-texture (with a warning).
+trained tracker when the caller hands one over, else colour-texture (with a warning; on DAVIS it beats
+the weight-free tracker's features, J&F 0.680 vs 0.472, see docs/results-objects.md).
 """
 
 from __future__ import annotations
@@ -362,9 +363,10 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
                         ) -> FeatureSource:
     """Open the feature source ``kind`` (see :data:`FEATURE_CHOICES`) for ``shot``.
 
-    ``auto``: DINOv2 when weights are found (or named by ``weights``), else the shot's trained tracker (``tracker`` if given, else
-    ``tracker.api.ShotTracker(shot, preset, masks, cache_dir)`` trained now - slow on a CPU), else
-    colour-texture with a warning.
+    ``auto``: DINOv2 when weights are found (or named by ``weights``), else the shot's trained tracker when
+    the caller passes one (``tracker``), else colour-texture with a warning - measured better than the
+    weight-free tracker's features on DAVIS (docs/results-objects.md). ``tracker``: the given tracker, or
+    ``tracker.api.ShotTracker(shot, preset, masks, cache_dir)`` prepared and trained now (slow on a CPU).
     """
     if kind not in FEATURE_CHOICES:
         raise ConfigError(f"features {kind!r} is not one of {', '.join(FEATURE_CHOICES)}", where="--features")
@@ -372,11 +374,13 @@ def open_feature_source(shot, kind: str = "auto", *, ref_t: int = 0, tracker=Non
     if kind == "auto":
         if weights is not None or dino_weights_available(dino_model, weights):  # named weights: no fallback
             kind = "dino"
-        elif tracker is not None or tracker_available():
+        elif tracker is not None:  # the shot's own trained tracker, handed over by the caller
             kind = "tracker"
         else:
-            log.warning("no DINOv2 weights and no trained tracker available: using weight-free colour-texture "
-                        "features (lower quality)")
+            # Without DINO weights a tracker would be the weight-free Delta-CNN, which propagates worse
+            # than colour-texture on DAVIS (J&F 0.472 vs 0.680, docs/results-objects.md) and costs a training.
+            log.warning("no DINOv2 weights found: using the weight-free colour-texture features "
+                        "(--features tracker trains the shot's tracker and uses its features instead)")
             kind = "colour-texture"
     if kind == "colour-texture":
         return ColourTextureFeatures(read, shot.size, stride=stride, ref_t=ref_t)
