@@ -193,7 +193,7 @@ def _read_mask_oiio(p: Path) -> np.ndarray:
         raise InputError(f"cannot read mask ({oiio.geterror().strip()})", where=str(p))
     try:
         s = inp.spec()
-        px = inp.read_image()  # native type: uint8/uint16/uint32 stay integers
+        px = inp.read_image(s.format)  # native type: uint8/uint16/uint32 stay integers
     finally:
         inp.close()
     if px is None:
@@ -244,7 +244,7 @@ def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> di
             import cv2
 
             warnings.warn(f"{path}: mask is {w}x{h}, resized to the {W}x{H} plate (nearest neighbour, ids kept)")
-            ids = cv2.resize(ids, (W, H), interpolation=cv2.INTER_NEAREST)
+            ids = cv2.resize(ids, (W, H), interpolation=cv2.INTER_NEAREST_EXACT)  # centre-aligned like coords.Resize
         if not ids.any():
             raise InputError(f"mask is empty (no object) at frame {shot.frame_of(t)}", where=path)
         if t in out:

@@ -62,10 +62,13 @@ def test_masks_binary_palette_and_integer_exr(shot, tmp_path):
     ids[10:20, 10:20] = 7
     ids[30:40, 0:5] = 300
     write_exr(tmp_path / "ids.exr", ids, pixel_type="float")
+    write_exr(tmp_path / "ids32.exr", ids[..., :1], pixel_type="uint32")
 
     assert set(np.unique(read_mask(tmp_path / "matte.1002.png"))) == {0, 1}
     assert set(np.unique(read_mask(tmp_path / "ids.png"))) == {0, 1, 3}  # palette indices, not colours
     assert set(np.unique(read_mask(tmp_path / "ids.exr"))) == {0, 7, 300}
+    ids32 = read_mask(tmp_path / "ids32.exr")  # integer EXR ids come back as integers, not normalised
+    assert set(np.unique(ids32)) == {0, 7, 300} and ids32[15, 15] == 7
     m = read_masks([str(tmp_path / "matte.1002.png"), str(tmp_path / "ids.png") + "@1004"], shot)
     assert sorted(m) == [1, 3]  # frame from the file name; explicit @frame
     assert object_ids(m) == [1, 3]
