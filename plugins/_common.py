@@ -90,3 +90,21 @@ def safe_name(names: Sequence[str], allowed: str = r"A-Za-z0-9_", prefix: str = 
 def first_frame(tracks: TrackSet, options: dict) -> int:
     ff = options.get("first_frame")
     return int(tracks.frame_numbers[0]) if ff is None else int(ff)
+
+
+def double_quoted(s: str, escaped: str) -> str:
+    """``s`` in double quotes with backslash escapes for ``escaped`` characters, ``\\n``/``\\t`` for
+    newline/tab and other control characters replaced by a space (the Tcl and Lua writers' shared rule)."""
+    out = []
+    for ch in str(s):
+        if ch in escaped:
+            out.append("\\" + ch)
+        elif ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 32:
+            out.append(" ")
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'

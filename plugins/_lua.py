@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ._common import double_quoted
+
 _TOKEN = re.compile(r"""
     (?P<ws>[ \t\r\n]+)
   | (?P<lcomment>--\[\[.*?\]\])
@@ -139,16 +141,4 @@ def parse_lua_value(text: str):
 
 
 def lua_string(s: str) -> str:
-    out = []
-    for ch in str(s):
-        if ch in '\\"':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32:
-            out.append(" ")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return double_quoted(s, '\\"')

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._common import double_quoted
+
 _WS = " \t\r"
 _ESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "{": "{", "}": "}", "[": "[", "]": "]", "$": "$"}
 
@@ -138,16 +140,4 @@ def parse_list(text: str, line0: int = 1) -> list[Word]:
 
 def quote(s: str) -> str:
     """A double-quoted Tcl string with ``\\ " [ ] $ { }`` and control characters escaped."""
-    out = []
-    for ch in str(s):
-        if ch in '\\"[]${}':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32:
-            out.append(" ")
-        else:
-            out.append(ch)
-    return '"' + "".join(out) + '"'
+    return double_quoted(s, '\\"[]${}')
