@@ -7,10 +7,14 @@ learned tracker where flow has no answer:
 * position: each query is chained through the consecutive flows from its frame outward (forward and
   backward), with the forward-backward check of ``flow.chain_points``; the chain continues after a
   failed check (as the flow baseline does);
-* visibility: ``alive`` (every check passed since the query) OR (the learned feature at the chained
-  position matches the query, ``cos >= visible_cos``, AND the tracker's own prediction agrees with the
-  chain within ``agree_px``). On the TAP-Vid-DAVIS dev videos we tried this keeps the flow's positions
-  and raises AJ and OA over the flow's "occluded after the first failed check";
+* visibility: inside the flow raster AND (``alive`` OR (the learned feature at the chained position
+  matches the query, ``cos >= visible_cos``, AND the tracker's own prediction agrees with the chain
+  within ``agree_px``)). ``alive`` ends only on a PERSISTENT failure of the chain: ``fail_run``
+  (2) consecutive steps whose forward-backward error is ``>= occ_fb_scale * fb_thresh`` (2 x 1.5 =
+  3 px on the flow raster) or that leave the raster. A single failed check (motion blur, a fast
+  limb, a flow glitch) is not an occlusion: with "occluded after the first failed 1.5 px check" the
+  dev videos lost far more visible points than they gained occluded ones (OA 0.79 against 0.96 for
+  "always visible" on horsejump-high). Points outside the raster are occluded (they left the plate);
 * confidence: 1 while alive, else ``clip(cos, 0, 1)`` where visible and half that where not.
 
 Coordinates: the flow may live on its own raster (``flow.height``); ``to_flow`` (a :class:`coords.Resize`
@@ -32,7 +36,8 @@ from .model import EPS
 @torch.no_grad()
 def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torch.Tensor, xy_q: torch.Tensor,
                 q_feat: torch.Tensor, tracker_xy: torch.Tensor, fb_thresh: float = 1.5, agree_px: float = 6.0,
-                visible_cos: float = 0.6) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                visible_cos: float = 0.6, occ_fb_scale: float = 2.0, fail_run: int = 2
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(xy ``[N, T, 2]`` working px, visible ``[N, T]``, confidence ``[N, T]``) - see the module docstring.
 
     t_q ``[N]``; xy_q ``[N, 2]`` working px; q_feat ``[N, C]``; tracker_xy ``[N, T, 2]`` working px.
@@ -50,6 +55,8 @@ def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torc
     xy[np.arange(N), tq] = to_flow.to_working(xy_q.double().cpu().numpy())  # working -> flow raster
     alive = np.zeros((N, T), bool)
     alive[np.arange(N), tq] = True
+    inside = np.ones((N, T), bool)
+    run = np.zeros((N, T), np.int64)  # consecutive failed steps ending at each frame (away from the query)
     for direction in (1, -1):
         steps = range(T - 1) if direction == 1 else range(T - 1, 0, -1)
         for t in steps:
@@ -61,16 +68,18 @@ def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torc
             p = xy[idx, t].astype(np.float32)
             c = p + sample_flow(fw, p)
             back = c + sample_flow(bw, c)
-            ok = (np.linalg.norm(back - p, axis=1) < fb_thresh) & in_raster(c, wh)
+            inside[idx, nt] = in_raster(c, wh)
+            ok = (np.linalg.norm(back - p, axis=1) < occ_fb_scale * fb_thresh) & inside[idx, nt]
             xy[idx, nt] = c
-            alive[idx, nt] = alive[idx, t] & ok
+            run[idx, nt] = np.where(ok, 0, run[idx, t] + 1)
+            alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
     xy_w = torch.as_tensor(to_flow.to_plate(xy), dtype=torch.float32, device=dev)  # flow raster -> working
     t_all = torch.arange(T, device=dev).repeat(N)
     f = store.sample(t_all, xy_w.reshape(-1, 2)).view(N, T, -1)
     cos = (f / f.norm(dim=-1, keepdim=True).clamp_min(EPS) * q[:, None]).sum(-1)
     agree = (xy_w - tracker_xy).norm(dim=-1) <= agree_px
     alive_t = torch.as_tensor(alive, device=dev)
-    visible = alive_t | ((cos >= visible_cos) & agree)
+    visible = torch.as_tensor(inside, device=dev) & (alive_t | ((cos >= visible_cos) & agree))
     conf = torch.where(alive_t, torch.ones_like(cos), torch.where(visible, cos.clamp(0, 1), 0.5 * cos.clamp(0, 1)))
     rows = torch.arange(N, device=dev)
     xy_w[rows, t_q] = xy_q.float()

@@ -1,0 +1,53 @@
+"""Flow-guided visibility (tracker/fusion.py): only a persistent flow failure or leaving the raster occludes."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from dino_tracker_vfx.coords import Resize
+from dino_tracker_vfx.tracker.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.flow import FlowField
+from dino_tracker_vfx.tracker.fusion import flow_guided
+from dino_tracker_vfx.tracker.infer import FeatureStore
+
+S, T = 32, 6  # 32 x 32 raster (working = flow), 6 frames
+
+
+def _case():
+    """Everything moves +1 px in x per frame. The backward flow is wrong by 5 px (> 2 x 1.5 px) in rows
+    y < 10 for ONE step (1 -> 2) and in rows y >= 15 for TWO consecutive steps (1 -> 2, 2 -> 3)."""
+    fwd = np.zeros((T - 1, S, S, 2), np.float32)
+    fwd[..., 0] = 1.0
+    bwd = -fwd.copy()
+    bwd[1, :10, :, 1] = 5.0
+    bwd[1, 15:, :, 1] = 5.0
+    bwd[2, 15:, :, 1] = 5.0
+    flow = FlowField(fwd, bwd)
+    g = FeatureGrid(4, 4, 8.0, 3.5)
+    phi = torch.zeros(T, 2, 4, 4)
+    phi[:, 1] = 1.0  # every feature orthogonal to the queries' (cos = 0): the chain alone decides
+    store = FeatureStore(phi, 1.0 / phi.norm(dim=1), g)
+    xy_q = torch.tensor([[2.0, 5.0], [2.0, 20.0], [29.0, 12.0]])  # one glitch / persistent failure / leaves
+    t_q = torch.zeros(3, dtype=torch.long)
+    q_feat = torch.tensor([[1.0, 0.0]] * 3)
+    far = torch.full((3, T, 2), 100.0)  # the learned tracker disagrees everywhere
+    return flow, store, t_q, xy_q, q_feat, far
+
+
+def test_single_glitch_stays_visible_persistent_failure_and_leaving_occlude():
+    flow, store, t_q, xy_q, q_feat, far = _case()
+    xy, vis, conf = flow_guided(flow, Resize((S, S), (S, S)), store, t_q, xy_q, q_feat, far, fb_thresh=1.5)
+    # positions follow the chain whatever the checks say
+    assert torch.allclose(xy[:, :, 0], xy_q[:, None, 0] + torch.arange(T).float())
+    assert vis[0].all() and (conf[0] == 1).all()  # one failed step (1 -> 2): not an occlusion
+    assert vis[1].tolist() == [True, True, True, False, False, False]  # 2nd consecutive failure at frame 3
+    assert vis[2].tolist() == [True, True, True, False, False, False]  # x = 32 > 31.5 at frame 3: left
+    assert (conf[1, 3:] == 0).all()
+
+
+def test_fail_run_one_restores_first_failure_rule():
+    flow, store, t_q, xy_q, q_feat, far = _case()
+    _, vis, _ = flow_guided(flow, Resize((S, S), (S, S)), store, t_q, xy_q, q_feat, far, fb_thresh=1.5, fail_run=1)
+    assert vis[0].tolist() == [True, True, False, False, False, False]
+    assert vis[1].tolist() == [True, True, False, False, False, False]
