@@ -28,6 +28,7 @@ import numpy as np
 from ..checks import check_shape
 from ..errors import CacheError
 from ..progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
+from .quota import draw_with_fg_quota
 
 FORMAT = "dtvfx.best_buddies.v1"
 NMS_BOX = 30.0   # public config (half-size; the paper's 60 px box)
@@ -160,14 +161,7 @@ class BestBuddies:
                      np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
         if n <= 0 or total == 0:
             return out_empty
-        want = {True: int(round(n * fg_ratio)) if fg_masks is not None else 0}
-        want[False] = int(n) - want[True]
-        have, seen, got = {True: 0, False: 0}, {True: 0, False: 0}, {True: [], False: []}
-        for round_ in range(64):
-            need = sum(max(0, want[s] - have[s]) for s in (True, False))
-            if need == 0:
-                break
-            m = max(256, 4 * need)
+        def draw(m: int):
             e = rng.integers(0, total, m)
             if idx is not None:
                 e = idx[e]
@@ -183,22 +177,12 @@ class BestBuddies:
                 is_fg = np.asarray(fg_masks[t_i, yi, xi], bool)
             else:
                 is_fg = np.zeros(m, bool)
-            for side in (True, False):
-                cand = np.nonzero(is_fg == side)[0]
-                seen[side] += len(cand)
-                sel = cand[: max(0, want[side] - have[side])]
-                if len(sel):
-                    got[side].append((t_i[sel], xy_i[sel], t_j[sel], xy_j[sel], self.w[e[sel]]))
-                    have[side] += len(sel)
-            if round_ >= 3:
-                for side in (True, False):
-                    if seen[side] == 0 and want[side] > 0:
-                        want[not side] += want[side]
-                        want[side] = 0
-        parts = got[True] + got[False]
-        if not parts:
+            return is_fg, None, (t_i, xy_i, t_j, xy_j, self.w[e])
+
+        drawn = draw_with_fg_quota(n, fg_ratio, fg_masks is not None, draw)
+        if drawn is None:
             return out_empty
-        t_i, xy_i, t_j, xy_j, w = (np.concatenate(p) for p in zip(*parts))
+        t_i, xy_i, t_j, xy_j, w = drawn
         return t_i.astype(np.int64), xy_i.astype(np.float32), t_j.astype(np.int64), xy_j.astype(np.float32), w
 
     def to_arrays(self) -> dict[str, np.ndarray]:

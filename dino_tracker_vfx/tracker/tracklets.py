@@ -30,6 +30,7 @@ from ..checks import check_shape
 from ..errors import CacheError, ConfigError
 from ..progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
 from .flow import FlowField, in_raster, make_engine, sample_flow
+from .quota import draw_with_fg_quota
 
 DRIFT_PAIRS = ("dyadic", "start", "none")
 FORMAT = "dtvfx.flow_correspondences.v1"
@@ -138,22 +139,13 @@ class FlowCorrespondences:
         if fg_masks is not None:
             check_shape(fg_masks, "T H W", "fg_masks", dims={"T": self.num_frames, "H": self.wh[1], "W": self.wh[0]})
         n = int(n)
-        n_fg = int(round(n * fg_ratio)) if fg_masks is not None else 0
-        want = {True: n_fg, False: n - n_fg}
         counts = (self.ptr[F + 1] - self.ptr[F]).astype(np.int64)
         total = int(counts.sum())
         empty = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.int64), np.zeros((0, 2), np.float32))
         if n <= 0 or total == 0 or len(F) < 2:
             return empty
         cum = np.cumsum(counts)
-        got: dict[bool, list] = {True: [], False: []}
-        have = {True: 0, False: 0}
-        seen = {True: 0, False: 0}
-        for round_ in range(64):
-            need = sum(max(0, want[s] - have[s]) for s in (True, False))
-            if need == 0:
-                break
-            m = max(256, 4 * need)
+        def draw(m: int):
             r = rng.integers(0, total, m)
             fi = np.searchsorted(cum, r, side="right")  # index into F of the source frame
             entry = self.ptr[F[fi]] + (r - (cum[fi] - counts[fi]))
@@ -174,22 +166,12 @@ class FlowCorrespondences:
                 is_fg = np.asarray(fg_masks[t_i, yi, xi], bool)
             else:
                 is_fg = np.zeros(m, bool)
-            for side in (True, False):
-                cand = np.nonzero(ok & (is_fg == side))[0]
-                seen[side] += len(cand)
-                sel = cand[: max(0, want[side] - have[side])]
-                if len(sel):
-                    got[side].append((t_i[sel], entry[sel], k[sel], t_j[sel]))
-                    have[side] += len(sel)
-            if round_ >= 3:  # a side never drawn (e.g. empty masks) hands its share to the other
-                for side in (True, False):
-                    if seen[side] == 0 and want[side] > 0:
-                        want[not side] += want[side]
-                        want[side] = 0
-        parts = got[True] + got[False]
-        if not parts:
+            return is_fg, ok, (t_i, entry, k, t_j)
+
+        drawn = draw_with_fg_quota(n, fg_ratio, fg_masks is not None, draw)
+        if drawn is None:
             return empty
-        t_i, entry, k, t_j = (np.concatenate(p) for p in zip(*parts))
+        t_i, entry, k, t_j = drawn
         xy_i = self._dequant(self.xy_q[entry])
         xy_j = self.positions(k, t_j)
         return t_i.astype(np.int64), xy_i, t_j.astype(np.int64), xy_j
