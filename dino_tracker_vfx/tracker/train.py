@@ -21,7 +21,6 @@ All points are WORKING px; frames are image indices ``0..T-1`` of the shot.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -77,26 +76,12 @@ def make_optimizer(model: TrackerModel, lr: float) -> torch.optim.Adam:
 def mutual_nearest_cells(a_n: torch.Tensor, b_n: torch.Tensor, chunk: int = 8192
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mutual nearest neighbours of two normalised maps ``[C, h, w]`` -> (cells of a ``[K]``, cells of b ``[K]``,
-    cosine ``[K]``); cells are flat row-major indices."""
+    cosine ``[K]``); cells are flat row-major indices. The map view of :func:`best_buddies.mutual_nearest`."""
+    from .best_buddies import mutual_nearest
+
     C = a_n.shape[0]
-    A = a_n.reshape(C, -1).t()
-    Bm = b_n.reshape(C, -1)
-    n = A.shape[0]
-    best_ab = torch.empty(n, dtype=torch.long, device=A.device)
-    sim_ab = torch.empty(n, dtype=A.dtype, device=A.device)
-    col_max = torch.full((Bm.shape[1],), -math.inf, dtype=A.dtype, device=A.device)
-    col_arg = torch.zeros(Bm.shape[1], dtype=torch.long, device=A.device)
-    for s in range(0, n, chunk):
-        S = A[s:s + chunk] @ Bm
-        v, i = S.max(dim=1)
-        best_ab[s:s + chunk], sim_ab[s:s + chunk] = i, v
-        cv, ci = S.max(dim=0)
-        upd = cv > col_max
-        col_max = torch.where(upd, cv, col_max)
-        col_arg = torch.where(upd, ci + s, col_arg)
-    ia = torch.arange(n, device=A.device)
-    mutual = col_arg[best_ab] == ia
-    return ia[mutual], best_ab[mutual], sim_ab[mutual].float()
+    ia, ib, sim = mutual_nearest(a_n.reshape(C, -1).t(), b_n.reshape(C, -1).t(), chunk)
+    return ia.to(a_n.device), ib.to(a_n.device), sim.to(a_n.device)
 
 
 class Trainer:
