@@ -27,7 +27,7 @@ import numpy as np
 
 from ..errors import InputError
 from ..tracks import Query
-from .datasets import GTVideo
+from .datasets import GTVideo, load_npz
 
 N_JOINTS = 37
 
@@ -68,18 +68,11 @@ def read_badja(data_dir, frames_root) -> list[BadjaVideo]:
 
 def read_badja_file(path, frames_root) -> BadjaVideo:
     path = Path(path)
-    try:
-        d = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as e:
-        raise InputError(f"not a readable npz ({e})", where=str(path)) from None
-    with d:
-        for k in ("frames", "joints_xy", "visible"):
-            if k not in d:
-                raise InputError(f"missing field {k!r}", where=str(path))
-        frames = np.asarray(d["frames"], np.int64)
-        jxy = np.asarray(d["joints_xy"], np.float64)
-        jvis = np.asarray(d["visible"], bool)
-        idx = int(d["tapvid_video_idx"]) if "tapvid_video_idx" in d else None
+    d = load_npz(path, ("frames", "joints_xy", "visible"))
+    frames = np.asarray(d["frames"], np.int64)
+    jxy = np.asarray(d["joints_xy"], np.float64)
+    jvis = np.asarray(d["visible"], bool)
+    idx = int(d["tapvid_video_idx"]) if "tapvid_video_idx" in d else None
     K = len(frames)
     if jxy.shape[:1] != (K,) or jxy.shape[-1] != 2 or jvis.shape != jxy.shape[:2]:
         raise InputError(f"fields 'joints_xy' {jxy.shape} / 'visible' {jvis.shape} do not fit {K} frames",

@@ -305,39 +305,46 @@ def read_npz(path, mode: str = "strided") -> list[GTVideo]:
         raise InputError("folder holds no .npz files", where=str(path))
     out = []
     for f in files:
-        try:
-            d = np.load(f, allow_pickle=False)
-        except FileNotFoundError:
-            raise InputError("file not found", where=str(f)) from None
-        except (OSError, ValueError) as e:
-            raise InputError(f"not a readable npz ({e})", where=str(f)) from None
-        with d:
-            for k in ("points", "occluded", "orig_hw"):
-                if k not in d:
-                    raise InputError(f"missing field {k!r}", where=str(f))
-            pts = np.asarray(d["points"], np.float64)
-            occ = np.asarray(d["occluded"], bool)
-            if pts.ndim != 3 or pts.shape[-1] != 2 or occ.shape != pts.shape[:2]:
-                raise InputError(f"field 'points' {pts.shape} / 'occluded' {occ.shape}: expected [N, T, 2], [N, T]",
-                                 where=str(f))
-            H, W = (int(v) for v in d["orig_hw"])
-            stem = f.stem
-            m = re.match(r"^(\d+)_(.+)$", stem)
-            name = str(d["name"]) if "name" in d else (m.group(2) if m else stem)
-            idx = int(d["video_idx"]) if "video_idx" in d else (int(m.group(1)) if m else None)
-            is_fg = np.asarray(d["is_fg"], bool) if "is_fg" in d else None
-            video = np.asarray(d["video"]) if "video" in d else None
-            xy = pts * np.array([W, H], np.float64)
-            gt = from_tracks(name, idx, xy, ~occ, (W, H), mode, is_fg=is_fg, normalized=True, source=str(f))
-            if mode == "first" and "query_frame_first" in d:
-                qf = np.asarray(d["query_frame_first"], np.int64)
-                rows = np.asarray(gt.meta["track_of_query"], np.int64)
-                if not np.array_equal(gt.query_t, qf[rows]):
-                    raise InputError("field 'query_frame_first' disagrees with the first visible frames of "
-                                     "'occluded'", where=str(f))
-            gt.meta["embedded_video_256"] = video is not None
-            out.append(gt)
+        d = load_npz(f, ("points", "occluded", "orig_hw"))
+        pts = np.asarray(d["points"], np.float64)
+        occ = np.asarray(d["occluded"], bool)
+        if pts.ndim != 3 or pts.shape[-1] != 2 or occ.shape != pts.shape[:2]:
+            raise InputError(f"field 'points' {pts.shape} / 'occluded' {occ.shape}: expected [N, T, 2], [N, T]",
+                             where=str(f))
+        H, W = (int(v) for v in d["orig_hw"])
+        stem = f.stem
+        m = re.match(r"^(\d+)_(.+)$", stem)
+        name = str(d["name"]) if "name" in d else (m.group(2) if m else stem)
+        idx = int(d["video_idx"]) if "video_idx" in d else (int(m.group(1)) if m else None)
+        is_fg = np.asarray(d["is_fg"], bool) if "is_fg" in d else None
+        video = np.asarray(d["video"]) if "video" in d else None
+        xy = pts * np.array([W, H], np.float64)
+        gt = from_tracks(name, idx, xy, ~occ, (W, H), mode, is_fg=is_fg, normalized=True, source=str(f))
+        if mode == "first" and "query_frame_first" in d:
+            qf = np.asarray(d["query_frame_first"], np.int64)
+            rows = np.asarray(gt.meta["track_of_query"], np.int64)
+            if not np.array_equal(gt.query_t, qf[rows]):
+                raise InputError("field 'query_frame_first' disagrees with the first visible frames of "
+                                 "'occluded'", where=str(f))
+        gt.meta["embedded_video_256"] = video is not None
+        out.append(gt)
     return out
+
+
+def load_npz(path, required: Iterable[str]) -> dict[str, np.ndarray]:
+    """All arrays of a trusted-format npz (``allow_pickle=False``) after checking ``required`` fields;
+    an unreadable file or a missing field is an InputError naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as d:
+            arrays = {k: d[k] for k in d.files}
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path)) from None
+    except (OSError, ValueError) as e:
+        raise InputError(f"not a readable npz ({e})", where=str(path)) from None
+    for k in required:
+        if k not in arrays:
+            raise InputError(f"missing field {k!r}", where=str(path))
+    return arrays
 
 
 def read_gt(path, mode: str = "strided") -> list[GTVideo]:
