@@ -108,3 +108,13 @@ def double_quoted(s: str, escaped: str) -> str:
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def read_host_text(path) -> str:
+    """A host file's text (undecodable bytes replaced); a missing file is a one-line InputError."""
+    from pathlib import Path
+
+    try:
+        return Path(path).read_text(encoding="utf-8", errors="replace")
+    except FileNotFoundError:
+        raise InputError("file not found", where=str(path)) from None

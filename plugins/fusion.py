@@ -35,7 +35,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, ReadResult, hookimpl
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import keyed, num, runs, safe_name, writable_tracks
+from ._common import keyed, num, read_host_text, runs, safe_name, writable_tracks
 from ._lua import LuaCall, LuaSyntaxError, LuaTable, lua_string, parse_lua_value
 
 ND = 9  # decimals of normalised values
@@ -127,10 +127,7 @@ def _keys(spline, where: str, what: str) -> dict[int, float]:
 
 def _read(path: Path, options: dict):
     where = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError("file not found", where=where) from None
+    text = read_host_text(path)
     try:
         root = parse_lua_value(text)
     except LuaSyntaxError as e:

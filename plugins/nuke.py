@@ -54,7 +54,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import keyed, num, pick_tracks, runs, safe_name, writable_tracks
+from ._common import keyed, num, pick_tracks, read_host_text, runs, safe_name, writable_tracks
 from ._tcl import TclSyntaxError, Word, parse_list, parse_script, quote
 
 MAGIC = "# dino_tracker_vfx"
@@ -341,10 +341,7 @@ def _header(text: str):
 
 def _read_nk(path: Path, options: dict):
     where = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except FileNotFoundError:
-        raise InputError("file not found", where=where) from None
+    text = read_host_text(path)
     plate, frames, centroids = _header(text)
     nodes = _nodes(text, where)
     if plate is None:
