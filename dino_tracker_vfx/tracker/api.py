@@ -110,6 +110,7 @@ class ShotTracker:
         self.cache = ShotCache(cache_dir, shot_identity(shot))
         self.keys: dict[str, str] = {}
         self.frames: np.ndarray | None = None  # uint8 [T, H, W, 3] working
+        self.flow_frames: np.ndarray | None = None  # uint8 [T, H, W, 3] on the flow raster
         self.flow = None  # flow.FlowField
         self.corr = None  # tracklets.FlowCorrespondences
         self.dino: torch.Tensor | None = None  # [T, C, h, w] on device
@@ -182,6 +183,7 @@ class ShotTracker:
             arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)},
                                          label="flow_frames")
             flow_frames = arr["frames"]
+        self.flow_frames = flow_frames
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
                                                                                 self.cancel))
         self.flow = prep.flow_from_arrays(arr, cfg)
@@ -373,8 +375,11 @@ class ShotTracker:
         if cfg["infer.flow_guided"] and self.flow is not None:
             from .fusion import flow_guided
 
+            drift = self.flow_frames if cfg["infer.drift_correct"] and cfg["flow.method"] == "dis" else None
             xy, vis, conf = flow_guided(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                        cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"])
+                                        cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"],
+                                        drift_frames=drift, drift_margin=cfg["infer.drift_margin"],
+                                        dis_params=cfg["flow.params"], progress=self.progress, cancel=self.cancel)
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)

@@ -15,6 +15,9 @@ learned tracker where flow has no answer:
   limb, a flow glitch) is not an occlusion: with "occluded after the first failed 1.5 px check" the
   dev videos lost far more visible points than they gained occluded ones (OA 0.79 against 0.96 for
   "always visible" on horsejump-high). Points outside the raster are occluded (they left the plate);
+* drift (``drift_frames`` given, ``infer.drift_correct``): where a direct DIS flow from the query image
+  matches the query's patch better than the chain does, its position replaces the chained one
+  (:mod:`.drift`); visibility still comes from the chain's checks;
 * confidence: 1 while alive, else ``clip(cos, 0, 1)`` where visible and half that where not.
 
 Coordinates: the flow may live on its own raster (``flow.height``); ``to_flow`` (a :class:`coords.Resize`
@@ -28,6 +31,7 @@ import torch
 
 from ..checks import check_shape
 from ..coords import Resize
+from ..progress import CancelFn, ProgressFn
 from .flow import FlowField, in_raster, sample_flow
 from .infer import FeatureStore
 from .model import EPS
@@ -36,11 +40,15 @@ from .model import EPS
 @torch.no_grad()
 def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torch.Tensor, xy_q: torch.Tensor,
                 q_feat: torch.Tensor, tracker_xy: torch.Tensor, fb_thresh: float = 1.5, agree_px: float = 6.0,
-                visible_cos: float = 0.6, occ_fb_scale: float = 2.0, fail_run: int = 2
+                visible_cos: float = 0.6, occ_fb_scale: float = 2.0, fail_run: int = 2,
+                drift_frames: np.ndarray | None = None, drift_margin: float = 0.5, dis_params: dict | None = None,
+                progress: ProgressFn | None = None, cancel: CancelFn | None = None
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(xy ``[N, T, 2]`` working px, visible ``[N, T]``, confidence ``[N, T]``) - see the module docstring.
 
     t_q ``[N]``; xy_q ``[N, 2]`` working px; q_feat ``[N, C]``; tracker_xy ``[N, T, 2]`` working px.
+    ``drift_frames``: uint8 ``[T, H, W, 3]`` on the flow raster to correct the chain's drift by direct
+    flow from the query image (:func:`.drift.correct_drift`, ``drift_margin``); None keeps the chain.
     """
     d = check_shape(tracker_xy, "N T 2", "tracker_xy")
     check_shape(xy_q, "N 2", "xy_q", d)
@@ -73,6 +81,11 @@ def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torc
             xy[idx, nt] = c
             run[idx, nt] = np.where(ok, 0, run[idx, t] + 1)
             alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
+    if drift_frames is not None:
+        from .drift import correct_drift
+
+        xy, _ = correct_drift(drift_frames, flow, tq, xy[np.arange(N), tq], xy, drift_margin, dis_params,
+                              progress=progress, cancel=cancel)
     xy_w = torch.as_tensor(to_flow.to_plate(xy), dtype=torch.float32, device=dev)  # flow raster -> working
     t_all = torch.arange(T, device=dev).repeat(N)
     f = store.sample(t_all, xy_w.reshape(-1, 2)).view(N, T, -1)
