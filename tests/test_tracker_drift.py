@@ -66,8 +66,13 @@ def test_direct_flow_removes_chain_drift():
 def test_margin_keeps_the_chain():
     frames, flow, t_q, xy_q, _ = _biased_case()
     chain, _ = chain_points(flow, t_q, xy_q)
-    xy, used = correct_drift(frames, flow, t_q, xy_q, chain, margin=2.0)  # NCC gains are < 2: never switch
+    cand: dict = {}
+    xy, used = correct_drift(frames, flow, t_q, xy_q, chain, margin=2.0, candidates=cand)  # NCC gain < 2: never
     assert not used.any() and np.array_equal(xy, chain.astype(np.float32))
+    gain = cand["ncc_direct"] - cand["ncc_chain"]  # the scores let a caller re-decide at another margin
+    _, used02 = correct_drift(frames, flow, t_q, xy_q, chain, margin=0.2)
+    assert np.array_equal(used02, gain > 0.2)
+    assert np.isnan(cand["direct"][np.arange(len(t_q)), t_q]).all()
 
 
 def test_cancel_stops_drift_correction():

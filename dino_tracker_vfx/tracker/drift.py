@@ -63,14 +63,16 @@ def _dense_step(cum: np.ndarray, step: np.ndarray, grid: tuple[np.ndarray, np.nd
 
 def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np.ndarray, chain_xy: np.ndarray,
                   margin: float = DEFAULT_MARGIN, dis_params: dict | None = None,
-                  progress: ProgressFn | None = None, cancel: CancelFn | None = None
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                  candidates: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Replace drifted chained positions by direct-flow ones where those match the query better.
 
     frames: uint8 ``[T, H, W, 3]`` RGB on the flow raster; flow: its consecutive :class:`FlowField`;
     t_q int ``[N]``; xy_q float ``[N, 2]`` flow-raster px; chain_xy float ``[N, T, 2]`` flow-raster px
     (the chained positions, e.g. from ``flow.chain_points``). Returns (xy float32 ``[N, T, 2]``, used
     bool ``[N, T]``: where the direct candidate was taken). The query image keeps the query exactly.
+    ``candidates``: a dict to receive ``direct`` float32 ``[N, T, 2]`` (NaN where not computed),
+    ``ncc_direct`` and ``ncc_chain`` float32 ``[N, T]``, so other margins can be tried without new flows.
     """
     from .flow import make_engine
 
@@ -84,6 +86,9 @@ def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np
         raise ValueError(f"correct_drift: frames {frames.shape}, flow {flow.num_frames} x {flow.size}, tracks T={T}")
     out = np.array(chain_xy, np.float32)
     used = np.zeros((N, T), bool)
+    if candidates is not None:
+        candidates.update(direct=np.full((N, T, 2), np.nan, np.float32), ncc_direct=np.zeros((N, T), np.float32),
+                          ncc_chain=np.zeros((N, T), np.float32))
     if N == 0 or T < 3:
         return out, used
     engine = make_engine("dis", params=dis_params)  # own engine: see module note
@@ -110,6 +115,9 @@ def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np
                 cand = p_k + sample_flow(direct, p_k)
                 s_dir = ncc(tmpl, patches(gray[nt], cand))
                 s_chain = ncc(tmpl, patches(gray[nt], out[idx, nt]))
+                if candidates is not None:
+                    candidates["direct"][idx, nt] = cand
+                    candidates["ncc_direct"][idx, nt], candidates["ncc_chain"][idx, nt] = s_dir, s_chain
                 take = np.isfinite(cand).all(axis=1) & (s_dir > s_chain + margin)
                 out[idx[take], nt] = cand[take]
                 used[idx[take], nt] = True
