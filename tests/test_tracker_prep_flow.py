@@ -21,6 +21,21 @@ def test_dis_recovers_translation_both_directions():
     assert np.allclose(np.median(direct[12:-12, 12:-12].reshape(-1, 2), 0), (-6, 4), atol=0.15)
 
 
+def test_seeded_dis_engine_refuses_plain_flows():
+    frames = sliding_frames(3, 96, 64, step=(3, -2))
+    eng = fl.make_engine("dis")
+    a, b = eng.gray(frames[0]), eng.gray(frames[2])
+    plain = eng(a, b)
+    init = np.zeros_like(plain)
+    init[..., 0], init[..., 1] = -5.0, 3.0
+    seeded = eng(a, b, init=init)
+    assert (init[..., 0] == -5.0).all() and (init[..., 1] == 3.0).all()  # the seed is not written to
+    assert np.allclose(np.median(seeded[12:-12, 12:-12].reshape(-1, 2), 0), (-6, 4), atol=0.15)
+    with pytest.raises(RuntimeError, match="initial flow"):  # OpenCV would silently reuse a seed
+        eng(a, b)
+    assert np.array_equal(fl.make_engine("dis")(a, b), plain)  # a fresh engine gives the plain flow again
+
+
 def test_sample_flow_is_exact_bilinear_and_clamps():
     H, W = 7, 9
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)

@@ -12,9 +12,8 @@ in normalised cross-correlation (NCC of ``(2 r + 1)^2`` patches, bilinear).
 Cost: one DIS flow per (distinct query image, other image): ``K (T - 1)`` flows for queries on ``K``
 images. Positions are px of the FLOW raster (the one ``frames`` and ``flow`` live on).
 
-OpenCV note: a ``cv2.DISOpticalFlow`` that has been given an initial flow once keeps using one on later
-calls (``calc(a, b, None)`` then starts from zero instead of its coarse-to-fine search), so this module
-uses its own engine and never shares it with :func:`flow.compute_flow`.
+The direct flows are seeded, so they run on an engine of their own: a DIS engine that has been given an
+initial flow cannot compute plain flows any more (``flow._DIS.__call__``).
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np
                           ncc_chain=np.zeros((N, T), np.float32))
     if N == 0 or T < 3:
         return out, used
-    engine = make_engine("dis", params=dis_params)  # own engine: see module note
+    engine = make_engine("dis", params=dis_params)  # own engine: seeded below (see module docstring)
     gray = [engine.gray(f) for f in frames]
     gy, gx = np.mgrid[0:H, 0:W].astype(np.float32)
     ks = np.unique(t_q)
@@ -111,7 +110,7 @@ def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np
                 t = nt
                 if abs(nt - k) < 2:  # one step: the direct flow is the chained one
                     continue
-                direct = engine.dis.calc(gray[k], gray[nt], cum.copy())
+                direct = engine(gray[k], gray[nt], init=cum)
                 cand = p_k + sample_flow(direct, p_k)
                 s_dir = ncc(tmpl, patches(gray[nt], cand))
                 s_chain = ncc(tmpl, patches(gray[nt], out[idx, nt]))

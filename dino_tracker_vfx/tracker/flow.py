@@ -101,12 +101,25 @@ class _DIS:
         self.params = p
         self.dis = d
         self._cv2 = cv2
+        self.seeded = False  # given an initial flow once (see __call__)
 
     def gray(self, frame: np.ndarray) -> np.ndarray:
         return self._cv2.cvtColor(frame, self._cv2.COLOR_RGB2GRAY)
 
-    def __call__(self, ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
-        return self.dis.calc(ga, gb, None).astype(np.float32, copy=False)
+    def __call__(self, ga: np.ndarray, gb: np.ndarray, init: np.ndarray | None = None) -> np.ndarray:
+        """Flow ``ga -> gb`` float32 ``[H, W, 2]``; ``init``: a starting flow ``[H, W, 2]`` (not modified).
+
+        OpenCV's DIS, once given an initial flow, keeps using one: a later plain ``calc(a, b, None)`` then
+        starts from zero instead of its coarse-to-fine search (errors of tens of px). So an engine that has
+        been seeded refuses plain calls; seeded and plain flows need two engines.
+        """
+        if init is None:
+            if self.seeded:
+                raise RuntimeError("this DIS engine was given an initial flow; OpenCV would reuse one for a plain "
+                                   "call - use a separate engine for plain flows")
+            return self.dis.calc(ga, gb, None).astype(np.float32, copy=False)
+        self.seeded = True
+        return self.dis.calc(ga, gb, np.array(init, np.float32, copy=True)).astype(np.float32, copy=False)
 
 
 class _RAFT:
