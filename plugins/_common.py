@@ -8,6 +8,8 @@
   clear error naming the unknown or empty one.
 * :func:`safe_name` - deterministic host-name sanitising: every character outside ``allowed`` becomes
   ``_``, a leading digit gets ``prefix``; names made equal by this are de-duplicated with ``_2``, ``_3``.
+* :func:`read_frames` / :func:`key_index` - the host frames a read track file covers and the image
+  index of each key, with one error for a key outside the shot (Nuke, Fusion and After Effects readers).
 """
 
 from __future__ import annotations
@@ -85,6 +87,29 @@ def safe_name(names: Sequence[str], allowed: str = r"A-Za-z0-9_", prefix: str = 
             s = prefix + s
         cleaned.append(s)
     return unique_names(cleaned)
+
+
+def read_frames(frames: Sequence[int] | None, options: dict, keyed: Iterable[int], where: str
+                ) -> tuple[list[int], dict[int, int]]:
+    """(host frames, {host frame: image index}) of a track file being read: the file's own frame list,
+    else the shot's (``frame_numbers`` option), else every frame from the first key to the last.
+    No frames and no keys -> InputError."""
+    if not frames:
+        frames = options.get("frame_numbers")
+    if frames is None:
+        allf = sorted({int(f) for f in keyed})
+        if not allf:
+            raise InputError("no visible keys in any track", where=where)
+        frames = list(range(allf[0], allf[-1] + 1))
+    frames = [int(f) for f in frames]
+    return frames, {f: t for t, f in enumerate(frames)}
+
+
+def key_index(fidx: dict[int, int], frames: Sequence[int], f: int, what: str, where: str) -> int:
+    """Image index of host frame ``f`` (a key of ``what``, e.g. ``"track 'pt'"``); outside -> InputError."""
+    if f not in fidx:
+        raise InputError(f"{what} has a key at frame {f}, outside the shot ({frames[0]}-{frames[-1]})", where=where)
+    return fidx[f]
 
 
 def first_frame(tracks: TrackSet, options: dict) -> int:

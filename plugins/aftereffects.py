@@ -38,7 +38,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import first_frame, keyed, num, pick_tracks, writable_tracks
+from ._common import first_frame, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
 
 HEADER = "Adobe After Effects 8.0 Keyframe Data"
 END = "End of Keyframe Data"
@@ -241,11 +241,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
     if plate is None:
         raise InputError("no Source Width/Height in the file; give the shot or --option plate_size=WxH",
                          where=where)
-    frames = options.get("frame_numbers")
-    if frames is None:
-        allf = sorted({f for e in pos.values() for f in e["xy"]})
-        frames = list(range(allf[0], allf[-1] + 1))
-    fidx = {int(f): t for t, f in enumerate(frames)}
+    frames, fidx = read_frames(None, options, (f for e in pos.values() for f in e["xy"]), where)
     N, T = len(pos), len(frames)
     xy = np.full((N, T, 2), np.nan)
     vis = np.zeros((N, T), bool)
@@ -254,12 +250,10 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
     qs = []
     for n, ((tracker, _), e) in enumerate(pos.items()):
         for f, p in e["xy"].items():
-            if f not in fidx:
-                raise InputError(f"track {names[n]!r} has a key at frame {f}, outside the shot "
-                                 f"({frames[0]}-{frames[-1]})", where=f"{where}:{e['line']}")
-            xy[n, fidx[f]] = _from_ae(p)
-            vis[n, fidx[f]] = True
-            conf[n, fidx[f]] = e["conf"].get(f, 1.0)
+            t = key_index(fidx, frames, f, f"track {names[n]!r}", f"{where}:{e['line']}")
+            xy[n, t] = _from_ae(p)
+            vis[n, t] = True
+            conf[n, t] = e["conf"].get(f, 1.0)
         t = fidx[min(e["xy"])]
         qs.append(Query(t, float(xy[n, t, 0]), float(xy[n, t, 1]), names[n],
                         None if tracker in ("", UNGROUPED) else tracker))

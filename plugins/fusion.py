@@ -35,7 +35,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, ReadResult, hookimpl
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import keyed, num, read_host_text, runs, safe_name, writable_tracks
+from ._common import key_index, keyed, num, read_frames, read_host_text, runs, safe_name, writable_tracks
 from ._lua import LuaCall, LuaSyntaxError, LuaTable, lua_string, parse_lua_value
 
 ND = 9  # decimals of normalised values
@@ -209,11 +209,7 @@ def _read_queries(path: Path, options: dict) -> ReadResult:
 def _read_tracks(path: Path, options: dict) -> TrackSet:
     where = str(path)
     items, plate, frames = _read(path, options)
-    frames = frames or options.get("frame_numbers")
-    if frames is None:
-        allf = sorted({f for it in items for f in it[2]})
-        frames = list(range(allf[0], allf[-1] + 1))
-    fidx = {int(f): t for t, f in enumerate(frames)}
+    frames, fidx = read_frames(frames, options, (f for it in items for f in it[2]), where)
     N, T = len(items), len(frames)
     xy = np.full((N, T, 2), np.nan)
     vis = np.zeros((N, T), bool)
@@ -223,11 +219,9 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
         if not keys:
             raise InputError(f"tracker {name!r} has no keys", where=f"{where}:{line}")
         for f, uv in keys.items():
-            if f not in fidx:
-                raise InputError(f"tracker {name!r} has a key at frame {f}, outside the shot "
-                                 f"({frames[0]}-{frames[-1]})", where=f"{where}:{line}")
-            xy[n, fidx[f]] = coords.from_unit_bottom_left(np.array(uv), plate)
-            vis[n, fidx[f]] = True
+            t = key_index(fidx, frames, f, f"tracker {name!r}", f"{where}:{line}")
+            xy[n, t] = coords.from_unit_bottom_left(np.array(uv), plate)
+            vis[n, t] = True
         t = fidx[pt] if pt in keys else fidx[min(keys)]
         qs.append(Query(t, float(xy[n, t, 0]), float(xy[n, t, 1]), names[n], group))
     return TrackSet(xy, vis, vis.astype(np.float32), names, qs, frames, plate)

@@ -54,7 +54,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import keyed, num, pick_tracks, read_host_text, runs, safe_name, writable_tracks
+from ._common import key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs, safe_name, writable_tracks
 from ._tcl import TclSyntaxError, Word, parse_list, parse_script, quote
 
 MAGIC = "# dino_tracker_vfx"
@@ -472,15 +472,7 @@ def _read_tracks_nk(path: Path, options: dict) -> TrackSet:
     for tr in tracks:
         keys = tr.frames(options.get("frame"), where)
         per.append((tr, keys))
-    if frames is None:
-        frames = options.get("frame_numbers")
-    if frames is None:
-        allf = sorted({f for _, k in per for f in k})
-        if not allf:
-            raise InputError("no visible keys in any track", where=where)
-        frames = list(range(allf[0], allf[-1] + 1))
-    frames = [int(f) for f in frames]
-    fidx = {f: t for t, f in enumerate(frames)}
+    frames, fidx = read_frames(frames, options, (f for _, k in per for f in k), where)
     T = len(frames)
     names, queries, xys, viss, confs = [], [], [], [], []
     objs: dict[str, ObjectTrack] = {}
@@ -489,10 +481,7 @@ def _read_tracks_nk(path: Path, options: dict) -> TrackSet:
         vis = np.zeros(T, bool)
         conf = np.zeros(T, np.float32)
         for f, p in keys.items():
-            if f not in fidx:
-                raise InputError(f"track {tr.name!r} has a key at frame {f}, outside the shot "
-                                 f"({frames[0]}-{frames[-1]})", where=f"{where}:{tr.line}")
-            t = fidx[f]
+            t = key_index(fidx, frames, f, f"track {tr.name!r}", f"{where}:{tr.line}")
             xy[t] = coords.from_bottom_left_corner(np.array(p, np.float64), H)
             vis[t] = True
             e = tr.error.at(f) if tr.error is not None else 0.0
@@ -615,22 +604,16 @@ def _read_queries_ascii(path: Path, options: dict) -> ReadResult:
 
 def _read_tracks_ascii(path: Path, options: dict) -> TrackSet:
     entries, plate, frames = _read_ascii(path, options)
-    frames = frames or options.get("frame_numbers")
-    if frames is None:
-        allf = sorted({f for _, k, _ in entries for f in k})
-        frames = list(range(allf[0], allf[-1] + 1))
-    fidx = {int(f): t for t, f in enumerate(frames)}
+    frames, fidx = read_frames(frames, options, (f for _, k, _ in entries for f in k), str(path))
     N, T = len(entries), len(frames)
     xy = np.full((N, T, 2), np.nan)
     vis = np.zeros((N, T), bool)
     names = unique_names([e[0] for e in entries])
     for n, (name, keys, ln) in enumerate(entries):
         for f, p in keys.items():
-            if f not in fidx:
-                raise InputError(f"track {name!r} has frame {f}, outside the shot ({frames[0]}-{frames[-1]})",
-                                 where=str(path))
-            xy[n, fidx[f]] = coords.from_bottom_left_corner(np.array(p), plate[1])
-            vis[n, fidx[f]] = True
+            t = key_index(fidx, frames, f, f"track {name!r}", str(path))
+            xy[n, t] = coords.from_bottom_left_corner(np.array(p), plate[1])
+            vis[n, t] = True
     qs = []
     for n in range(N):
         t = int(np.argmax(vis[n]))

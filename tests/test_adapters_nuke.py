@@ -212,6 +212,11 @@ def test_nuke_ascii_golden_round_trip(tmp_path):
     bad.write_text("1001 1 2\n1002 oops\n")
     with pytest.raises(InputError, match=r"bad.nuke.txt:2: expected 'frame x y'"):
         read_with("nuke-ascii", bad, plate_size=(10, 10))
+    late = tmp_path / "late.nuke.txt"
+    late.write_text("1001 1 2\n1005 3 4\n")
+    with pytest.raises(InputError, match=r"late.nuke.txt: track 'late' has a key at frame 1005, outside the shot "
+                                         r"\(1001-1002\)"):
+        read_with("nuke-ascii", late, plate_size=(10, 10), frame_numbers=[1001, 1002])
 
 
 def test_nk_duplicate_names_renamed_with_note_and_keys_outside_shot(tmp_path):
