@@ -203,3 +203,31 @@ def test_benchmark_runs_its_tiny_config(tmp_path):
         assert r["train_s_per_iter"] > 0 and r["infer_s"] > 0 and r["train_peak_mb"] > 0
         assert r["train_extrapolated_s"] == pytest.approx(r["train_s_per_iter"] * 10000)
     assert "plain / optimised" in p.stdout
+
+
+def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, monkeypatch):
+    """The direct flows of drift correction are DIS (seeded by the chain) whatever flow.method chained the
+    shot; with RAFT they take DIS's defaults, not RAFT's ``iters``."""
+    from torchvision.models.optical_flow import raft_small
+
+    from dino_tracker_vfx.tracker import drift
+
+    torch.manual_seed(0)
+    w = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), w)
+    seen = {}
+    real = drift.correct_drift
+
+    def spy(frames, flow, *a, **kw):
+        seen["frames"], seen["method"] = frames.shape, flow.method
+        seen["dis_params"] = a[4] if len(a) > 4 else kw.get("dis_params")
+        return real(frames, flow, *a, **kw)
+
+    monkeypatch.setattr(drift, "correct_drift", spy)
+    cfg = {**TINY_DINO, "flow": {"method": "raft_small", "weights": str(w), "params": {"iters": 2}},
+           "infer": {**TINY_DINO["infer"], "flow_guided": True, "drift_correct": True}}
+    st = ShotTracker(shot, cfg)
+    tr = st.infer([Query(0, 30.0, 20.0, "p")])
+    fw, fh = st.flow_wh
+    assert seen == {"frames": (T, fh, fw, 3), "method": "raft_small", "dis_params": None}
+    assert tr.xy.shape == (1, T, 2) and np.isfinite(tr.xy).all()

@@ -50,6 +50,7 @@ def test_raw_dino_preset_has_no_delta_and_no_refiner():
     ({"backbone": "none", "delta": {"out_channels": 32}}, "flow.method"),
     ({"layer": 30}, "layer"),
     ({"train": 5}, "train: must be a mapping"),
+    ({"infer": {"drift_correct": True}}, "infer.drift_correct"),
 ])
 def test_bad_fields_raise_config_error_naming_the_field(over, field):
     with pytest.raises(ConfigError) as e:

@@ -375,11 +375,13 @@ class ShotTracker:
         if cfg["infer.flow_guided"] and self.flow is not None:
             from .fusion import flow_guided
 
-            drift = self.flow_frames if cfg["infer.drift_correct"] and cfg["flow.method"] == "dis" else None
+            drift = self.flow_frames if cfg["infer.drift_correct"] else None
+            # the direct flows are DIS whatever chained the shot (seeded by that chain); RAFT's params are not DIS's
+            dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
             xy, vis, conf = flow_guided(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
                                         cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"],
                                         drift_frames=drift, drift_margin=cfg["infer.drift_margin"],
-                                        dis_params=cfg["flow.params"], progress=self.progress, cancel=self.cancel)
+                                        dis_params=dis_params, progress=self.progress, cancel=self.cancel)
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)

@@ -104,7 +104,7 @@ DEFAULTS: dict[str, Any] = {
         "frame_chunk": 32,
         "flow_guided": False,      # weight-free aid: positions from chained flow, visibility helped by the
         "flow_agree_px": 6.0,      #   learned tracker (tracker/fusion.py); agreement radius, working px
-        "drift_correct": False,    # flow-guided only: direct DIS flow from the query image replaces drifted
+        "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
         "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/drift.py)
     },
 }
@@ -220,6 +220,9 @@ def _check(d: dict, where: str) -> None:
             if not isinstance(v, dict):
                 raise bad("a mapping")
     # cross-field rules
+    if d["infer"]["drift_correct"] and not d["infer"]["flow_guided"]:
+        raise ConfigError("infer.drift_correct: corrects the flow-guided tracks; set infer.flow_guided true too",
+                          where=where)
     if d["backbone"] == "none":
         if not d["delta"]["enabled"]:
             raise ConfigError("delta.enabled: weight-free mode (backbone none) needs the Delta CNN", where=where)
