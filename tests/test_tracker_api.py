@@ -231,3 +231,39 @@ def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, 
     fw, fh = st.flow_wh
     assert seen == {"frames": (T, fh, fw, 3), "method": "raft_small", "dis_params": None}
     assert tr.xy.shape == (1, T, 2) and np.isfinite(tr.xy).all()
+
+
+def test_flow_guided_occlusion_settings_reach_the_fusion(shot, monkeypatch):
+    from dino_tracker_vfx.tracker import fusion
+
+    seen = {}
+    real = fusion.flow_guided
+
+    def spy(*a, **kw):
+        seen["fb_scale"], seen["fail_run"] = a[10], a[11]
+        return real(*a, **kw)
+
+    monkeypatch.setattr(fusion, "flow_guided", spy)
+    cfg = _preset(infer={"flow_guided": True, "occlusion_fb_scale": 3.5, "occlusion_fail_run": 4})
+    ShotTracker(shot, cfg).infer([Query(0, 20.0, 20.0)])
+    assert seen == {"fb_scale": 3.5, "fail_run": 4}
+
+
+def test_flow_signals_give_the_tracks_and_visibility_of_infer(shot):
+    from dino_tracker_vfx.tracker.fusion import flow_guided_visibility
+
+    cfg = _preset(infer={"flow_guided": True, "drift_correct": True, "occlusion_fb_scale": 1.0})
+    st = ShotTracker(shot, cfg)
+    qs = [Query(0, 20.0, 20.0), Query(4, 50.0, 30.0)]
+    tr = st.infer(qs)
+    sig = st.flow_signals(qs)
+    T_ = sig.fb.shape[1]
+    assert sig.xy.shape == (2, T_, 2) and sig.cos.shape == sig.dist.shape == sig.inside.shape == (2, T_)
+    t_q = torch.tensor([q.t for q in qs])
+    vis, conf = flow_guided_visibility(sig, t_q, st.cfg["flow.fb_thresh"], st.cfg["infer.flow_agree_px"],
+                                       st.cfg["infer.visible_cos"], 1.0, st.cfg["infer.occlusion_fail_run"])
+    np.testing.assert_array_equal(vis.numpy(), tr.visible)
+    np.testing.assert_allclose(conf.numpy(), tr.confidence, atol=1e-6)
+    xy = st.resize.to_plate(sig.xy.double().numpy())
+    off = np.arange(T_)[None] != t_q.numpy()[:, None]
+    np.testing.assert_allclose(xy[off], tr.xy[off], atol=1e-4)

@@ -14,15 +14,15 @@ from dino_tracker_vfx.tracker.infer import FeatureStore
 S, T = 32, 6  # 32 x 32 raster (working = flow), 6 frames
 
 
-def _case():
-    """Everything moves +1 px in x per frame. The backward flow is wrong by 5 px (> 2 x 1.5 px) in rows
-    y < 10 for ONE step (1 -> 2) and in rows y >= 15 for TWO consecutive steps (1 -> 2, 2 -> 3)."""
+def _case(err=10.0):
+    """Everything moves +1 px in x per frame. The backward flow is wrong by ``err`` px (default 10 > 5 x 1.5)
+    in rows y < 10 for ONE step (1 -> 2) and in rows y >= 15 for TWO consecutive steps (1 -> 2, 2 -> 3)."""
     fwd = np.zeros((T - 1, S, S, 2), np.float32)
     fwd[..., 0] = 1.0
     bwd = -fwd.copy()
-    bwd[1, :10, :, 1] = 5.0
-    bwd[1, 15:, :, 1] = 5.0
-    bwd[2, 15:, :, 1] = 5.0
+    bwd[1, :10, :, 1] = err
+    bwd[1, 15:, :, 1] = err
+    bwd[2, 15:, :, 1] = err
     flow = FlowField(fwd, bwd)
     g = FeatureGrid(4, 4, 8.0, 3.5)
     phi = torch.zeros(T, 2, 4, 4)
@@ -51,3 +51,13 @@ def test_fail_run_one_restores_first_failure_rule():
     _, vis, _ = flow_guided(flow, Resize((S, S), (S, S)), store, t_q, xy_q, q_feat, far, fb_thresh=1.5, fail_run=1)
     assert vis[0].tolist() == [True, True, False, False, False, False]
     assert vis[1].tolist() == [True, True, False, False, False, False]
+
+
+def test_fb_scale_sets_what_counts_as_a_failed_step():
+    """5 px of forward-backward error on two steps: a failure at 2 x 1.5 = 3 px, not at the default 5 x 1.5."""
+    flow, store, t_q, xy_q, q_feat, far = _case(err=5.0)
+    args = (flow, Resize((S, S), (S, S)), store, t_q, xy_q, q_feat, far)
+    _, vis, _ = flow_guided(*args, fb_thresh=1.5)
+    assert vis[1].all()
+    _, vis, _ = flow_guided(*args, fb_thresh=1.5, occ_fb_scale=2.0)
+    assert vis[1].tolist() == [True, True, True, False, False, False]

@@ -219,7 +219,7 @@ def _align(pred: TrackSet, gt: GTVideo) -> TrackSet:
     return pred.subset([pos[q.name] for q in gt.queries])
 
 
-def _name_videos(videos: list[GTVideo], frames_root) -> list[GTVideo]:
+def name_videos(videos: list[GTVideo], frames_root) -> list[GTVideo]:
     """Give videos read without names (DINO-Tracker pickles) the name of their frames folder."""
     from dataclasses import replace
 
@@ -243,7 +243,7 @@ def evaluate_tapvid(gt_path, frames_root, method: Method, out_dir, *, mode: str 
     from ``frames_root``; writes ``out_dir`` (module docstring) and returns the summary dict."""
     out_dir = Path(out_dir)
     method.check()
-    all_videos = _name_videos(read_gt(gt_path, mode), frames_root)
+    all_videos = name_videos(read_gt(gt_path, mode), frames_root)
     chosen = select(all_videos, videos)
     if not chosen:
         raise InputError("no videos to evaluate", where=str(gt_path))

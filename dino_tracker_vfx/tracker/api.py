@@ -355,12 +355,9 @@ class ShotTracker:
         f = store.phi[int(t)].float().cpu().numpy()
         return f, self.grid().centres().numpy().astype(np.float64), self.resize
 
-    def infer(self, queries: list[Query]) -> TrackSet:
-        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
-        qs = _check_queries(queries, self.shot)
-        fr = np.asarray(self.shot.frame_numbers)
-        if not qs:
-            return TrackSet.empty(fr, self.shot.size)
+    def _learned(self, qs: list[Query]):
+        """The learned tracker on checked queries -> (store, t_q ``[N]``, xy_q ``[N, 2]`` working px,
+        q_feat ``[N, C]``, xy ``[N, T, 2]`` working px)."""
         store = self._ensure_store()
         cfg, dev = self.cfg, self.device
         t_q = torch.tensor([q.t for q in qs], dtype=torch.long, device=dev)
@@ -368,18 +365,48 @@ class ShotTracker:
         xy_q = torch.tensor(xy_w, dtype=torch.float32, device=dev)
         t0 = time.perf_counter()
         q_feat = store.sample(t_q, xy_q)
-        xy, peak = track_points(self.model, store, t_q, xy_q, cfg["infer.query_chunk"], cfg["infer.frame_chunk"],
-                                q_feat=q_feat, progress=self.progress, cancel=self.cancel)
+        xy, _ = track_points(self.model, store, t_q, xy_q, cfg["infer.query_chunk"], cfg["infer.frame_chunk"],
+                             q_feat=q_feat, progress=self.progress, cancel=self.cancel)
         self.timings["infer"] = time.perf_counter() - t0
+        return store, t_q, xy_q, q_feat, xy
+
+    def flow_signals(self, queries: list[Query]):
+        """What the flow-guided visibility rule reads for ``queries`` (plate px), drift-corrected as the
+        settings say -> :class:`.fusion.FlowGuidedSignals` (working px); for analysis and benchmarks
+        (``benchmarks/occlusion_sweep.py``). Needs a flow (any preset but ``raw-dino``)."""
+        from .fusion import flow_guided_signals
+
+        if self.flow is None:
+            self.prepare()
+        qs = _check_queries(queries, self.shot)
+        store, t_q, xy_q, q_feat, xy = self._learned(qs)
+        drift, dis_params = self._drift_args()
+        return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
+                                   drift, self.cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
+
+    def _drift_args(self):
+        """(flow-raster frames or None, DIS params) for drift correction: the direct flows are DIS whatever
+        chained the shot (seeded by that chain), so RAFT's params are not passed on."""
+        cfg = self.cfg
+        drift = self.flow_frames if cfg["infer.drift_correct"] else None
+        return drift, (cfg["flow.params"] if cfg["flow.method"] == "dis" else None)
+
+    def infer(self, queries: list[Query]) -> TrackSet:
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
+        qs = _check_queries(queries, self.shot)
+        fr = np.asarray(self.shot.frame_numbers)
+        if not qs:
+            return TrackSet.empty(fr, self.shot.size)
+        cfg, dev = self.cfg, self.device
+        store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
         if cfg["infer.flow_guided"] and self.flow is not None:
             from .fusion import flow_guided
 
-            drift = self.flow_frames if cfg["infer.drift_correct"] else None
-            # the direct flows are DIS whatever chained the shot (seeded by that chain); RAFT's params are not DIS's
-            dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
+            drift, dis_params = self._drift_args()
             xy, vis, conf = flow_guided(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
                                         cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"],
+                                        cfg["infer.occlusion_fb_scale"], cfg["infer.occlusion_fail_run"],
                                         drift_frames=drift, drift_margin=cfg["infer.drift_margin"],
                                         dis_params=dis_params, progress=self.progress, cancel=self.cancel)
         elif cfg["infer.occlusion"]:

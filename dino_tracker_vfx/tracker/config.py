@@ -104,6 +104,8 @@ DEFAULTS: dict[str, Any] = {
         "frame_chunk": 32,
         "flow_guided": False,      # weight-free aid: positions from chained flow, visibility helped by the
         "flow_agree_px": 6.0,      #   learned tracker (tracker/fusion.py); agreement radius, working px
+        "occlusion_fb_scale": 5.0,  #  flow-guided: a step fails at FB error >= this x flow.fb_thresh (flow px)
+        "occlusion_fail_run": 2,   #   and this many failed steps in a row end the chain's "alive"
         "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
         "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/drift.py)
     },
@@ -145,6 +147,7 @@ RULES: dict[str, tuple] = {
     "infer.anchor_cos": ("float", (-1.0, 1.0)), "infer.visible_cos": ("float", (-1.0, 1.0)),
     "infer.query_chunk": ("int", (1, 1_000_000)), "infer.frame_chunk": ("int", (1, 1_000_000)),
     "infer.flow_guided": ("bool", None), "infer.flow_agree_px": ("float", (0.0, 1e4)),
+    "infer.occlusion_fb_scale": ("float", (0.0, 1e4)), "infer.occlusion_fail_run": ("int", (1, 1000000)),
     "infer.drift_correct": ("bool", None), "infer.drift_margin": ("float", (-2.0, 2.0)),
 }
 
