@@ -158,6 +158,8 @@ def test_dino_pipeline_with_a_random_vit_and_features(shot, tmp_path):
                              "working_height": 48, "amp": False})
     out = raw.infer([Query(1, 30.0, 20.0)])  # no training for the baseline
     assert raw.trained_iterations == 0 and out.visible[0, 1]
+    with pytest.raises(ConfigError, match="no optical flow"):
+        raw.flow_signals([Query(1, 30.0, 20.0)])
 
 
 def test_cli_track_writes_tracks_and_reports_bad_input(shot, tmp_path, capsys):

@@ -378,6 +378,9 @@ class ShotTracker:
 
         if self.flow is None:
             self.prepare()
+        if self.flow is None:
+            raise ConfigError(f"preset {self.cfg.name!r} computes no optical flow (raw DINO baseline): no flow "
+                              "signals", where="flow_signals")
         qs = _check_queries(queries, self.shot)
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         drift, dis_params = self._drift_args()
