@@ -239,13 +239,13 @@ def test_flow_guided_occlusion_settings_reach_the_fusion(shot, monkeypatch):
     from dino_tracker_vfx.tracker import fusion
 
     seen = {}
-    real = fusion.flow_guided
+    real = fusion.flow_guided_visibility
 
     def spy(*a, **kw):
-        seen["fb_scale"], seen["fail_run"] = a[10], a[11]
+        seen["fb_scale"], seen["fail_run"] = a[5], a[6]
         return real(*a, **kw)
 
-    monkeypatch.setattr(fusion, "flow_guided", spy)
+    monkeypatch.setattr(fusion, "flow_guided_visibility", spy)
     cfg = _preset(infer={"flow_guided": True, "occlusion_fb_scale": 3.5, "occlusion_fail_run": 4})
     ShotTracker(shot, cfg).infer([Query(0, 20.0, 20.0)])
     assert seen == {"fb_scale": 3.5, "fail_run": 4}

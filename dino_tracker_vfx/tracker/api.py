@@ -374,25 +374,25 @@ class ShotTracker:
         """What the flow-guided visibility rule reads for ``queries`` (plate px), drift-corrected as the
         settings say -> :class:`.fusion.FlowGuidedSignals` (working px); for analysis and benchmarks
         (``benchmarks/occlusion_sweep.py``). Needs a flow (any preset but ``raw-dino``)."""
-        from .fusion import flow_guided_signals
-
         if self.flow is None:
             self.prepare()
         if self.flow is None:
             raise ConfigError(f"preset {self.cfg.name!r} computes no optical flow (raw DINO baseline): no flow "
                               "signals", where="flow_signals")
         qs = _check_queries(queries, self.shot)
-        store, t_q, xy_q, q_feat, xy = self._learned(qs)
-        drift, dis_params = self._drift_args()
-        return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                   drift, self.cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
+        return self._flow_guided_signals(*self._learned(qs))
 
-    def _drift_args(self):
-        """(flow-raster frames or None, DIS params) for drift correction: the direct flows are DIS whatever
-        chained the shot (seeded by that chain), so RAFT's params are not passed on."""
+    def _flow_guided_signals(self, store, t_q, xy_q, q_feat, xy):
+        """:func:`.fusion.flow_guided_signals` with this shot's flow and settings (``_learned``'s outputs in).
+        Drift correction's direct flows are DIS whatever chained the shot (seeded by that chain), so RAFT's
+        params are not passed on to them."""
+        from .fusion import flow_guided_signals
+
         cfg = self.cfg
         drift = self.flow_frames if cfg["infer.drift_correct"] else None
-        return drift, (cfg["flow.params"] if cfg["flow.method"] == "dis" else None)
+        dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
+        return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
+                                   drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
 
     def infer(self, queries: list[Query]) -> TrackSet:
         """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
@@ -403,15 +403,14 @@ class ShotTracker:
         cfg, dev = self.cfg, self.device
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:
-            from .fusion import flow_guided
+        if cfg["infer.flow_guided"] and self.flow is not None:  # (the query frames are set exactly below)
+            from .fusion import flow_guided_visibility
 
-            drift, dis_params = self._drift_args()
-            xy, vis, conf = flow_guided(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                        cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"], cfg["infer.visible_cos"],
-                                        cfg["infer.occlusion_fb_scale"], cfg["infer.occlusion_fail_run"],
-                                        drift_frames=drift, drift_margin=cfg["infer.drift_margin"],
-                                        dis_params=dis_params, progress=self.progress, cancel=self.cancel)
+            sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
+            xy = sig.xy
+            vis, conf = flow_guided_visibility(sig, t_q, cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"],
+                                               cfg["infer.visible_cos"], cfg["infer.occlusion_fb_scale"],
+                                               cfg["infer.occlusion_fail_run"])
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)

@@ -255,6 +255,15 @@ def in_raster(xy: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     return (xy[:, 0] >= -0.5) & (xy[:, 0] <= W - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= H - 0.5)
 
 
+def _steps_away(t0: np.ndarray, T: int):
+    """Every step away from the query frames, in chaining order: yields ``(t, nt, direction, idx)`` for
+    ``t -> nt = t + direction``, forward (``t = 0 .. T-2``) then backward (``t = T-1 .. 1``), with ``idx``
+    the (possibly empty) indices of the points whose query frame ``t0`` lies at or behind ``t``."""
+    for direction in (1, -1):
+        for t in (range(T - 1) if direction == 1 else range(T - 1, 0, -1)):
+            yield t, t + direction, direction, np.nonzero(t0 <= t if direction == 1 else t0 >= t)[0]
+
+
 def chain_steps(flow: FlowField, t0: np.ndarray, xy0: np.ndarray
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Chain points through consecutive flows, forward and backward from each query frame, with the check
@@ -280,18 +289,16 @@ def chain_steps(flow: FlowField, t0: np.ndarray, xy0: np.ndarray
     inside = np.zeros((N, T), bool)
     xy[rows, t0] = xy0
     inside[rows, t0] = in_raster(xy0, wh)
-    for direction in (1, -1):
-        for t in (range(T - 1) if direction == 1 else range(T - 1, 0, -1)):
-            idx = np.nonzero(t0 <= t)[0] if direction == 1 else np.nonzero(t0 >= t)[0]
-            if len(idx) == 0:
-                continue
-            fw, bw = (flow.fwd[t], flow.bwd[t]) if direction == 1 else (flow.bwd[t - 1], flow.fwd[t - 1])
-            p = xy[idx, t]
-            q = p + sample_flow(fw, p)
-            back = q + sample_flow(bw, q)
-            xy[idx, t + direction] = q
-            fb[idx, t + direction] = np.linalg.norm(back - p, axis=1)
-            inside[idx, t + direction] = in_raster(q, wh)
+    for t, nt, direction, idx in _steps_away(t0, T):
+        if len(idx) == 0:
+            continue
+        fw, bw = (flow.fwd[t], flow.bwd[t]) if direction == 1 else (flow.bwd[t - 1], flow.fwd[t - 1])
+        p = xy[idx, t]
+        q = p + sample_flow(fw, p)
+        back = q + sample_flow(bw, q)
+        xy[idx, nt] = q
+        fb[idx, nt] = np.linalg.norm(back - p, axis=1)
+        inside[idx, nt] = in_raster(q, wh)
     return xy, fb, inside
 
 
@@ -307,12 +314,9 @@ def alive_until_failure(fb: np.ndarray, inside: np.ndarray, t0: np.ndarray, thre
     alive = np.zeros((N, T), bool)
     alive[rows, t0] = True
     run = np.zeros((N, T), np.int64)  # consecutive failed steps ending at each image
-    for direction in (1, -1):
-        for t in (range(T - 1) if direction == 1 else range(T - 1, 0, -1)):
-            idx = np.nonzero(t0 <= t)[0] if direction == 1 else np.nonzero(t0 >= t)[0]
-            nt = t + direction
-            run[idx, nt] = np.where(ok[idx, nt], 0, run[idx, t] + 1)
-            alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
+    for t, nt, _, idx in _steps_away(t0, T):
+        run[idx, nt] = np.where(ok[idx, nt], 0, run[idx, t] + 1)
+        alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
     return alive
 
 
