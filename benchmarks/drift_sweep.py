@@ -1,8 +1,8 @@
 #!/usr/bin/env python
-"""How much does drift correction (tracker/drift.py) move chained DIS flow, per video and per margin?
+"""How much does drift correction (tracker/infer/drift.py) move chained DIS flow, per video and per margin?
 
 For each TAP-Vid-DAVIS dev video (first 32 frames, strided queries, frames at 480p): DIS flow
-(``flow.compute_flow``, the product's defaults), chained positions (``flow.chain_points``), then ONE
+(``flow.compute_flow``, the product's defaults), chained positions (``chain.chain_points``), then ONE
 ``drift.correct_drift`` pass that also returns the direct candidates and their NCC scores, so every
 ``--margins`` value is scored from the same flows. Positions only: every point is called visible, so
 the score is ``delta_avg`` at 256x256 (TAP-Vid), the number drift correction can change.
@@ -27,8 +27,9 @@ import numpy as np
 from dino_tracker_vfx.evaluation.datasets import read_gt, select
 from dino_tracker_vfx.evaluation.harness import open_frames
 from dino_tracker_vfx.evaluation.metrics import tapvid_metrics_plate
-from dino_tracker_vfx.tracker.drift import correct_drift
-from dino_tracker_vfx.tracker.flow import chain_points, compute_flow
+from dino_tracker_vfx.tracker.infer.drift import correct_drift
+from dino_tracker_vfx.tracker.infer.chain import chain_points
+from dino_tracker_vfx.tracker.preprocess.flow import compute_flow
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tapvid_davis"
 

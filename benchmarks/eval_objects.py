@@ -70,7 +70,7 @@ def open_video(root: Path, v: dict, n: int):
 def flow_warp(frames_u8: np.ndarray, mask0: np.ndarray, flow=None):
     import cv2
 
-    from dino_tracker_vfx.tracker.flow import compute_flow
+    from dino_tracker_vfx.tracker.preprocess.flow import compute_flow
 
     fl = flow or compute_flow(frames_u8)
     H, W = mask0.shape

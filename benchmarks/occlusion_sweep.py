@@ -7,8 +7,8 @@ per-video folders named like the evaluation harness's, so an earlier ``dtvfx eva
 is reused from ``RUN/cache``), then ``ShotTracker.flow_signals`` gives ONE set of signals per video
 (chained positions with drift correction, per-step forward-backward errors, learned-feature cosine and
 tracker distance) and every ``(infer.occlusion_fb_scale, infer.occlusion_fail_run)`` of the grid is
-scored from it with ``fusion.flow_guided_visibility``, the rule the product runs. Two baselines in the
-same run: "always visible" (same positions) and chained DIS with the 1.5 px check (``flow.chain_points``
+scored from it with ``flow_guided.flow_guided_visibility``, the rule the product runs. Two baselines in the
+same run: "always visible" (same positions) and chained DIS with the 1.5 px check (``chain.chain_points``
 on the same flow, the ``flow`` method of ``dtvfx eval``).
 
 Prints per-video AJ / OA for the preset's own setting, the means of every grid point with its OA wins
@@ -35,8 +35,8 @@ from dino_tracker_vfx.evaluation.datasets import read_gt, select
 from dino_tracker_vfx.evaluation.harness import name_videos, open_frames
 from dino_tracker_vfx.evaluation.metrics import tapvid_metrics_plate
 from dino_tracker_vfx.tracker.api import ShotTracker
-from dino_tracker_vfx.tracker.flow import chain_points
-from dino_tracker_vfx.tracker.fusion import flow_guided_visibility
+from dino_tracker_vfx.tracker.infer.chain import chain_points
+from dino_tracker_vfx.tracker.infer.flow_guided import flow_guided_visibility
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "tapvid_davis"
 KEYS = ("AJ", "delta_avg", "OA")

@@ -48,15 +48,3 @@ def _fail(name: str, spec: str, bound: dict[str, int], shape: tuple[int, ...]) -
     fixed = ", ".join(f"{k}={v}" for k, v in bound.items())
     exp = "(" + ", ".join(spec.split()) + ")"
     raise ShapeError(f"{name}: expected shape {exp}{' with ' + fixed if fixed else ''}, got {shape}")
-
-
-def check_finite(x: Any, name: str) -> None:
-    """Raise ShapeError-free ValueError if x holds NaN/Inf (numpy or torch)."""
-    try:
-        import numpy as np
-
-        ok = bool(np.isfinite(np.asarray(x)).all())
-    except TypeError:  # torch tensor on GPU
-        ok = bool(x.isfinite().all())
-    if not ok:
-        raise ValueError(f"{name}: contains NaN or Inf")

@@ -73,13 +73,6 @@ def px_to_norm_t(xy, wh):
     return (2.0 * xy + 1.0) / wh_t - 1.0
 
 
-def norm_to_px_t(uv, wh):
-    import torch
-
-    wh_t = torch.as_tensor(wh, dtype=uv.dtype, device=uv.device)
-    return ((uv + 1.0) * wh_t - 1.0) / 2.0
-
-
 def to_eval_raster(xy, wh, size: int = 256) -> np.ndarray:
     """Plate px -> TAP-Vid evaluation raster (``size`` x ``size``), a pure scale as in TAP-Vid."""
     return _xy(xy) * (np.array([size, size], dtype=np.float64) / np.asarray(wh, dtype=np.float64))

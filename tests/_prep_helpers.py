@@ -26,7 +26,7 @@ def sliding_frames(T: int, w: int, h: int, step=(1, 0), seed: int = 0) -> np.nda
 
 def constant_flow(T: int, w: int, h: int, d=(1.0, 0.0)):
     """FlowField of T frames where everything moves by ``d`` px per frame (exact backward flow)."""
-    from dino_tracker_vfx.tracker.flow import FlowField
+    from dino_tracker_vfx.tracker.preprocess.flow import FlowField
 
     fwd = np.zeros((T - 1, h, w, 2), np.float32)
     fwd[..., 0], fwd[..., 1] = d

@@ -168,7 +168,7 @@ def test_tracker_features_wrapper_normalises_and_keeps_grid(scene):
 
 def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
     """The DINO path wired to A1's DinoV2 (untrained weights: shapes and grid only, not quality)."""
-    pytest.importorskip("dino_tracker_vfx.tracker.backbones")
+    pytest.importorskip("dino_tracker_vfx.tracker.preprocess.backbones")
     from dino_tracker_vfx.objects.features import DinoFeatures
 
     shot = ArrayShot(scene.frames[:3])

@@ -9,7 +9,6 @@ import pytest
 
 from dino_tracker_vfx.cli import main
 from dino_tracker_vfx.errors import InputError
-from dino_tracker_vfx.evaluation.plots import plot_loss_curve
 from dino_tracker_vfx.render.overlay import track_colours
 from dino_tracker_vfx.render.preview import even_size, render_preview
 from dino_tracker_vfx.shots import open_shot
@@ -113,13 +112,3 @@ def test_cli_preview(tmp_path, capsys):
     (tmp_path / "broken.json").write_text(json.dumps({"format": "something else"}))
     rc = main(["preview", SAMPLE_SHOT, str(tmp_path / "broken.json"), "--out", str(tmp_path / "b.mp4")])
     assert rc == 2 and "broken.json" in capsys.readouterr().err
-
-
-def test_loss_curve_png(tmp_path):
-    import cv2
-
-    hist = {"iteration": list(range(0, 500, 5)), "total": list(np.exp(-np.arange(100) / 30) + 0.1),
-            "flow": list(np.exp(-np.arange(100) / 20) * 0.5 + 0.05), "dino_bb": [float("nan")] + [0.2] * 99}
-    p = plot_loss_curve(hist, tmp_path / "loss.png", smooth=5)
-    img = cv2.imread(str(p))
-    assert img is not None and img.shape[1] == 700 and img.std() > 10

@@ -212,7 +212,7 @@ def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, 
     shot; with RAFT they take DIS's defaults, not RAFT's ``iters``."""
     from torchvision.models.optical_flow import raft_small
 
-    from dino_tracker_vfx.tracker import drift
+    from dino_tracker_vfx.tracker.infer import drift
 
     torch.manual_seed(0)
     w = tmp_path / "raft_small.pth"
@@ -236,7 +236,7 @@ def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, 
 
 
 def test_flow_guided_occlusion_settings_reach_the_fusion(shot, monkeypatch):
-    from dino_tracker_vfx.tracker import fusion
+    from dino_tracker_vfx.tracker.infer import flow_guided as fusion
 
     seen = {}
     real = fusion.flow_guided_visibility
@@ -252,7 +252,7 @@ def test_flow_guided_occlusion_settings_reach_the_fusion(shot, monkeypatch):
 
 
 def test_flow_signals_give_the_tracks_and_visibility_of_infer(shot):
-    from dino_tracker_vfx.tracker.fusion import flow_guided_visibility
+    from dino_tracker_vfx.tracker.infer.flow_guided import flow_guided_visibility
 
     cfg = _preset(infer={"flow_guided": True, "drift_correct": True, "occlusion_fb_scale": 1.0})
     st = ShotTracker(shot, cfg)

@@ -1,4 +1,4 @@
-"""Drift correction by direct flow from the query image (tracker/drift.py) and its use in flow_guided."""
+"""Drift correction by direct flow from the query image (tracker/infer/drift.py) and its use in flow_guided."""
 
 from __future__ import annotations
 
@@ -9,11 +9,12 @@ import torch
 from _tracker_helpers import moving_frames, true_track
 from dino_tracker_vfx.coords import Resize
 from dino_tracker_vfx.errors import Cancelled
-from dino_tracker_vfx.tracker.drift import correct_drift, ncc, patches
-from dino_tracker_vfx.tracker.feature_grid import FeatureGrid
-from dino_tracker_vfx.tracker.flow import FlowField, chain_points
-from dino_tracker_vfx.tracker.fusion import flow_guided
-from dino_tracker_vfx.tracker.infer import FeatureStore
+from dino_tracker_vfx.tracker.infer.drift import correct_drift, ncc, patches
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.infer.chain import chain_points
+from dino_tracker_vfx.tracker.preprocess.flow import FlowField
+from dino_tracker_vfx.tracker.infer.flow_guided import flow_guided
+from dino_tracker_vfx.tracker.infer.inference import FeatureStore
 
 W, H, T = 96, 72, 8
 BIAS = 0.8  # px per step the chained flow is wrong by, in x

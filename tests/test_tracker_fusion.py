@@ -1,4 +1,4 @@
-"""Flow-guided visibility (tracker/fusion.py): only a persistent flow failure or leaving the raster occludes."""
+"""Flow-guided visibility (tracker/infer/flow_guided.py): only a persistent flow failure or leaving the raster occludes."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import numpy as np
 import torch
 
 from dino_tracker_vfx.coords import Resize
-from dino_tracker_vfx.tracker.feature_grid import FeatureGrid
-from dino_tracker_vfx.tracker.flow import FlowField
-from dino_tracker_vfx.tracker.fusion import flow_guided
-from dino_tracker_vfx.tracker.infer import FeatureStore
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.preprocess.flow import FlowField
+from dino_tracker_vfx.tracker.infer.flow_guided import flow_guided
+from dino_tracker_vfx.tracker.infer.inference import FeatureStore
 
 S, T = 32, 6  # 32 x 32 raster (working = flow), 6 frames
 

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 
 from dino_tracker_vfx.errors import ShapeError
-from dino_tracker_vfx.tracker.delta_dino import BlurPool, DeltaDino, count_parameters
-from dino_tracker_vfx.tracker.feature_grid import FeatureGrid, sample_map
-from dino_tracker_vfx.tracker.model import TrackerModel, l2n
-from dino_tracker_vfx.tracker.refiner import Refiner
+from dino_tracker_vfx.tracker.model.delta_dino import BlurPool, DeltaDino, count_parameters
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid, sample_map
+from dino_tracker_vfx.tracker.model.tracker_model import TrackerModel, l2n
+from dino_tracker_vfx.tracker.model.refiner import Refiner
 
 torch.set_num_threads(1)
 
@@ -44,7 +44,7 @@ def test_blurpool_output_k_is_centred_at_input_2k_plus_half():
 
 
 def test_dino_grid_matches_the_backbone_patch_centres():
-    from dino_tracker_vfx.tracker.backbones import patch_centres
+    from dino_tracker_vfx.tracker.preprocess.backbones import patch_centres
 
     g = FeatureGrid.dino((854, 476), 7)
     assert (g.h, g.w) == (67, 121)  # METHOD.md: 854x476 -> 67x121

@@ -1,4 +1,4 @@
-"""tracker/backbones.py: DINOv2 forward semantics at a denser patch stride, patch centres, working size."""
+"""tracker/preprocess/backbones.py: DINOv2 forward semantics at a denser patch stride, patch centres, working size."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from dino_tracker_vfx.errors import ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.backbones import (DinoV2, default_layer, dino_working_size,  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.backbones import (DinoV2, default_layer, dino_working_size,  # noqa: E402
                                                  parse_name, patch_centres)
 
 

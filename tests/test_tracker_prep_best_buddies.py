@@ -1,4 +1,4 @@
-"""tracker/best_buddies.py: mutual nearest neighbours, NMS ratio, confidence, flow exclusion, sampling."""
+"""tracker/preprocess/best_buddies.py: mutual nearest neighbours, NMS ratio, confidence, flow exclusion, round trip."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from _prep_helpers import constant_flow  # noqa: E402
-from dino_tracker_vfx.tracker.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,  # noqa: E402
                                                     mutual_nearest, nms_ratio)
-from dino_tracker_vfx.tracker.backbones import patch_centres  # noqa: E402
-from dino_tracker_vfx.tracker.tracklets import build_tracklets  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.backbones import patch_centres  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.tracklets import build_tracklets  # noqa: E402
 
 
 def _brute_mnn(fa, fb):
@@ -82,19 +82,11 @@ def test_flow_covered_buddies_are_dropped():
     assert np.allclose(kept.xy_i[:, 0], 6.5 + 7 * 5)
 
 
-def test_sampling_and_round_trip(tmp_path):
+def test_round_trip_through_arrays(tmp_path):
     bb = mine_best_buddies(_features_with_known_matches(T=4))
-    rng = np.random.default_rng(0)
-    t_i, xy_i, t_j, xy_j, w = bb.sample(300, rng=rng, frames=[0, 2, 3])
-    assert len(t_i) == 300 and set(np.unique(np.r_[t_i, t_j]).tolist()) <= {0, 2, 3}
-    assert (t_i > t_j).any() and (t_i < t_j).any()  # both directions
-    fg = np.zeros((4, 49, 63), bool)
-    fg[:, :, :28] = True
-    t_i, xy_i, *_ = bb.sample(200, 0.7, fg, rng=rng)
-    assert int((xy_i[:, 0] < 27.5).sum()) == 140
     np.savez(tmp_path / "bb.npz", **bb.to_arrays())
     with np.load(tmp_path / "bb.npz") as d:
         bb2 = BestBuddies.from_arrays(dict(d))
     assert len(bb2) == len(bb) and np.array_equal(bb2.w, bb.w) and bb2.params == bb.params
     assert {"t_i", "xy_i", "t_j", "xy_j", "w"} <= set(bb.to_arrays())
-    assert len(BestBuddies.mine(_features_with_known_matches(T=2), sig_a=10.0, sig_b=0.0)) == 48
+    assert len(mine_best_buddies(_features_with_known_matches(T=2), sig_a=10.0, sig_b=0.0)) == 48

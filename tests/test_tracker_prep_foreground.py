@@ -1,4 +1,4 @@
-"""tracker/foreground.py: user masks (resize, nearest + dilation), DINO saliency, all-foreground."""
+"""tracker/preprocess/foreground.py: user masks (resize, nearest + dilation), DINO saliency, all-foreground."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ torch = pytest.importorskip("torch")
 
 from dino_tracker_vfx.coords import Resize  # noqa: E402
 from dino_tracker_vfx.errors import ConfigError, InputError  # noqa: E402
-from dino_tracker_vfx.tracker.backbones import DinoV2  # noqa: E402
-from dino_tracker_vfx.tracker.foreground import foreground_masks, saliency_component  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.foreground import foreground_masks, saliency_component  # noqa: E402
 
 T, W, H = 5, 56, 42
 FRAMES = np.zeros((T, H, W, 3), np.uint8)

@@ -1,4 +1,4 @@
-"""tracker/tracklets.py: dense chained tracklets, FB and drift filters, sampling, coverage, caching."""
+"""tracker/preprocess/tracklets.py: dense chained tracklets, FB and drift filters, sampling, coverage, caching."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 
 from _prep_helpers import constant_flow, sliding_frames
 from dino_tracker_vfx.errors import CacheError, ConfigError
-from dino_tracker_vfx.tracker.flow import FlowField, compute_flow
-from dino_tracker_vfx.tracker.tracklets import FlowCorrespondences, build_tracklets, dyadic_pairs
+from dino_tracker_vfx.tracker.preprocess.flow import FlowField, compute_flow
+from dino_tracker_vfx.tracker.preprocess.tracklets import FlowCorrespondences, build_tracklets, dyadic_pairs
 
 
 def test_translation_gives_exact_dense_tracklets():

@@ -1,4 +1,4 @@
-"""tracker/weights.py + backbones.py loading: official key layout, search order, sha256 checks, errors."""
+"""tracker/preprocess/weights.py + backbones.py loading: official key layout, search order, sha256 checks, errors."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dino_tracker_vfx.errors import WeightsError  # noqa: E402
-from dino_tracker_vfx.tracker import weights as wt  # noqa: E402
-from dino_tracker_vfx.tracker.backbones import DinoV2, build_dinov2  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess import weights as wt  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, build_dinov2  # noqa: E402
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def test_official_key_layout():
               "mlp.fc1.weight", "mlp.fc2.bias", "ls2.gamma"):
         assert f"blocks.11.{k}" in sd
     assert "norm.weight" in sd and "blocks.12.norm1.weight" not in sd
-    from dino_tracker_vfx.tracker.backbones import Block
+    from dino_tracker_vfx.tracker.preprocess.backbones import Block
 
     with torch.device("meta"):
         assert "register_tokens" not in DinoV2("vits14", init=False).state_dict()

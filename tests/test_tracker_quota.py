@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from dino_tracker_vfx.tracker.quota import draw_with_fg_quota
+from dino_tracker_vfx.tracker.train.quota import draw_with_fg_quota
 
 
 def _draw_from(pool_fg: np.ndarray, rng):

@@ -9,14 +9,14 @@ import torch
 from _tracker_helpers import H, TINY_WF, W, exact_pairs, moving_frames, true_track
 from dino_tracker_vfx.errors import Cancelled
 from dino_tracker_vfx.tracker.config import TrackerConfig
-from dino_tracker_vfx.tracker.delta_dino import DeltaDino
-from dino_tracker_vfx.tracker.feature_grid import FeatureGrid
-from dino_tracker_vfx.tracker.infer import FeatureStore, build_store, track_points
-from dino_tracker_vfx.tracker.model import TrackerModel
-from dino_tracker_vfx.tracker.occlusion import occlusion
-from dino_tracker_vfx.tracker.refiner import Refiner
-from dino_tracker_vfx.tracker.sampling import PairPool, draw_frame_set, sample_mask_points
-from dino_tracker_vfx.tracker.train import TrainData, Trainer, mutual_nearest_cells
+from dino_tracker_vfx.tracker.model.delta_dino import DeltaDino
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.infer.inference import FeatureStore, build_store, track_points
+from dino_tracker_vfx.tracker.model.tracker_model import TrackerModel
+from dino_tracker_vfx.tracker.infer.occlusion import occlusion
+from dino_tracker_vfx.tracker.model.refiner import Refiner
+from dino_tracker_vfx.tracker.train.sampling import PairPool, draw_frame_set, sample_mask_points
+from dino_tracker_vfx.tracker.train.trainer import TrainData, Trainer, mutual_nearest_cells
 
 torch.set_num_threads(1)
 

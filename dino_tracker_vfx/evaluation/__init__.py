@@ -6,5 +6,5 @@
     badja.py      BADJA npz + DAVIS masks, query protocol
     baselines.py  static, flow, dino, tracker behind one run(shot, queries) -> TrackSet
     harness.py    evaluate_tapvid / evaluate_badja: per-video results saved atomically, resumable
-    plots.py      per-video bars, accuracy vs occlusion rate, plot_loss_curve for training
+    plots.py      per-video bars, accuracy vs occlusion rate
 """

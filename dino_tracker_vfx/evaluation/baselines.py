@@ -7,7 +7,7 @@ the returned :class:`~dino_tracker_vfx.tracks.TrackSet` has one track per query,
 
 * ``static``  - the query never moves and is always visible (the zero-motion floor; needs no frames).
 * ``flow``    - optical flow chained from the query frame forward and backward with a forward-backward
-  check (``tracker.flow.chain_points``; DIS by default, RAFT with local weights). A point stays where
+  check (``tracker.infer.chain.chain_points``; DIS by default, RAFT with local weights). A point stays where
   the flow takes it after it fails the check, and is marked occluded from there on.
 * ``dino``    - raw DINOv2 feature matching (the tracker without Delta-DINO or refiner; needs DINOv2 weights).
 * ``tracker`` - the full DINO-Tracker (``tracker.api.track``), trained per video, with any preset.
@@ -77,13 +77,13 @@ class Static(Method):
 
 class Flow(Method):
     def __init__(self, flow: str = "dis", fb_thresh: float = 1.5, weights: str | None = None):
-        from ..tracker.flow import METHODS
+        from ..tracker.preprocess.flow import METHODS
 
         if flow not in METHODS:
             raise ConfigError(f"flow method {flow!r} is not one of {', '.join(METHODS)}", where="--flow")
         opts: dict[str, Any] = {"flow": flow, "fb_thresh": float(fb_thresh)}
         if flow == "dis":  # recorded so results made with other DIS defaults are not reused
-            from ..tracker.flow import DIS_DEFAULTS
+            from ..tracker.preprocess.flow import DIS_DEFAULTS
 
             opts["dis"] = dict(DIS_DEFAULTS)
         super().__init__("flow", True, opts)
@@ -91,7 +91,8 @@ class Flow(Method):
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):
-        from ..tracker.flow import chain_points, compute_flow
+        from ..tracker.infer.chain import chain_points
+        from ..tracker.preprocess.flow import compute_flow
 
         check_cancel(cancel, "flow baseline")
         frames = shot.load()  # uint8 [T, H, W, 3] at plate resolution: flow px == plate px
@@ -135,7 +136,7 @@ class Tracker(Method):
         """Unknown preset -> ConfigError; DINO presets without their DINOv2 checkpoint -> WeightsError."""
         try:
             from ..tracker.presets import load_preset
-            from ..tracker.weights import resolve_dinov2
+            from ..tracker.preprocess.weights import resolve_dinov2
         except ImportError as e:
             raise ConfigError(f"method {self.name!r} needs the tracker, which cannot be imported ({e})",
                               where="--method") from None

@@ -3,7 +3,6 @@
 * :func:`plot_per_video` - grouped bars of per-video metrics (e.g. AJ, delta_avg, OA) with the means.
 * :func:`plot_occlusion_curve` - accuracy vs trajectory occlusion rate (as DINO-Tracker Fig. 6): queries
   binned by the fraction of frames their GT point is occluded; mean per-track delta_avg / AJ / OA per bin.
-* :func:`plot_loss_curve` - training losses per iteration (``{"total": [...], "flow": [...], ...}``).
 """
 
 from __future__ import annotations
@@ -102,36 +101,4 @@ def plot_occlusion_curve(occ_rate, values: Mapping[str, np.ndarray], out_png, ti
     ax.legend(fontsize=8, loc="upper center", ncol=max(1, len(means)), frameon=False)
     if title:
         ax.set_title(title, fontsize=10)
-    return _save(fig, out_png)
-
-
-def plot_loss_curve(history: Mapping[str, Sequence[float]], out_png, title: str = "training loss",
-                    smooth: int = 0, log_y: bool = True) -> Path:
-    """Training loss curves: ``history`` maps a loss name to its value per logged iteration
-    (``"iteration"``, if present, gives the x values). ``smooth`` > 1 adds a running mean of that window.
-    Non-finite values are skipped; a log y axis is used when every value is positive."""
-    hist = {k: np.asarray(v, np.float64) for k, v in history.items()}
-    its = hist.pop("iteration", None)
-    fig = _figure(7.0, 4.2)
-    ax = fig.add_subplot(111)
-    positive = True
-    for j, (k, v) in enumerate(hist.items()):
-        if v.size == 0:
-            continue
-        x = its[: len(v)] if its is not None and len(its) >= len(v) else np.arange(len(v))
-        ok = np.isfinite(v)
-        positive &= bool(np.all(v[ok] > 0))
-        c = COLOURS[j % len(COLOURS)]
-        ax.plot(x[ok], v[ok], color=c, lw=0.8, alpha=0.45 if smooth > 1 else 1.0, label=None if smooth > 1 else k)
-        if smooth > 1 and ok.sum() >= smooth:
-            sm = np.convolve(v[ok], np.ones(smooth) / smooth, mode="valid")
-            ax.plot(x[ok][smooth - 1:], sm, color=c, lw=1.6, label=f"{k} (mean of {smooth})")
-    if log_y and positive:
-        ax.set_yscale("log")
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss")
-    ax.grid(alpha=0.3)
-    if hist:
-        ax.legend(fontsize=8)
-    ax.set_title(title, fontsize=10)
     return _save(fig, out_png)

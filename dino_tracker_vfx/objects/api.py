@@ -187,7 +187,8 @@ def flow_point_tracker(shot, queries: list[Query], masks=None, *, max_side: int 
     ``FlowField`` of the shot at any working size); positions come back in plate px; a point is visible
     until its first failed forward-backward check (confidence = visible).
     """
-    from ..tracker.flow import chain_points, compute_flow
+    from ..tracker.infer.chain import chain_points
+    from ..tracker.preprocess.flow import compute_flow
 
     W, H = shot.size
     if flow is not None:

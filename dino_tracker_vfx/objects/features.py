@@ -280,7 +280,7 @@ class DinoFeatures:
                  label: str | None = None):
         import torch
 
-        from ..tracker.backbones import patch_centres
+        from ..tracker.preprocess.backbones import patch_centres
 
         self.model = model.eval().to(device)
         self._frames = frames
@@ -299,7 +299,7 @@ class DinoFeatures:
 
         ``layer``: 0-based block (default: the last). ``random_weights``: untrained network (timing only).
         """
-        from ..tracker import backbones
+        from ..tracker.preprocess import backbones
 
         arch, _ = backbones.parse_name(model)
         depth = backbones.ARCHS[arch][1]
@@ -338,8 +338,8 @@ def dino_weights_available(model: str = "vits14", weights=None) -> bool:
     if weights is not None:
         return Path(weights).expanduser().exists()
     try:
-        from ..tracker import backbones
-        from ..tracker import weights as wmod
+        from ..tracker.preprocess import backbones
+        from ..tracker.preprocess import weights as wmod
     except ImportError:
         return False
     arch, reg = backbones.parse_name(model)

@@ -37,18 +37,18 @@ from ..coords import Resize, in_plate
 from ..errors import ConfigError, InputError, ShotError
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from ..tracks import Query, TrackSet, unique_names
-from . import prepare as prep
+from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
-from .delta_dino import DeltaDino
-from .feature_grid import FeatureGrid
-from .infer import FeatureStore, build_store, track_points
-from .model import TrackerModel
-from .occlusion import occlusion
+from .model.delta_dino import DeltaDino
+from .model.feature_grid import FeatureGrid
+from .infer.inference import FeatureStore, build_store, track_points
+from .model.tracker_model import TrackerModel
+from .infer.occlusion import occlusion
 from .presets import load_preset
-from .refiner import Refiner
-from .sampling import PairPool, TrackletSource
-from .train import TrainData, Trainer
+from .model.refiner import Refiner
+from .train.sampling import PairPool, TrackletSource
+from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, in
     if cfg.weight_free:
         h = min(int(cfg["working_height"]), H)
         return max(8, int(round(W * h / H))), max(8, h)
-    from .backbones import dino_working_size
+    from .preprocess.backbones import dino_working_size
 
     return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
 
@@ -372,7 +372,7 @@ class ShotTracker:
 
     def flow_signals(self, queries: list[Query]):
         """What the flow-guided visibility rule reads for ``queries`` (plate px), drift-corrected as the
-        settings say -> :class:`.fusion.FlowGuidedSignals` (working px); for analysis and benchmarks
+        settings say -> :class:`.infer.flow_guided.FlowGuidedSignals` (working px); for analysis and benchmarks
         (``benchmarks/occlusion_sweep.py``). Needs a flow (any preset but ``raw-dino``)."""
         if self.flow is None:
             self.prepare()
@@ -383,10 +383,10 @@ class ShotTracker:
         return self._flow_guided_signals(*self._learned(qs))
 
     def _flow_guided_signals(self, store, t_q, xy_q, q_feat, xy):
-        """:func:`.fusion.flow_guided_signals` with this shot's flow and settings (``_learned``'s outputs in).
+        """:func:`.infer.flow_guided.flow_guided_signals` with this shot's flow and settings (``_learned``'s outputs in).
         Drift correction's direct flows are DIS whatever chained the shot (seeded by that chain), so RAFT's
         params are not passed on to them."""
-        from .fusion import flow_guided_signals
+        from .infer.flow_guided import flow_guided_signals
 
         cfg = self.cfg
         drift = self.flow_frames if cfg["infer.drift_correct"] else None
@@ -404,7 +404,7 @@ class ShotTracker:
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
         if cfg["infer.flow_guided"] and self.flow is not None:  # (the query frames are set exactly below)
-            from .fusion import flow_guided_visibility
+            from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
             xy = sig.xy
@@ -415,7 +415,7 @@ class ShotTracker:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)
         else:
-            from .occlusion import trajectory_cosine
+            from .infer.occlusion import trajectory_cosine
 
             cos, _ = trajectory_cosine(store, xy, q_feat)
             vis = cos >= cfg["infer.visible_cos"]

@@ -103,11 +103,11 @@ DEFAULTS: dict[str, Any] = {
         "query_chunk": 256,
         "frame_chunk": 32,
         "flow_guided": False,      # weight-free aid: positions from chained flow, visibility helped by the
-        "flow_agree_px": 6.0,      #   learned tracker (tracker/fusion.py); agreement radius, working px
+        "flow_agree_px": 6.0,      #   learned tracker (tracker/infer/flow_guided.py); agreement radius, working px
         "occlusion_fb_scale": 5.0,  #  flow-guided: a step fails at FB error >= this x flow.fb_thresh (flow px)
         "occlusion_fail_run": 2,   #   and this many failed steps in a row end the chain's "alive"
         "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
-        "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/drift.py)
+        "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/infer/drift.py)
     },
 }
 

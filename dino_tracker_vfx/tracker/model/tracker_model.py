@@ -25,7 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_shape
+from ...checks import check_shape
 from .delta_dino import DeltaDino
 from .feature_grid import FeatureGrid, sample_map
 from .refiner import Refiner

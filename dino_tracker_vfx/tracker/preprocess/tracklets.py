@@ -26,11 +26,11 @@ from typing import Iterable
 
 import numpy as np
 
-from ..checks import check_shape
-from ..errors import CacheError, ConfigError
-from ..progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
+from ...checks import check_shape
+from ...errors import CacheError, ConfigError
+from ...progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
 from .flow import FlowField, in_raster, make_engine, sample_flow
-from .quota import draw_with_fg_quota
+from ..train.quota import draw_with_fg_quota
 
 DRIFT_PAIRS = ("dyadic", "start", "none")
 FORMAT = "dtvfx.flow_correspondences.v1"

@@ -21,14 +21,13 @@ direction.
 from __future__ import annotations
 
 import json
-from typing import Iterable, Sequence
+from typing import Sequence
 
 import numpy as np
 
-from ..checks import check_shape
-from ..errors import CacheError
-from ..progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
-from .quota import draw_with_fg_quota
+from ...checks import check_shape
+from ...errors import CacheError
+from ...progress import EtaClock, Progress, ProgressFn, CancelFn, check_cancel
 
 FORMAT = "dtvfx.best_buddies.v1"
 NMS_BOX = 30.0   # public config (half-size; the paper's 60 px box)
@@ -96,7 +95,12 @@ def nms_ratio(sims, best, centres, box: float = NMS_BOX, iou: float = NMS_IOU):
 
 
 def bb_weight(r, sim, a: float = SIG_A, b: float = SIG_B):
-    """Best-buddy confidence ``sigmoid(a*(1-r) + b) * max(2*sim^3, 0)`` (numpy or torch)."""
+    """Best-buddy confidence ``sigmoid(a*(1-r) + b) * max(2*sim^3, 0)`` (numpy or torch).
+
+    ``r = max(r_ij, r_ji)`` is the NMS second/first ratio. METHOD.md writes ``- b`` with ``b = -5.7``; the
+    reference code adds ``b = -5.7``: a pair with ``r = 1`` gets ``sigmoid(-5.7)`` ~ 0, an unambiguous one
+    ``r -> 0`` gets ``sigmoid(21.3)`` ~ 1. We follow the code.
+    """
     if isinstance(r, np.ndarray) or np.isscalar(r):
         r, sim = np.asarray(r, np.float64), np.asarray(sim, np.float64)
         return (1.0 / (1.0 + np.exp(-(a * (1.0 - r) + b))) * np.maximum(2.0 * sim ** 3, 0.0)).astype(np.float32)
@@ -142,49 +146,6 @@ class BestBuddies:
     def __len__(self) -> int:
         return len(self.t_i)
 
-    def sample(self, n: int, fg_ratio: float = 0.7, fg_masks: np.ndarray | None = None,
-               rng: np.random.Generator | None = None, frames: Iterable[int] | None = None):
-        """Draw ``n`` best buddies (uniform over entries, random direction).
-
-        ``frames``: only pairs with both frames in this set. ``fg_masks`` bool ``[T, H, W]`` (working px):
-        ``round(fg_ratio*n)`` with the source point on the foreground, the rest on the background (a side
-        with no candidates hands its share to the other). Returns ``t_i`` int64 [m], ``xy_i`` float32 [m, 2],
-        ``t_j`` int64 [m], ``xy_j`` float32 [m, 2], ``w`` float32 [m]; m < n only when too few exist.
-        """
-        rng = rng if rng is not None else np.random.default_rng()
-        idx = None
-        if frames is not None:
-            F = np.asarray(list(frames), np.int64)
-            idx = np.nonzero(np.isin(self.t_i, F) & np.isin(self.t_j, F))[0]
-        total = len(self) if idx is None else len(idx)
-        out_empty = (np.zeros(0, np.int64), np.zeros((0, 2), np.float32), np.zeros(0, np.int64),
-                     np.zeros((0, 2), np.float32), np.zeros(0, np.float32))
-        if n <= 0 or total == 0:
-            return out_empty
-        def draw(m: int):
-            e = rng.integers(0, total, m)
-            if idx is not None:
-                e = idx[e]
-            flip = rng.random(m) < 0.5
-            t_i = np.where(flip, self.t_j[e], self.t_i[e])
-            t_j = np.where(flip, self.t_i[e], self.t_j[e])
-            xy_i = np.where(flip[:, None], self.xy_j[e], self.xy_i[e])
-            xy_j = np.where(flip[:, None], self.xy_i[e], self.xy_j[e])
-            if fg_masks is not None:
-                H, W = fg_masks.shape[1:]
-                xi = np.clip(np.rint(xy_i[:, 0]).astype(np.int64), 0, W - 1)
-                yi = np.clip(np.rint(xy_i[:, 1]).astype(np.int64), 0, H - 1)
-                is_fg = np.asarray(fg_masks[t_i, yi, xi], bool)
-            else:
-                is_fg = np.zeros(m, bool)
-            return is_fg, None, (t_i, xy_i, t_j, xy_j, self.w[e])
-
-        drawn = draw_with_fg_quota(n, fg_ratio, fg_masks is not None, draw)
-        if drawn is None:
-            return out_empty
-        t_i, xy_i, t_j, xy_j, w = drawn
-        return t_i.astype(np.int64), xy_i.astype(np.float32), t_j.astype(np.int64), xy_j.astype(np.float32), w
-
     def to_arrays(self) -> dict[str, np.ndarray]:
         return {"format": np.array(FORMAT), "num_frames": np.array(self.num_frames, np.int64), "pairs": self.pairs,
                 "t_i": self.t_i, "xy_i": self.xy_i, "t_j": self.t_j, "xy_j": self.xy_j, "sim": self.sim,
@@ -199,11 +160,6 @@ class BestBuddies:
                        d["w"], json.loads(str(d["params"])))
         except KeyError as exc:
             raise CacheError(f"best buddies lack the field {exc.args[0]!r}") from None
-
-    @staticmethod
-    def mine(features, **kwargs) -> "BestBuddies":
-        """Same as :func:`mine_best_buddies`."""
-        return mine_best_buddies(features, **kwargs)
 
 
 def mine_best_buddies(features, stride: int = 7, flow_pairs=None, pairs: Sequence | np.ndarray | None = None,

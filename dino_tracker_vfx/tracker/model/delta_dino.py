@@ -21,7 +21,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..checks import check_shape
+from ...checks import check_shape
 from .feature_grid import FeatureGrid
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

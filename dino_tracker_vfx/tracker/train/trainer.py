@@ -27,12 +27,12 @@ from typing import Any, Callable
 
 import torch
 
-from ..checks import check_shape
-from ..errors import Cancelled
-from ..progress import CancelFn, EtaClock, Progress, ProgressFn
+from ...checks import check_shape
+from ...errors import Cancelled
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn
 from . import losses
-from .config import TrackerConfig
-from .model import TrackerModel, l2n
+from ..config import TrackerConfig
+from ..model.tracker_model import TrackerModel, l2n
 from .sampling import PairPool, TrackletSource, draw_frame_set, sample_mask_points
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ def mutual_nearest_cells(a_n: torch.Tensor, b_n: torch.Tensor, chunk: int = 8192
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mutual nearest neighbours of two normalised maps ``[C, h, w]`` -> (cells of a ``[K]``, cells of b ``[K]``,
     cosine ``[K]``); cells are flat row-major indices. The map view of :func:`best_buddies.mutual_nearest`."""
-    from .best_buddies import mutual_nearest
+    from ..preprocess.best_buddies import mutual_nearest
 
     C = a_n.shape[0]
     ia, ib, sim = mutual_nearest(a_n.reshape(C, -1).t(), b_n.reshape(C, -1).t(), chunk)

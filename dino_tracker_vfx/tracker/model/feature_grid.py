@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_shape
-from ..coords import px_to_norm_t
+from ...checks import check_shape
+from ...coords import px_to_norm_t
 
 DINO_PATCH = 14
 
@@ -59,11 +59,6 @@ class FeatureGrid:
         """(..., 2) working px -> grid_sample coordinates (align_corners=False) on this map."""
         u = (xy - self.offset) / self.stride
         return px_to_norm_t(u, (self.w, self.h))
-
-    def cell_of(self, xy: torch.Tensor) -> torch.Tensor:
-        """(..., 2) working px -> (..., 2) long (j, i) of the nearest cell, clamped to the map."""
-        u = torch.round((xy - self.offset) / self.stride).long()
-        return torch.stack([u[..., 0].clamp(0, self.w - 1), u[..., 1].clamp(0, self.h - 1)], dim=-1)
 
 
 def sample_map(fmap: torch.Tensor, grid: FeatureGrid, xy: torch.Tensor, frame: torch.Tensor | None = None

@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_shape
-from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
-from .infer import FeatureStore
-from .model import EPS, TrackerModel
+from ...checks import check_shape
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from .inference import FeatureStore
+from ..model.tracker_model import EPS, TrackerModel
 
 
 @torch.no_grad()

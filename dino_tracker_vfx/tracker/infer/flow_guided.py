@@ -5,7 +5,7 @@ chained optical flow (the paper's "w/o DINO" ablation); so the preview follows t
 learned tracker where flow has no answer:
 
 * position: each query is chained through the consecutive flows from its frame outward (forward and
-  backward), with the forward-backward check of ``flow.chain_points``; the chain continues after a
+  backward), with the forward-backward check of ``chain.chain_points``; the chain continues after a
   failed check (as the flow baseline does);
 * visibility: inside the flow raster AND (``alive`` OR (the learned feature at the chained position
   matches the query, ``cos >= visible_cos``, AND the tracker's own prediction agrees with the chain
@@ -34,12 +34,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..checks import check_shape
-from ..coords import Resize
-from ..progress import CancelFn, ProgressFn
-from .flow import FlowField, alive_until_failure, chain_steps
-from .infer import FeatureStore
-from .model import EPS
+from ...checks import check_shape
+from ...coords import Resize
+from ...progress import CancelFn, ProgressFn
+from ..preprocess.flow import FlowField
+from .chain import alive_until_failure, chain_steps
+from .inference import FeatureStore
+from ..model.tracker_model import EPS
 
 
 @dataclass

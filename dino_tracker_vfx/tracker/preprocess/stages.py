@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_shape
-from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
-from .config import TrackerConfig
+from ...checks import check_shape
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from ..config import TrackerConfig
 
 
 # ---------------------------------------------------------------------- flow
@@ -120,7 +120,7 @@ def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, 
     if src == "auto":
         src = "masks" if masks else ("all" if cfg.weight_free else "saliency")
     if src == "saliency" and cfg.weight_free:
-        from ..errors import ConfigError
+        from ...errors import ConfigError
 
         raise ConfigError("foreground.source: saliency needs a DINO backbone (weight-free mode: masks or all)",
                           where=cfg.source)

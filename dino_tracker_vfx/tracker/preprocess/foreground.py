@@ -20,9 +20,9 @@ from typing import Mapping
 
 import numpy as np
 
-from ..checks import check_shape
-from ..errors import ConfigError, InputError
-from ..progress import CancelFn, Progress, ProgressFn, check_cancel
+from ...checks import check_shape
+from ...errors import ConfigError, InputError
+from ...progress import CancelFn, Progress, ProgressFn, check_cancel
 
 GROW_PX_PER_FRAME = 3.0
 GROW_MAX_PX = 60.0

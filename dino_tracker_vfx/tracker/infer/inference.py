@@ -16,10 +16,10 @@ from dataclasses import dataclass
 
 import torch
 
-from ..checks import check_shape
-from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
-from .feature_grid import FeatureGrid
-from .model import EPS, TrackerModel
+from ...checks import check_shape
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from ..model.feature_grid import FeatureGrid
+from ..model.tracker_model import EPS, TrackerModel
 
 
 @dataclass
@@ -40,7 +40,7 @@ class FeatureStore:
 
     def sample(self, t: torch.Tensor, xy: torch.Tensor) -> torch.Tensor:
         """Features ``[B, C]`` float32 at working px ``xy [B, 2]`` of frames ``t [B]`` (bilinear)."""
-        from .feature_grid import sample_map
+        from ..model.feature_grid import sample_map
 
         out = torch.empty(len(t), self.phi.shape[1], device=self.phi.device, dtype=torch.float32)
         if len(t) == 0:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..checks import check_shape
+from ...checks import check_shape
 
 
 class PairPool:

@@ -21,8 +21,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from ..errors import WeightsError
-from ..progress import ConsoleBar, Progress, ProgressFn
+from ...errors import WeightsError
+from ...progress import ConsoleBar, Progress, ProgressFn
 
 DINOV2_ARCHS = ("vits14", "vitb14", "vitl14", "vitg14")
 RAFT_FILES = {"raft_small": "raft_small_C_T_V2-01064c6d.pth", "raft_large": "raft_large_C_T_SKHT_V2-ff5fadd5.pth"}
@@ -115,7 +115,7 @@ def _missing(filename: str, url: str | None, why: str) -> WeightsError:
 
 def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = 30.0) -> Path:
     """Download ``url`` to ``dest`` atomically, reporting stage ``weights`` progress (bytes)."""
-    from ..atomic import atomic_path
+    from ...atomic import atomic_path
 
     bar = progress or ConsoleBar()
     dest.parent.mkdir(parents=True, exist_ok=True)

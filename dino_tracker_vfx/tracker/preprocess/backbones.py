@@ -23,8 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checks import check_shape
-from ..errors import ConfigError
+from ...checks import check_shape
+from ...errors import ConfigError
 
 PATCH = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -15,8 +15,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..checks import check_shape
-from ..coords import px_to_norm_t
+from ...checks import check_shape
+from ...coords import px_to_norm_t
 
 HUBER_DELTA = 1.0 / 32.0
 EPS = 1e-8
@@ -112,12 +112,3 @@ def cycle_loss(pred_st: torch.Tensor, xy_t: torch.Tensor, pred_ts: torch.Tensor,
     each point weighted ``gamma ** cyc_dist`` (px), Huber on normalised coordinates, both ways averaged."""
     w = gamma ** cyc_dist.float()
     return 0.5 * (position_loss(pred_st, xy_t, work_wh, w, delta) + position_loss(pred_ts, xy_s, work_wh, w, delta))
-
-
-def bb_ambiguity_weight(r: torch.Tensor, sim: torch.Tensor, a: float = 27.0, b: float = -5.7) -> torch.Tensor:
-    """``sigmoid(a (1 - r) + b) * clamp(2 s^3, 0)`` with ``r = max(r_ij, r_ji)`` the NMS second/first ratio.
-
-    (METHOD.md writes ``- b`` with ``b = -5.7``; the reference adds ``b = -5.7``: a pair with ``r = 1`` gets
-    ``sigmoid(-5.7)`` ~ 0, an unambiguous one ``r -> 0`` gets ``sigmoid(21.3)`` ~ 1. We follow the code.)
-    """
-    return torch.sigmoid(a * (1.0 - r) + b) * torch.clamp(2.0 * sim ** 3, min=0.0)

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..checks import check_shape
-from ..progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
-from .flow import FlowField, sample_flow
+from ...checks import check_shape
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from ..preprocess.flow import FlowField, sample_flow
 
 DEFAULT_MARGIN = 0.5
 PATCH_RADIUS = 5
@@ -68,12 +68,12 @@ def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np
 
     frames: uint8 ``[T, H, W, 3]`` RGB on the flow raster; flow: its consecutive :class:`FlowField`;
     t_q int ``[N]``; xy_q float ``[N, 2]`` flow-raster px; chain_xy float ``[N, T, 2]`` flow-raster px
-    (the chained positions, e.g. from ``flow.chain_points``). Returns (xy float32 ``[N, T, 2]``, used
+    (the chained positions, e.g. from ``chain.chain_points``). Returns (xy float32 ``[N, T, 2]``, used
     bool ``[N, T]``: where the direct candidate was taken). The query image keeps the query exactly.
     ``candidates``: a dict to receive ``direct`` float32 ``[N, T, 2]`` (NaN where not computed),
     ``ncc_direct`` and ``ncc_chain`` float32 ``[N, T]``, so other margins can be tried without new flows.
     """
-    from .flow import make_engine
+    from ..preprocess.flow import make_engine
 
     d = check_shape(chain_xy, "N T 2", "chain_xy")
     N, T = d["N"], d["T"]

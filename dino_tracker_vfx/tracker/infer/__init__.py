@@ -1,0 +1,1 @@
+"""Inference: tracks, occlusion and the flow-guided (weight-free) positions and visibility."""
