@@ -2,7 +2,7 @@
 Motion Trackers, Feature Center + Confidence) and ``aftereffects-jsx`` (``.jsx``: a script making one
 null layer per track with keyed Position).
 
-Conventions (docs/adapters.md, CONVENTIONS.md "After Effects" row), pinned by tests/test_adapters_ae.py:
+Conventions (docs/adapters.md, docs/conventions.md "After Effects" row), pinned by tests/test_adapters_ae.py:
 
 * **origin / y**: top-left, y down, pixel corners (AE layer space: the centre of a 1920x1080 comp is
   (960, 540)): ``x_ae = x + 0.5``, ``y_ae = y + 0.5``. The centre of plate pixel (0, 0) is ``0.5 0.5``;

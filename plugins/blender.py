@@ -1,7 +1,7 @@
 """Blender Movie Clip Editor: tracks into / queries out of a ``.blend`` (``--to blender``), and the
 plain markers document (``.blender.json``, ``--to blender_markers``) the Blender add-on exchanges.
 
-Conventions (CONVENTIONS.md row "Blender clip", pinned by tests/test_adapters_blender.py):
+Conventions (docs/conventions.md row "Blender clip", pinned by tests/test_adapters_blender.py):
 
 * **origin / y**: bottom-left, y up: ``marker.co = ((x + 0.5) / W, (H - y - 0.5) / H)``
   (:func:`dino_tracker_vfx.coords.to_unit_bottom_left`); ``(0, 0)`` is the lower-left image corner.

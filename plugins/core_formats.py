@@ -1,7 +1,7 @@
 """Core track files as adapters: ``json`` (``.json``) and ``csv`` (``.csv``), the formats of
 :mod:`dino_tracker_vfx.tracks` (see its docstring for every field).
 
-Conventions (CONVENTIONS.md, core): origin top-left, y down, centre of the first pixel at (0, 0);
+Conventions (docs/conventions.md, core): origin top-left, y down, centre of the first pixel at (0, 0);
 units plate pixels of the display window; time both as 0-based image index ``t`` and host frame
 number ``frame`` (first frame = the shot's own, e.g. 1001; gaps kept); occlusion: ``visible`` false
 per image, positions kept (NaN/empty where unknown), ``confidence`` 0..1.

@@ -1,6 +1,6 @@
 """Fusion adapter ``fusion`` (``.setting``): Tracker tools with per-axis XYPath splines.
 
-Conventions (docs/adapters.md, CONVENTIONS.md "Fusion" row), pinned by tests/test_adapters_fusion.py:
+Conventions (docs/adapters.md, docs/conventions.md "Fusion" row), pinned by tests/test_adapters_fusion.py:
 
 * **origin / y**: bottom-left, y up, 0..1 of the plate's width / height measured on pixel corners:
   ``u = (x + 0.5) / W``, ``v = (H - (y + 0.5)) / H`` (:func:`dino_tracker_vfx.coords.to_unit_bottom_left`).

@@ -9,7 +9,7 @@ Format (mmSolver ``tools/loadmarker`` "UV Track" JSON, version 4)::
      "camera": {"resolution": [1920, 1080], "film_back_cm": [3.6, 2.025], "lens_center_offset_cm": [0, 0],
                 "per_frame": [{"frame": 1001, "focal_length_cm": 3.5}, ...]}}
 
-Conventions (CONVENTIONS.md row "mmSolver .uv", pinned by tests/test_adapters_matchmove.py):
+Conventions (docs/conventions.md row "mmSolver .uv", pinned by tests/test_adapters_matchmove.py):
 
 * **origin / y**: bottom-left, y up; ``(0, 0)`` the lower-left image corner, ``(1, 1)`` the upper-right
   (:func:`dino_tracker_vfx.coords.to_unit_bottom_left`: ``u = (x + 0.5) / W``, ``v = (H - y - 0.5) / H``).

@@ -1,7 +1,7 @@
 """Nuke adapters: ``nuke`` (``.nk``: Tracker4 nodes + optional CornerPin2D) and ``nuke-ascii``
 (``.nuke.txt``: "Import Ascii" Time+value files, one per track).
 
-Conventions (docs/adapters.md, CONVENTIONS.md "Nuke" row), pinned by tests/test_adapters_nuke.py:
+Conventions (docs/adapters.md, docs/conventions.md "Nuke" row), pinned by tests/test_adapters_nuke.py:
 
 * **origin / y**: bottom-left, y up, pixel corners: ``x_n = x + 0.5``, ``y_n = H - (y + 0.5)``
   (:func:`dino_tracker_vfx.coords.to_bottom_left_corner`). The centre of plate pixel (0, 0) of a

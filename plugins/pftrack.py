@@ -16,7 +16,7 @@ Format (PFTrack's "Export 2D tracks" text; PFTrack 2011 and later)::
 A block per tracker: quoted name, clip number (PFTrack 5: a quoted camera name, ``"Primary"``), frame
 count, then ``frame x y residual`` lines (readers also accept a fifth column, z-depth).
 
-Conventions (CONVENTIONS.md row "PFTrack .2dt", pinned by tests/test_adapters_matchmove.py):
+Conventions (docs/conventions.md row "PFTrack .2dt", pinned by tests/test_adapters_matchmove.py):
 
 * **origin / y**: bottom-left, y up, pixel *centres* on integers: the bottom-left corner of the image is
   ``(-0.5, -0.5)``. That is the pixel-corner space of :func:`dino_tracker_vfx.coords.to_bottom_left_corner`

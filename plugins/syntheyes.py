@@ -8,7 +8,7 @@ Format (File > Export > Plain Trackers > Tracker 2-D Paths, with "Include Outcom
 
 One line per tracker and frame, lines of one tracker together and in ascending frame order.
 
-Conventions (CONVENTIONS.md row "SynthEyes", pinned by tests/test_adapters_matchmove.py):
+Conventions (docs/conventions.md row "SynthEyes", pinned by tests/test_adapters_matchmove.py):
 
 * **origin / y**: top-left, y down. ``u`` runs -1 (left image edge) .. +1 (right edge), ``v`` -1 (top
   edge) .. +1 (bottom edge) - SynthEyes' "-1 to +1, left to right and top to bottom". Image *edges*,

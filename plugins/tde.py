@@ -9,7 +9,7 @@ Format (the text of 3DE4's "Export 2D Tracks" / "Import 2D Tracks" scripts)::
     1 0.500000000000000 1079.500000000000000      frame x y
     ...
 
-Conventions (CONVENTIONS.md row "3DEqualizer v4", pinned by tests/test_adapters_matchmove.py):
+Conventions (docs/conventions.md row "3DEqualizer v4", pinned by tests/test_adapters_matchmove.py):
 
 * **origin / y**: bottom-left, y up; pixel corners: ``x_3de = x + 0.5``, ``y_3de = H - (y + 0.5)``
   (:func:`dino_tracker_vfx.coords.to_bottom_left_corner`); so the centre of the top-left pixel is

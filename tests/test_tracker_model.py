@@ -18,7 +18,7 @@ torch.set_num_threads(1)
 
 def test_delta_dino_has_the_papers_size_and_starts_at_zero():
     net = DeltaDino(1024)
-    assert abs(count_parameters(net) - 7.59e6) < 0.01e6  # METHOD.md: about 7.59M
+    assert abs(count_parameters(net) - 7.59e6) < 0.01e6  # docs/method.md: about 7.59M
     small = DeltaDino(32, (8, 16, 16))
     out = small.forward_native(torch.rand(2, 3, 48, 64))
     assert out.shape == (2, 32, 6, 8)  # ceil(48/8), ceil(64/8)
@@ -47,7 +47,7 @@ def test_dino_grid_matches_the_backbone_patch_centres():
     from dino_tracker_vfx.tracker.preprocess.backbones import patch_centres
 
     g = FeatureGrid.dino((854, 476), 7)
-    assert (g.h, g.w) == (67, 121)  # METHOD.md: 854x476 -> 67x121
+    assert (g.h, g.w) == (67, 121)  # docs/method.md: 854x476 -> 67x121
     np.testing.assert_allclose(g.centres().numpy(), patch_centres(g.h, g.w, 7))
 
 

@@ -1,7 +1,7 @@
 """Readers for point-tracking ground truth; everything becomes :class:`GTVideo` at this boundary.
 
 Inside the project a GT video is a list of **named queries** ``(t, x, y)`` in plate pixels (see
-``CONVENTIONS.md``) with, per query, the GT track ``xy [N, T, 2]`` (plate px, NaN where occluded)
+``docs/conventions.md``) with, per query, the GT track ``xy [N, T, 2]`` (plate px, NaN where occluded)
 and ``visible [N, T]``. Formats read:
 
 * **official TAP-Vid pickles** (DAVIS: ``{name: {video, points, occluded}}``; Kinetics / RGB-Stacking:

@@ -1,6 +1,6 @@
 """Instance-mask propagation by space-time label propagation (DINOv3 notebook / Jabri et al. 2020).
 
-Algorithm (METHOD.md section 8), for every frame ``t`` after (and before) the first given mask:
+Algorithm (docs/method.md section 8), for every frame ``t`` after (and before) the first given mask:
 
 1. ``f_t = source(t)``: L2-normalised patch features ``[C, h, w]`` (see :mod:`.features`).
 2. Context = the **anchor** frames (the first given mask is always kept, plus the latest other given

@@ -1,6 +1,6 @@
 """Tracker settings: one nested dict with a fixed schema, validated field by field.
 
-``DEFAULTS`` holds the paper's values (METHOD.md); presets (``presets/*.yaml``) and user files override
+``DEFAULTS`` holds the paper's values (docs/method.md); presets (``presets/*.yaml``) and user files override
 any subset. Every problem is a :class:`ConfigError` naming the dotted field, e.g.
 ``balanced.yaml: train.iterations: must be an integer >= 1, got -5``.
 

@@ -1,4 +1,4 @@
-"""Occlusion by trajectory agreement (METHOD.md section 5), batched over queries and anchor frames.
+"""Occlusion by trajectory agreement (docs/method.md section 5), batched over queries and anchor frames.
 
 For a query ``q`` with predicted trajectory ``x_hat [T, 2]`` (WORKING px):
 

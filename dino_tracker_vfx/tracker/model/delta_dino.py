@@ -1,6 +1,6 @@
 """Delta-DINO: the small CNN whose output is added to frozen DINO features (``Phi = Phi_DINO + Phi_delta``).
 
-Architecture (METHOD.md section 1): channels ``3 -> 64 -> 128 -> 256 -> C``. Layers 1-3:
+Architecture (docs/method.md section 1): channels ``3 -> 64 -> 128 -> 256 -> C``. Layers 1-3:
 ``Conv2d(k5, stride 1, reflect pad 2) -> BatchNorm2d -> ReLU -> BlurPool`` (anti-aliased stride-2
 downsample, Zhang 2019: reflect pad, depthwise binomial ``[1, 3, 3, 1]`` filter). Layer 4:
 ``Conv2d(k5, dilation 2, reflect pad 4) -> BatchNorm2d``; zero-initialised output so training starts

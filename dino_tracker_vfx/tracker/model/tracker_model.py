@@ -1,4 +1,4 @@
-"""The tracker: features ``Phi``, cosine cost volume, CNN-refiner, soft-argmax (METHOD.md section 1).
+"""The tracker: features ``Phi``, cosine cost volume, CNN-refiner, soft-argmax (docs/method.md section 1).
 
 Shapes and coordinates (all positions are WORKING-resolution pixels ``(x, y)``, pixel-centre convention):
 

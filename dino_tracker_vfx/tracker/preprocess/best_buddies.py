@@ -97,7 +97,7 @@ def nms_ratio(sims, best, centres, box: float = NMS_BOX, iou: float = NMS_IOU):
 def bb_weight(r, sim, a: float = SIG_A, b: float = SIG_B):
     """Best-buddy confidence ``sigmoid(a*(1-r) + b) * max(2*sim^3, 0)`` (numpy or torch).
 
-    ``r = max(r_ij, r_ji)`` is the NMS second/first ratio. METHOD.md writes ``- b`` with ``b = -5.7``; the
+    ``r = max(r_ij, r_ji)`` is the NMS second/first ratio. docs/method.md writes ``- b`` with ``b = -5.7``; the
     reference code adds ``b = -5.7``: a pair with ``r = 1`` gets ``sigmoid(-5.7)`` ~ 0, an unambiguous one
     ``r -> 0`` gets ``sigmoid(21.3)`` ~ 1. We follow the code.
     """

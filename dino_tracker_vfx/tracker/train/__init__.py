@@ -1,1 +1,1 @@
-"""Test-time training of Delta-DINO and the refiner on one shot (METHOD.md sections 3-4)."""
+"""Test-time training of Delta-DINO and the refiner on one shot (docs/method.md sections 3-4)."""

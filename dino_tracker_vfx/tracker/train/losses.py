@@ -1,4 +1,4 @@
-"""Training losses (METHOD.md section 3). Pure functions of tensors; no sampling here.
+"""Training losses (docs/method.md section 3). Pure functions of tensors; no sampling here.
 
 ``L = L_flow + l1 L_dino_bb + l2 L_rfn_bb + l3 L_rfn_cc + l4 L_prior`` with (paper)
 ``l1 = 25e-5, l2 = 5e-5, l3 = 0.5, l4 = 1e-4`` (prior split into norm and angle terms, 1e-4 each).

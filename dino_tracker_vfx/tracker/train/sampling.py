@@ -3,7 +3,7 @@
 A :class:`PairPool` holds correspondences ``(t_i, x_i) <-> (t_j, x_j)`` (flow pairs or best-buddies) as
 device tensors: ``t`` long ``[P]``, ``xy`` float32 ``[P, 2]`` WORKING px, optional weight ``[P]`` and
 a foreground flag ``[P]`` (the ``i`` end in the foreground mask). Each step draws a frame set
-(METHOD.md: 8 frames per step) and then pairs whose two ends both lie in the set, with a
+(docs/method.md: 8 frames per step) and then pairs whose two ends both lie in the set, with a
 foreground ratio (50% flow, 70% best-buddies / cycle points).
 """
 

@@ -1,4 +1,4 @@
-"""Test-time training of Delta-DINO and the refiner (METHOD.md sections 3-4).
+"""Test-time training of Delta-DINO and the refiner (docs/method.md sections 3-4).
 
 Per iteration: draw a frame set (``frames_per_step``), compute ``Phi`` for those frames once, then
 
