@@ -147,23 +147,18 @@ def write_table(path: Path, rows: list[dict], columns: Sequence[str]) -> None:
 
 def open_frames(gt: GTVideo, frames_root, out_dir: Path, first_frame: int | None = None):
     """The shot of ``gt``'s first ``T`` images: from ``frames_root`` (``<idx>_<name>/video/*``) or, when the
-    GT file embeds its video, from PNGs written once to ``out_dir/frames/<key>``."""
-    from ..shots import open_shot
+    GT file embeds its video, from those frames in memory (``shots.from_array``)."""
+    from ..shots import from_array, open_shot
 
     T = gt.n_frames
-    if frames_root is not None:
-        d = find_frames_dir(frames_root, gt)
-    elif gt.video is not None:
-        d = out_dir / "frames" / gt.key
-        if len(list(d.glob("*.png"))) != len(gt.video):
-            import cv2
-
-            d.mkdir(parents=True, exist_ok=True)
-            for t, img in enumerate(gt.video):
-                with atomic.atomic_path(d / f"frame.{t:05d}.png") as tmp:
-                    cv2.imwrite(str(tmp), np.ascontiguousarray(img[..., ::-1]))
-    else:
-        raise InputError(f"video {gt.key}: give --frames (the GT file holds no frames)", where="--frames")
+    if frames_root is None:
+        if gt.video is None:
+            raise InputError(f"video {gt.key}: give --frames (the GT file holds no frames)", where="--frames")
+        if len(gt.video) < T:
+            raise InputError(f"video {gt.key} needs {T} images, the GT file embeds {len(gt.video)}",
+                             where="--gt")
+        return from_array(np.asarray(gt.video[:T]), name=gt.key)
+    d = find_frames_dir(frames_root, gt)
     shot = open_shot(d)
     start = int(shot.frame_numbers[0]) if first_frame is None else int(first_frame)
     have = [int(f) for f in shot.frame_numbers if f >= start][:T]

@@ -10,6 +10,9 @@ Contract
 * ``shot.read_working(t, (w, h))``: the same resized to a working raster (``cv2.INTER_AREA``);
   :meth:`resize` gives the exact :class:`~dino_tracker_vfx.coords.Resize` back to plate pixels.
 * ``shot.load(wh)``: uint8 ``[T, h, w, 3]`` of every image (progress via ``on_progress``).
+
+Shots come from files (:func:`open_shot`) or from memory (:func:`from_array`: display-referred RGB
+frames, for the array API and the evaluation harness).
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ class Shot:
     fps: float | None = None
     seconds: np.ndarray | None = None  # movie: timestamp of each image
     _movie: Movie | None = None
+    _array: np.ndarray | None = None  # from_array: uint8 [T, H, W, 3] display-referred RGB
+    content_hash: str | None = None  # from_array: sha256 of the pixels (the cache's identity of the shot)
 
     # ----------------------------------------------------------------- basics
     def __len__(self) -> int:
@@ -79,6 +84,8 @@ class Shot:
     def read(self, t: int) -> np.ndarray:
         if not 0 <= t < self.n_images:
             raise ShotError(f"image index {t} outside 0..{self.n_images - 1}", where=self.source)
+        if self._array is not None:
+            return self._array[t].astype(np.float32) / 255.0  # display-referred already
         if self._movie is not None:
             rgb = self._movie.read(t)
         else:
@@ -127,6 +134,34 @@ class Shot:
         if self.fps:
             d["fps"] = self.fps
         return d
+
+
+def from_array(frames, frame_numbers=None, fps: float | None = None, name: str = "array") -> Shot:
+    """A shot held in memory: ``frames`` uint8 ``[T, H, W, 3]`` display-referred RGB (numpy or a CPU torch
+    tensor; T >= 1). ``frame_numbers``: int ``[T]`` host frame numbers, strictly increasing (default
+    ``0 .. T-1``). The pixels are copied; the shot is identified by their sha256 (so a cache keyed on it
+    hits only for the same pixels)."""
+    import hashlib
+
+    from ..checks import check_shape
+
+    a = frames.detach().cpu().numpy() if hasattr(frames, "detach") else np.asarray(frames)
+    d = check_shape(a, "T H W 3", "from_array frames")
+    if a.dtype != np.uint8:
+        raise ShotError(f"frames must be uint8 RGB (0..255), got {a.dtype}", where=name)
+    if d["T"] < 1 or d["H"] < 1 or d["W"] < 1:
+        raise ShotError(f"frames must hold at least one non-empty image, got shape {a.shape}", where=name)
+    fr = np.arange(d["T"], dtype=np.int64) if frame_numbers is None else np.asarray(frame_numbers, np.int64)
+    check_shape(fr, "T", "from_array frame_numbers", dims={"T": d["T"]})
+    if len(fr) > 1 and not np.all(np.diff(fr) > 0):
+        raise ShotError("frame_numbers must be strictly increasing", where=name)
+    a = np.ascontiguousarray(a).copy()
+    a.setflags(write=False)
+    W, H = int(d["W"]), int(d["H"])
+    return Shot(source=name, kind="array", frame_numbers=fr, size=(W, H), pixel_aspect=1.0,
+                transform=colour.DisplayTransform("sRGB", "", ""), display_window=(0, 0, W, H),
+                data_window=(0, 0, W, H), channels=("R", "G", "B"), file_format="array",
+                fps=None if fps is None else float(fps), _array=a, content_hash=hashlib.sha256(a.data).hexdigest())
 
 
 def open_shot(spec: str | os.PathLike, frame_range: str | None = None, colorspace: str | None = None,

@@ -5,6 +5,7 @@ centre is (0, 0), origin top-left, y down); :class:`~dino_tracker_vfx.coords.Res
 at the API boundary only.
 
     api.py         track() / ShotTracker: runs the stages below, caches them, returns plate-px tracks
+    predictor.py   track_arrays(): frames uint8 [T, H, W, 3] + queries [N, 3] (t, x, y) -> arrays
     config.py      the settings schema (paper defaults) and the settings hash of each cached stage
     presets.py     named YAML presets (presets/*.yaml) and user preset files
     cache.py       per-shot cache of stage arrays and training checkpoints

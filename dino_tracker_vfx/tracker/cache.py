@@ -40,7 +40,11 @@ CACHE_VERSION = 1
 
 
 def shot_identity(shot) -> dict[str, Any]:
-    """What identifies a shot's pixels: source, frames, size, colour transform and file stats."""
+    """What identifies a shot's pixels: source, frames, size, colour transform and file stats (a shot held
+    in memory, ``shots.from_array``: the sha256 of its pixels instead of files)."""
+    if getattr(shot, "content_hash", None):
+        return {"source": str(shot.source), "frames": [int(f) for f in shot.frame_numbers],
+                "size": [int(shot.size[0]), int(shot.size[1])], "content": str(shot.content_hash)}
     paths = list(getattr(shot, "paths", []) or [])
     files = paths if paths else [str(shot.source)]
     stats = []
