@@ -261,15 +261,20 @@ class ShotTracker:
         return torch.from_numpy(self.frames).to(self.device).permute(0, 3, 1, 2).contiguous()
 
     def train_settings(self) -> dict[str, Any]:
-        """Everything a checkpoint depends on (compared on resume)."""
-        return {"model": self.cfg.stage_settings("model"), "train": self.cfg.stage_settings("train"),
+        """Everything a checkpoint depends on (compared on resume). Not ``train.iterations``: a longer
+        training resumes from a shorter one's checkpoint (nor ``train.checkpoint_every``: no weight changes)."""
+        train = self.cfg.stage_settings("train")
+        train["train"] = {k: v for k, v in train["train"].items() if k not in ("iterations", "checkpoint_every")}
+        return {"model": self.cfg.stage_settings("model"), "train": train,
                 "inputs": {k: self.keys.get(k) for k in ("frames", "correspondences", "features", "foreground",
                                                          "best_buddies")},
                 "work_wh": list(self.work_wh), "seed": self.seed}
 
     def train(self, iterations: int | None = None) -> "ShotTracker":
         """Test-time training up to ``iterations`` (default: the preset's). Resumes from the newest
-        checkpoint in the cache, or continues this object's own training when called again."""
+        checkpoint in the cache at or below ``iterations`` (a longer training continues a shorter one; the
+        iterations already trained keep their schedule: the refiner losses started at ``rfn_after`` times
+        the count asked for then), or continues this object's own training when called again."""
         if self.frames is None:
             self.prepare()
         cfg = self.cfg
@@ -278,7 +283,7 @@ class ShotTracker:
             self.model = self.build_model().eval()
             return self
         if self._trainer is None:
-            self._trainer = self._make_trainer()
+            self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
         t0 = time.perf_counter()
         self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
@@ -286,7 +291,7 @@ class ShotTracker:
         self.history = self._trainer.history
         return self
 
-    def _make_trainer(self) -> Trainer:
+    def _make_trainer(self, target: int) -> Trainer:
         cfg, dev = self.cfg, self.device
         self.model = self.build_model()
         images = self._images()
@@ -316,7 +321,7 @@ class ShotTracker:
 
         trainer = Trainer(self.model, TrainData(images, self.dino, fg, flow, bb), cfg, seed=self.seed, save=save,
                           progress=self.progress, cancel=self.cancel)
-        st = self.cache.latest_checkpoint(ckey, settings)
+        st = self.cache.latest_checkpoint(ckey, settings, at_most=target)
         if st is not None:
             trainer.load_state_dict(st)
             log.info("resuming training at iteration %d", trainer.iteration)
