@@ -22,6 +22,7 @@ rasters over 2047 px: error <= 1/64 px); about 8 bytes per (tracklet, frame).
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Iterable
 
 import numpy as np
@@ -34,6 +35,9 @@ from .quota import draw_with_fg_quota
 
 DRIFT_PAIRS = ("dyadic", "start", "none")
 FORMAT = "dtvfx.flow_correspondences.v1"
+# nearest-tracklet maps kept for covered() (4 bytes a pixel each: 327 frames of 854x480). Best-buddy
+# mining asks about both frames of every pair, so every frame is asked for again and again.
+NEAREST_CACHE_BYTES = 512 * 2**20
 
 
 def _quant_scale(wh: tuple[int, int]) -> float:
@@ -74,7 +78,8 @@ class FlowCorrespondences:
         d = check_shape(self.xy_q, "P 2", "FlowCorrespondences.xy_q", dims={"P": int(self.ptr[-1])})
         check_shape(self.ids, "P", "FlowCorrespondences.ids", dims=d)
         check_shape(self.end, "K", "FlowCorrespondences.end", dims={"K": len(self.start)})
-        self._nearest_cache: tuple | None = None
+        self._nearest_cache: OrderedDict = OrderedDict()  # (t, max_dist) -> int32 [H, W] ids or None (LRU)
+        self.nearest_builds = 0  # maps built so far (for tests and profiling)
 
     # ------------------------------------------------------------------------------------------ access
 
@@ -183,17 +188,29 @@ class FlowCorrespondences:
         -1 when none lies within ``max_dist`` px (None: any distance)."""
         xy = np.asarray(xy, np.float32).reshape(-1, 2)
         W, H = self.wh
-        if self._nearest_cache is None or self._nearest_cache[0] != t:
-            self._nearest_cache = (t, self._nearest_map(t))
-        nmap, dist = self._nearest_cache[1]
+        nmap = self._nearest_ids(int(t), max_dist)
         if nmap is None:
             return np.full(len(xy), -1, np.int64)
         xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
         yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
-        ids = nmap[yi, xi].astype(np.int64)
-        if max_dist is not None and dist is not None:
-            ids[dist[yi, xi] > max_dist] = -1
-        return ids
+        return nmap[yi, xi].astype(np.int64)
+
+    def _nearest_ids(self, t: int, max_dist: float | None) -> np.ndarray | None:
+        """int32 ``[H, W]``: the nearest tracklet of frame t at each pixel, -1 beyond ``max_dist`` (None when the
+        frame has none); kept per (frame, max_dist) in a least-recently-used cache of ``NEAREST_CACHE_BYTES``."""
+        key = (t, None if max_dist is None else float(max_dist))
+        if key in self._nearest_cache:
+            self._nearest_cache.move_to_end(key)
+            return self._nearest_cache[key]
+        nmap, dist = self._nearest_map(t)
+        self.nearest_builds += 1
+        if nmap is not None and max_dist is not None and dist is not None:
+            nmap = np.where(dist > max_dist, np.int32(-1), nmap)
+        self._nearest_cache[key] = nmap
+        per = 4 * self.wh[0] * self.wh[1]
+        while len(self._nearest_cache) > max(2, NEAREST_CACHE_BYTES // per):
+            self._nearest_cache.popitem(last=False)
+        return nmap
 
     def _nearest_map(self, t: int):
         import cv2
