@@ -5,8 +5,8 @@ Long work takes ``progress: ProgressFn | None`` and ``cancel: CancelFn | None``:
     progress(Progress(stage="train", done=1200, total=10000, iteration=1200, eta_s=431.0))
     if cancel and cancel(): raise Cancelled(...)   # after saving what can be resumed
 
-Stages used by the tracker: ``load``, ``flow``, ``features``, ``best_buddies``, ``foreground``,
-``train``, ``infer``, ``occlusion``; others may add their own names.
+``stage`` is one of :data:`dino_tracker_vfx.stages.NAMES` (the ordered list the tracker, the jobs and
+the docs share); any other name raises ValueError.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from . import stages as _stages
 from .errors import Cancelled
 
 
@@ -29,6 +30,9 @@ class Progress:
     iteration: int | None = None
     eta_s: float | None = None
     message: str = ""
+
+    def __post_init__(self):
+        _stages.check(self.stage)
 
     @property
     def fraction(self) -> float:

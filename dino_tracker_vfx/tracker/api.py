@@ -17,9 +17,10 @@
 Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
 :class:`coords.Resize`) is the only plate <-> working conversion.
 
-Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``): ``load`` -> ``flow`` ->
-correspondences -> ``features`` (DINO, skipped weight-free) -> ``foreground`` -> ``best_buddies`` ->
-``train`` -> refined ``features`` -> ``infer`` -> ``occlusion``.
+Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``; the names and their order
+are :data:`dino_tracker_vfx.stages.STAGES`): ``load`` -> ``flow`` -> ``tracklets`` -> ``features`` (DINO,
+skipped weight-free) -> ``foreground`` -> ``best_buddies`` -> ``train`` -> ``refine`` (refined features)
+-> ``infer`` -> ``drift`` (flow-guided drift correction) -> ``occlusion``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from .sampling import PairPool, TrackletSource
 from .train import TrainData, Trainer
 
 log = logging.getLogger(__name__)
+# the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
+_CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -143,7 +146,7 @@ class ShotTracker:
         t0 = time.perf_counter()
         hit = self.cache.load(name, key)
         if hit is not None:
-            self._report(name, 1, 1, "cached")
+            self._report(_CACHE_STAGE_PROGRESS.get(name, name), 1, 1, "cached")
             self.timings[label] = time.perf_counter() - t0
             return hit[0], key
         arrays = compute()
