@@ -188,12 +188,13 @@ class ShotTracker:
             flow_frames = arr["frames"]
         self.flow_frames = flow_frames
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
-                                                                                self.cancel))
+                                                                                self.cancel, self.device),
+                                  settings=prep.flow_settings(cfg))
         self.flow = prep.flow_from_arrays(arr, cfg)
 
         arr, k_corr = self._stage("correspondences", [k_flow],
                                   lambda: prep.correspondence_arrays(self.flow, flow_frames, cfg, self.progress,
-                                                                     self.cancel))
+                                                                     self.cancel, self.device))
         self.corr = prep.correspondences_from_arrays(arr)
 
         k_feat = "none"
@@ -229,7 +230,7 @@ class ShotTracker:
         k_ff = k_frames if self.flow_wh == self.work_wh else ShotCache.key("frames", {"work_wh": list(self.flow_wh)},
                                                                            [sk])
         k_feat = ShotCache.key("features", self.cfg.stage_settings("features"), [sk, k_frames])
-        k_flow = ShotCache.key("flow", self.cfg.stage_settings("flow"), [sk, k_ff])
+        k_flow = ShotCache.key("flow", prep.flow_settings(self.cfg), [sk, k_ff])
 
         def missing(stage, key):
             p = self.cache.entry_path(stage, key)

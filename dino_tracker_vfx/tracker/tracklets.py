@@ -278,12 +278,12 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
                     drift_thresh: float = 2.0, direct_fb_thresh: float = 1.5, drift_pairs: str = "dyadic",
                     seed_step: int = 1, min_length: int = 2, method: str | None = None, weights=None,
                     flow_params: dict | None = None, progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> FlowCorrespondences:
+                    cancel: CancelFn | None = None, device=None) -> FlowCorrespondences:
     """Chain dense tracklets through ``flow`` (see the module docstring).
 
     frames: uint8 ``[T, H, W, 3]`` (needed for the drift filter's direct flows; may be None when
     ``drift_pairs == "none"``). flow: FlowField of the same T, H, W. Direct flows use ``method`` /
-    ``flow_params`` (default: those of ``flow``). Progress stage ``tracklets``.
+    ``flow_params`` (default: those of ``flow``), RAFT on ``device``. Progress stage ``tracklets``.
     """
     T = flow.num_frames
     W, H = flow.size
@@ -299,7 +299,8 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
         raise ConfigError(f"seed_step must be >= 1, got {seed_step}", where="tracklets.seed_step")
     engine = None
     if drift_pairs != "none" and T > 2:
-        engine = make_engine(method or flow.method, weights, flow_params if flow_params is not None else flow.params)
+        engine = make_engine(method or flow.method, weights, flow_params if flow_params is not None else flow.params,
+                             device=device)
     q = _quant_scale((W, H))
     gy, gx = np.mgrid[0:H:step, 0:W:step]
     grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)  # seed pixels (x, y)
@@ -337,8 +338,7 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
                 sel = np.nonzero(ok & (alive_start <= a))[0]
                 if len(sel) == 0:
                     continue
-                fab = engine(engine.gray(frames[a]), engine.gray(frames[b]))
-                fba = engine(engine.gray(frames[b]), engine.gray(frames[a]))
+                fab, fba = engine.both_ways(engine.gray(frames[a]), engine.gray(frames[b]))
                 # positions at frame a (ids are ascending within every frame's entries)
                 ka = np.searchsorted(frame_ids[a], alive_ids[sel])
                 pa = frame_xy[a][ka].astype(np.float32) / np.float32(q) - np.float32(0.5)
