@@ -86,7 +86,7 @@ def test_cancel_then_resume_gives_the_uninterrupted_result(shot, tmp_path):
     events = []
     st2 = ShotTracker(shot, TINY_WF, cache_dir=tmp_path / "c", seed=3, progress=events.append)
     st2.prepare()
-    assert all(e.message == "cached" for e in events if e.stage in ("frames", "flow", "correspondences"))
+    assert all(e.message == "cached" for e in events if e.stage in ("load", "flow", "tracklets"))
     st2.train()
     first_train = next(e for e in events if e.stage == "train")
     assert first_train.done > 0  # resumed, not restarted

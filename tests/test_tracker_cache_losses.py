@@ -69,9 +69,9 @@ def test_checkpoints_keep_the_newest_and_refuse_other_settings(tmp_path):
     with pytest.raises(CacheError, match=r"other settings .*train.iterations: 10 vs 20"):
         read_checkpoint(files[-1], {"train": {"iterations": 20}, "seed": 0})
     files[-1].write_bytes(b"not a checkpoint")
-    with pytest.warns(UserWarning, match="corrupt checkpoint"):
+    with pytest.warns(UserWarning, match="unusable checkpoint"):
         assert c.latest_checkpoint("key1", s)["iteration"] == 4
-    with pytest.raises(CacheError, match="unreadable checkpoint"):
+    with pytest.raises(CacheError, match="unusable checkpoint"):
         (tmp_path / "junk.pt").write_bytes(b"xx")
         read_checkpoint(tmp_path / "junk.pt", s)
 

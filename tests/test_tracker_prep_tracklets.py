@@ -107,3 +107,33 @@ def test_bad_settings():
         build_tracklets(None, ff, drift_pairs="none", seed_step=0)
     half = build_tracklets(None, FlowField(ff.fwd, ff.bwd), drift_pairs="none", seed_step=2)
     assert half.num_entries < build_tracklets(None, ff, drift_pairs="none").num_entries / 3
+
+
+def test_covered_builds_one_nearest_map_per_frame_for_the_best_buddy_access_pattern(monkeypatch):
+    from dino_tracker_vfx.tracker.preprocess.best_buddies import all_pairs
+
+    T, W, H = 6, 40, 30
+    ff = constant_flow(T, W, H, (1.0, 0.0))
+    ff.bwd[1, :, 10:14] += 4.0
+    fc = build_tracklets(None, ff, drift_pairs="none", seed_step=2)  # holes between seeds: distances matter
+    builds = []
+    real = FlowCorrespondences._nearest_map
+    monkeypatch.setattr(FlowCorrespondences, "_nearest_map", lambda self, t: builds.append(t) or real(self, t))
+    rng = np.random.default_rng(0)
+    pts = rng.uniform([-2, -2], [W + 1, H + 1], (200, 2)).astype(np.float32)
+    got = []
+    for s, t in all_pairs(T):  # mine_best_buddies asks about both frames of each pair, alternately
+        got.append(fc.covered(s, pts, t))
+        got.append(fc.covered(t, pts, s))
+    assert sorted(builds) == list(range(T)), "a frame's nearest-tracklet map was rebuilt"
+    ref = []
+    for s, t in all_pairs(T):  # a fresh store per call: the uncached answer
+        ref.append(FlowCorrespondences.from_arrays(fc.to_arrays()).covered(s, pts, t))
+        ref.append(FlowCorrespondences.from_arrays(fc.to_arrays()).covered(t, pts, s))
+    for a, b in zip(got, ref):
+        np.testing.assert_array_equal(a, b)
+    assert any(a.any() and not a.all() for a in got)
+    # another max_dist is another map (the distance cut is part of it)
+    n = len(builds)
+    wide = fc.covered(0, pts, 3, max_dist=None)
+    assert len(builds) == n + 1 and wide.sum() >= got[4].sum()

@@ -14,7 +14,9 @@ DESCRIPTION = """Track query points through a shot with DINO-Tracker (test-time 
 Queries (CSV or JSON, plate pixels, origin top-left; see docs/tracker.md) name an image index `t` or a
 host `frame` each. Masks (mattes, palette PNGs, id EXRs; PATH or PATH@FRAME) mark the foreground that
 training samples favour. Every stage and the training checkpoints are cached under --cache, so a
-cancelled run (Ctrl-C) resumes where it stopped and a second query file reuses the trained tracker.
+cancelled run (Ctrl-C: a checkpoint is saved, exit 130; press it twice to stop at once) resumes where
+it stopped, a second query file reuses the trained tracker, and a larger train.iterations (a YAML
+preset) continues from the last checkpoint.
 
 presets: paper (ViT-L/14, the paper's settings, GPU), balanced, fast (GPU), cpu-preview (weight-free:
 no DINOv2 weights needed, minutes on a CPU; lower quality), or a YAML file (see presets/).
@@ -50,7 +52,7 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from ..errors import InputError
     from ..inputs import read_masks, read_queries
-    from ..progress import ConsoleBar
+    from ..progress import ConsoleBar, SignalCancel
     from ..tracker.api import ShotTracker
     from ..tracker.presets import load_preset
 
@@ -62,11 +64,12 @@ def run(args) -> int:
     queries = read_queries(args.queries, shot)
     masks = read_masks(args.masks, shot) if args.masks else None
     bar = ConsoleBar()
-    st = ShotTracker(shot, cfg, masks=masks, cache_dir=args.cache or default_cache_dir(), device=args.device,
-                     seed=args.seed, progress=bar)
-    st.prepare()
-    st.train()
-    tracks = st.infer(queries)
+    with SignalCancel() as cancel:  # Ctrl-C: checkpoint, then exit 130 (cli.main)
+        st = ShotTracker(shot, cfg, masks=masks, cache_dir=args.cache or default_cache_dir(), device=args.device,
+                         seed=args.seed, progress=bar, cancel=cancel)
+        st.prepare()
+        st.train()
+        tracks = st.infer(queries)
     tracks.save(out)
     vis = float(tracks.visible.mean()) if tracks.visible.size else 0.0
     print(f"{out}: {tracks.n_tracks} tracks x {tracks.n_images} images, {vis:.0%} visible "

@@ -30,6 +30,7 @@ import yaml
 
 from ..errors import UserError
 from ..progress import Progress, ProgressFn
+from ..stages import NAMES
 from . import lock as _lock
 from . import status as _status
 from .spec import JobSpec
@@ -222,7 +223,8 @@ def _mark(job_dir: Path, state: str, message: str) -> None:
 
 def status_progress(st: dict) -> Progress:
     """A job's status as a :class:`Progress` (for ConsoleBar and host progress bars): 0..1000 of the job."""
-    return Progress(stage=st.get("stage") or st.get("state") or "queued",
+    stage = st.get("stage")
+    return Progress(stage=stage if stage in NAMES else "queued",
                     done=int(round(1000 * float(st.get("progress") or 0.0))), total=1000,
                     iteration=st.get("iteration"), eta_s=st.get("eta_s"), message=st.get("message") or "")
 

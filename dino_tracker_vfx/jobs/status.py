@@ -6,8 +6,8 @@ It is always rewritten whole through :func:`dino_tracker_vfx.atomic.atomic_path`
     format, version           "dtvfx.job.status", 1
     job, job_dir, spec, log   job name, absolute job directory, spec copy, log file
     state                     queued | running | done | failed | cancelled   (written by the worker)
-    stage                     tracker stage (load, frames, flow, correspondences, features, foreground,
-                              best_buddies, train, infer, occlusion) or a job stage (waiting, objects, outputs)
+    stage                     the current stage (dino_tracker_vfx/stages.py: load, flow, tracklets,
+                              features, ..., train, ..., outputs; docs/jobs.md lists them)
     stage_done, stage_total   progress inside the stage
     progress                  0..1 over the whole job
     iteration, eta_s          training iteration; estimated seconds left in the stage (null = unknown)
@@ -37,6 +37,7 @@ from typing import Any
 
 from .. import atomic
 from ..progress import Progress
+from ..stages import job_fraction
 from . import lock as _lock
 
 STATUS_FILE = "status.json"
@@ -45,11 +46,6 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 REPORTED = STATES + ("died",)
 
-# Share of the whole job per stage (the tracker's stages, then the job's own).
-STAGE_WEIGHTS = {"waiting": 0.0, "load": 0.01, "frames": 0.01, "flow": 0.06, "correspondences": 0.03,
-                 "features": 0.05, "foreground": 0.02, "best_buddies": 0.05, "train": 0.62, "infer": 0.06,
-                 "occlusion": 0.05, "objects": 0.02, "outputs": 0.02}
-STAGE_ORDER = list(STAGE_WEIGHTS)
 
 
 def now_iso() -> str:
@@ -190,16 +186,6 @@ def read_spawn(job_dir: str | os.PathLike) -> dict:
         return {}
 
 
-def stage_fraction(stage: str | None, frac: float) -> float:
-    """Overall 0..1 progress at ``frac`` through ``stage``."""
-    if stage not in STAGE_WEIGHTS:
-        return -1.0
-    total = sum(STAGE_WEIGHTS.values())
-    i = STAGE_ORDER.index(stage)
-    before = sum(STAGE_WEIGHTS[s] for s in STAGE_ORDER[:i])
-    return min(1.0, (before + STAGE_WEIGHTS[stage] * max(0.0, min(1.0, frac))) / total)
-
-
 class StatusWriter:
     """The worker's view of status.json: every change rewritten atomically; progress updates at most
     every ``min_interval`` seconds (stage changes and final states always). A full disk while writing
@@ -233,7 +219,7 @@ class StatusWriter:
             self._train_seen = True
             self.st["train_started_at"] = int(p.iteration if p.iteration is not None else p.done)
             new_stage = True
-        overall = stage_fraction(p.stage, p.fraction)
+        overall = job_fraction(p.stage, p.fraction)
         self.st.update(stage=p.stage, stage_done=int(p.done), stage_total=int(p.total),
                        iteration=p.iteration, eta_s=None if p.eta_s is None else round(float(p.eta_s), 1),
                        message=p.message or "")
@@ -268,4 +254,4 @@ def release_reserve(job_dir: Path) -> bool:
 
 
 __all__ = ["STATES", "FINAL", "REPORTED", "read_status", "write_status", "effective_state", "StatusWriter",
-           "new_status", "now_iso", "parse_iso", "pid_alive", "hostname", "stage_fraction"]
+           "new_status", "now_iso", "parse_iso", "pid_alive", "hostname"]

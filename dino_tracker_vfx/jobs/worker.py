@@ -20,16 +20,14 @@ import errno
 import hashlib
 import importlib
 import os
-import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import Cancelled, ConfigError, UserError
-from ..progress import Progress, ProgressFn
+from ..progress import Progress, ProgressFn, catch_signals
 from . import lock as _lock
 from . import status as _status
 from .spec import JobSpec, merged_preset, read_yaml, spec_from_dict
@@ -120,27 +118,10 @@ def input_key(spec: JobSpec, shot) -> str:
 
 
 def _install_signals(flag: CancelFlag) -> Callable[[], None]:
-    if threading.current_thread() is not threading.main_thread():
-        return lambda: None
-    old = {}
+    def on_signal(name: str) -> None:
+        flag.signalled = name
 
-    def handler(signum, _frame):
-        flag.signalled = signal.Signals(signum).name
-
-    for s in (signal.SIGTERM, signal.SIGINT):
-        try:
-            old[s] = signal.signal(s, handler)
-        except (ValueError, OSError):
-            pass
-
-    def restore():
-        for s, h in old.items():
-            try:
-                signal.signal(s, h)
-            except (ValueError, OSError):
-                pass
-
-    return restore
+    return catch_signals(on_signal)
 
 
 def run_job(job_dir: str | os.PathLike, *, progress: ProgressFn | None = None, executor: str = "foreground",

@@ -11,7 +11,7 @@ Contract (every source)
 
 Sources
 -------
-* :class:`DinoFeatures`   - a frozen DINOv2 backbone (``tracker.backbones`` + ``tracker.weights``) when
+* :class:`DinoFeatures`   - a frozen DINOv2 backbone (``tracker.preprocess.backbones`` + ``.weights``) when
   weights are present; ``random_weights=True`` builds the same network untrained (timing only).
 * :class:`TrackerFeatures` - the refined features of the shot's own trained DINO-Tracker
   (``tracker.api.ShotTracker.features``); without DINO weights that is the weight-free Delta-CNN.
@@ -265,7 +265,7 @@ class TrackerFeatures:
 
 
 class DinoFeatures:
-    """A frozen DINOv2 backbone (A1's ``tracker.backbones.DinoV2``): patch tokens of one block.
+    """A frozen DINOv2 backbone (``tracker.preprocess.backbones.DinoV2``): patch tokens of one block.
 
     ``model``: a ``DinoV2`` (``forward(images [B, 3, H, W] RGB 0..1) -> [B, C, h, w]``, attributes ``stride``,
     ``name``, ``layer``); ``frames``: callable ``t -> float32 RGB [H, W, 3]`` in 0..1 at plate size;

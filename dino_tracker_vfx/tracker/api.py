@@ -17,9 +17,10 @@
 Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
 :class:`coords.Resize`) is the only plate <-> working conversion.
 
-Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``): ``load`` -> ``flow`` ->
-correspondences -> ``features`` (DINO, skipped weight-free) -> ``foreground`` -> ``best_buddies`` ->
-``train`` -> refined ``features`` -> ``infer`` -> ``occlusion``.
+Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``; the names and their order
+are :data:`dino_tracker_vfx.stages.STAGES`): ``load`` -> ``flow`` -> ``tracklets`` -> ``features`` (DINO,
+skipped weight-free) -> ``foreground`` -> ``best_buddies`` -> ``train`` -> ``refine`` (refined features)
+-> ``infer`` -> ``drift`` (flow-guided drift correction) -> ``occlusion``.
 """
 
 from __future__ import annotations
@@ -51,6 +52,8 @@ from .train.sampling import PairPool, TrackletSource
 from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
+# the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
+_CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
 
 def resolve_device(device: str | None) -> torch.device:
@@ -143,7 +146,7 @@ class ShotTracker:
         t0 = time.perf_counter()
         hit = self.cache.load(name, key)
         if hit is not None:
-            self._report(name, 1, 1, "cached")
+            self._report(_CACHE_STAGE_PROGRESS.get(name, name), 1, 1, "cached")
             self.timings[label] = time.perf_counter() - t0
             return hit[0], key
         arrays = compute()
@@ -185,12 +188,13 @@ class ShotTracker:
             flow_frames = arr["frames"]
         self.flow_frames = flow_frames
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
-                                                                                self.cancel))
+                                                                                self.cancel, self.device),
+                                  settings=prep.flow_settings(cfg))
         self.flow = prep.flow_from_arrays(arr, cfg)
 
         arr, k_corr = self._stage("correspondences", [k_flow],
                                   lambda: prep.correspondence_arrays(self.flow, flow_frames, cfg, self.progress,
-                                                                     self.cancel))
+                                                                     self.cancel, self.device))
         self.corr = prep.correspondences_from_arrays(arr)
 
         k_feat = "none"
@@ -226,7 +230,7 @@ class ShotTracker:
         k_ff = k_frames if self.flow_wh == self.work_wh else ShotCache.key("frames", {"work_wh": list(self.flow_wh)},
                                                                            [sk])
         k_feat = ShotCache.key("features", self.cfg.stage_settings("features"), [sk, k_frames])
-        k_flow = ShotCache.key("flow", self.cfg.stage_settings("flow"), [sk, k_ff])
+        k_flow = ShotCache.key("flow", prep.flow_settings(self.cfg), [sk, k_ff])
 
         def missing(stage, key):
             p = self.cache.entry_path(stage, key)
@@ -261,15 +265,20 @@ class ShotTracker:
         return torch.from_numpy(self.frames).to(self.device).permute(0, 3, 1, 2).contiguous()
 
     def train_settings(self) -> dict[str, Any]:
-        """Everything a checkpoint depends on (compared on resume)."""
-        return {"model": self.cfg.stage_settings("model"), "train": self.cfg.stage_settings("train"),
+        """Everything a checkpoint depends on (compared on resume). Not ``train.iterations``: a longer
+        training resumes from a shorter one's checkpoint (nor ``train.checkpoint_every``: no weight changes)."""
+        train = self.cfg.stage_settings("train")
+        train["train"] = {k: v for k, v in train["train"].items() if k not in ("iterations", "checkpoint_every")}
+        return {"model": self.cfg.stage_settings("model"), "train": train,
                 "inputs": {k: self.keys.get(k) for k in ("frames", "correspondences", "features", "foreground",
                                                          "best_buddies")},
                 "work_wh": list(self.work_wh), "seed": self.seed}
 
     def train(self, iterations: int | None = None) -> "ShotTracker":
         """Test-time training up to ``iterations`` (default: the preset's). Resumes from the newest
-        checkpoint in the cache, or continues this object's own training when called again."""
+        checkpoint in the cache at or below ``iterations`` (a longer training continues a shorter one; the
+        iterations already trained keep their schedule: the refiner losses started at ``rfn_after`` times
+        the count asked for then), or continues this object's own training when called again."""
         if self.frames is None:
             self.prepare()
         cfg = self.cfg
@@ -278,7 +287,7 @@ class ShotTracker:
             self.model = self.build_model().eval()
             return self
         if self._trainer is None:
-            self._trainer = self._make_trainer()
+            self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
         t0 = time.perf_counter()
         self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
@@ -286,7 +295,7 @@ class ShotTracker:
         self.history = self._trainer.history
         return self
 
-    def _make_trainer(self) -> Trainer:
+    def _make_trainer(self, target: int) -> Trainer:
         cfg, dev = self.cfg, self.device
         self.model = self.build_model()
         images = self._images()
@@ -316,7 +325,7 @@ class ShotTracker:
 
         trainer = Trainer(self.model, TrainData(images, self.dino, fg, flow, bb), cfg, seed=self.seed, save=save,
                           progress=self.progress, cancel=self.cancel)
-        st = self.cache.latest_checkpoint(ckey, settings)
+        st = self.cache.latest_checkpoint(ckey, settings, at_most=target)
         if st is not None:
             trainer.load_state_dict(st)
             log.info("resuming training at iteration %d", trainer.iteration)

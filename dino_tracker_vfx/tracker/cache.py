@@ -14,6 +14,18 @@ deleted and recomputed. A checkpoint whose recorded settings differ from the one
 :class:`CacheError` naming the differing fields (it can only happen when files were moved by hand
 or a checkpoint is loaded explicitly).
 
+Checkpoints hold plain data only - tensors and dicts / lists / tuples of numbers, strings, booleans and
+None (:func:`check_plain` refuses anything else before writing) - and are read with
+``torch.load(weights_only=True)``, so a file in a cache folder never runs code when loaded (cache folders
+may be shared, and the user never names the files in them). A checkpoint file that is not plain data
+(e.g. a pickle with code in it) is refused: in the cache it is reported with a warning, deleted and
+ignored (training starts anew or from an older checkpoint); named explicitly
+(:func:`read_checkpoint`) it raises :class:`CacheError`.
+
+A checkpoint key leaves out ``train.iterations`` (and ``train.checkpoint_every``, which changes no
+weight): raising the count resumes from the newest checkpoint, and a lower count uses the newest
+checkpoint at or below it (``latest_checkpoint(..., at_most=)``); pruning keeps later checkpoints.
+
 ``root=None`` keeps nothing on disk (everything is recomputed; training cannot resume).
 """
 
@@ -23,6 +35,7 @@ import io
 import json
 import logging
 import os
+import pickle
 import re
 import warnings
 import zipfile
@@ -130,29 +143,37 @@ class ShotCache:
         return None if self.root is None else self.root / "checkpoints" / key
 
     def save_checkpoint(self, key: str, iteration: int, state: dict[str, Any], keep: int = 2) -> Path | None:
+        """Write ``state`` (plain data only, :func:`check_plain`) as ``iter_<iteration>.pt``; keeps the
+        ``keep`` newest checkpoints up to ``iteration`` and every later one (a longer training's)."""
         d = self.checkpoint_dir(key)
         if d is None:
             return None
         import torch
 
+        check_plain(state, "checkpoint")
         d.mkdir(parents=True, exist_ok=True)
         p = d / f"iter_{iteration:07d}.pt"
         buf = io.BytesIO()
         torch.save(state, buf)
         atomic.write_bytes(p, buf.getvalue())
-        for old in sorted(d.glob("iter_*.pt"))[:-keep]:
+        older = [q for q in _checkpoint_files(d) if _iteration_of(q) < iteration]
+        for old in older[:max(0, len(older) - (keep - 1))]:
             try:
                 old.unlink()
             except OSError:
                 pass
         return p
 
-    def latest_checkpoint(self, key: str, settings: dict[str, Any]) -> dict[str, Any] | None:
-        """Newest readable checkpoint of ``key`` (corrupt ones warn and are skipped), checked against ``settings``."""
+    def latest_checkpoint(self, key: str, settings: dict[str, Any], at_most: int | None = None
+                          ) -> dict[str, Any] | None:
+        """Newest readable checkpoint of ``key`` (at or below iteration ``at_most`` when given; corrupt or
+        unsafe ones warn and are deleted), checked against ``settings``."""
         d = self.checkpoint_dir(key)
         if d is None or not d.is_dir():
             return None
-        for p in sorted(d.glob("iter_*.pt"), reverse=True):
+        for p in reversed(_checkpoint_files(d)):
+            if at_most is not None and _iteration_of(p) > at_most:
+                continue
             st = read_checkpoint(p, settings, corrupt_ok=True)
             if st is not None:
                 return st
@@ -160,29 +181,66 @@ class ShotCache:
 
 
 _ITER_RE = re.compile(r"iter_(\d+)\.pt$")
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _iteration_of(p: Path) -> int:
+    m = _ITER_RE.search(p.name)
+    return int(m.group(1)) if m else -1
+
+
+def _checkpoint_files(d: Path) -> list[Path]:
+    """``iter_<n>.pt`` files of a checkpoint folder, oldest first."""
+    return sorted((p for p in d.glob("iter_*.pt") if _ITER_RE.search(p.name)), key=_iteration_of)
+
+
+def check_plain(obj: Any, where: str = "state") -> None:
+    """TypeError unless ``obj`` is tensors and dicts / lists / tuples of numbers, strings, booleans, None
+    (what ``torch.load(weights_only=True)`` reads back)."""
+    import torch
+
+    if isinstance(obj, torch.Tensor) or isinstance(obj, _PLAIN):
+        return
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            if not isinstance(k, (str, int)):
+                raise TypeError(f"{where}: key {k!r} is a {type(k).__name__}, not plain data")
+            check_plain(v, f"{where}.{k}")
+        return
+    if isinstance(obj, (list, tuple)):
+        for i, v in enumerate(obj):
+            check_plain(v, f"{where}[{i}]")
+        return
+    raise TypeError(f"{where} is a {type(obj).__name__}: checkpoints hold tensors and plain data only")
 
 
 def read_checkpoint(path: str | Path, settings: dict[str, Any] | None, corrupt_ok: bool = False
                     ) -> dict[str, Any] | None:
-    """Load a checkpoint file; CacheError when it was trained with other ``settings`` (fields named)."""
+    """Load a checkpoint file (plain data only: ``weights_only=True``, nothing in it is executed);
+    CacheError when it was trained with other ``settings`` (fields named) or is not a plain-data tracker
+    checkpoint (``corrupt_ok``: warn, delete it and return None instead)."""
     import torch
 
     p = Path(path)
     try:
-        st = torch.load(p, map_location="cpu", weights_only=False)
+        st = torch.load(p, map_location="cpu", weights_only=True)
         if not isinstance(st, dict) or "iteration" not in st or "settings" not in st:
             raise ValueError("not a tracker checkpoint")
     except FileNotFoundError:
         raise CacheError("checkpoint file not found", where=str(p)) from None
     except Exception as e:  # torch raises many types for truncated / foreign files
+        if isinstance(e, pickle.UnpicklingError):  # its text is a page long: one line instead
+            why = "holds objects other than tensors and plain data (refused: loading it could run code)"
+        else:
+            why = f"{type(e).__name__}: {' '.join(str(e).split())}"
         if corrupt_ok:
-            warnings.warn(f"{p}: corrupt checkpoint ({type(e).__name__}: {e}); ignoring it")
+            warnings.warn(f"{p}: unusable checkpoint ({why}); deleting it and ignoring it")
             try:
                 p.unlink()
             except OSError:
                 pass
             return None
-        raise CacheError(f"unreadable checkpoint ({type(e).__name__}: {e})", where=str(p)) from None
+        raise CacheError(f"unusable checkpoint ({why})", where=str(p)) from None
     if settings is not None and st["settings"] != settings:
         diffs = diff_settings(st["settings"], settings)
         shown = "; ".join(diffs[:4]) + (f"; and {len(diffs) - 4} more" if len(diffs) > 4 else "")

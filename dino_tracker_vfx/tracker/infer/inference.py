@@ -79,7 +79,7 @@ def build_store(model: TrackerModel, images: torch.Tensor, dino: torch.Tensor | 
         phi[s:e] = p.to(dtype)
         inv[s:e] = 1.0 / p.norm(dim=1).clamp_min(EPS)
         if progress is not None:
-            progress(Progress("features", e, T, eta_s=clock.eta(e, T), message="refined features"))
+            progress(Progress("refine", e, T, eta_s=clock.eta(e, T), message="refined features"))
     return FeatureStore(phi, inv, model.grid)
 
 

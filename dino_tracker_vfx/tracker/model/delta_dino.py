@@ -91,15 +91,21 @@ class DeltaDino(nn.Module):
         return self.head_bn(x)
 
     def forward(self, images: torch.Tensor, grid: FeatureGrid | None = None) -> torch.Tensor:
-        """``[B, 3, H, W]`` 0..1 -> ``[B, C, grid.h, grid.w]`` sampled at ``grid``'s cell centres."""
+        """``[B, 3, H, W]`` 0..1 -> ``[B, C, grid.h, grid.w]`` sampled at ``grid``'s cell centres.
+
+        The resampling runs in float32 with autocast off (its output is float32): under bf16 autocast the
+        sampling coordinates would otherwise be rounded to bf16 (8 significant bits: up to 0.8 px off at
+        854x476)."""
         out = self.forward_native(images)
         H, W = images.shape[-2:]
         native = self.native_grid((W, H))
         if grid is None or grid == native:
             return out
-        centres = grid.centres(device=out.device)  # [h*w, 2] working px
-        g = native.to_norm(centres).view(1, grid.h, grid.w, 2).expand(out.shape[0], -1, -1, -1)
-        return F.grid_sample(out, g.to(out.dtype), mode="bilinear", padding_mode="border", align_corners=False)
+        with torch.autocast(device_type=out.device.type, enabled=False):
+            centres = grid.centres(device=out.device)  # [h*w, 2] working px, float32
+            g = native.to_norm(centres).view(1, grid.h, grid.w, 2).expand(out.shape[0], -1, -1, -1)
+            return F.grid_sample(out.float(), g.float(), mode="bilinear", padding_mode="border",
+                                 align_corners=False)
 
 
 def count_parameters(m: nn.Module) -> int:

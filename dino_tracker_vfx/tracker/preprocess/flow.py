@@ -9,7 +9,9 @@ centre at ``(x, y)``, origin top-left, y down), so ``p + flow[round(p)]`` is whe
 * :func:`sample_flow` -> bilinear sample of a flow field at sub-pixel points (border clamped).
 
 Methods: ``"dis"`` (OpenCV DIS, weight free, default), ``"raft_small"`` / ``"raft_large"``
-(torchvision RAFT with locally supplied weights, see :mod:`dino_tracker_vfx.tracker.preprocess.weights`).
+(torchvision RAFT with locally supplied weights, see :mod:`dino_tracker_vfx.tracker.preprocess.weights`). RAFT runs
+on the ``device`` it is given (the tracker's), ``batch`` flows (frame pairs both ways) per forward pass,
+with ``RAFT_DEFAULT_ITERS`` refinement updates unless ``params`` says ``iters``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,9 @@ DIS_PRESETS = {"ultrafast": 0, "fast": 1, "medium": 2}
 DIS_KEYS = ("preset", "finest_scale", "patch_size", "patch_stride", "grad_iters", "var_iters", "var_alpha",
             "var_delta", "var_gamma", "mean_normalization", "spatial_propagation")
 DIS_DEFAULTS: dict[str, Any] = {"preset": "fast", "finest_scale": 0}
-RAFT_DEFAULT_ITERS = 12
+# the reference's RAFT updates: DINO-Tracker preprocessing/extract_trajectories.py calls
+# raft_large(...)(from, to, num_flow_updates=24) for its consecutive and direct flows (torchvision's default: 12)
+RAFT_DEFAULT_ITERS = 24
 
 
 @dataclass
@@ -119,28 +123,44 @@ class _DIS:
         self.seeded = True
         return self.dis.calc(ga, gb, np.array(init, np.float32, copy=True)).astype(np.float32, copy=False)
 
+    def both_ways(self, ga: np.ndarray, gb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flow ga->gb, flow gb->ga)."""
+        return self(ga, gb), self(gb, ga)
+
 
 class _RAFT:
-    def __init__(self, method: str, weights, iters: int):
+    def __init__(self, method: str, weights, iters: int, device=None, batch: int | None = None):
         import torch
 
         from .weights import load_raft
 
         self.torch = torch
-        self.model = load_raft(method, weights)
+        self.device = torch.device(device or "cpu")
+        self.model = load_raft(method, weights).to(self.device)
         self.iters = int(iters)
+        self.batch = max(1, int(batch if batch is not None else raft_batch(self.device)))
         self.params = {"iters": self.iters}
 
     def gray(self, frame: np.ndarray) -> np.ndarray:  # RAFT keeps RGB; "prepared" frame
         return frame
 
     def pairs(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """a, b uint8 [B, H, W, 3] -> flow a->b float32 [B, H, W, 2]."""
+        """a, b uint8 [B, H, W, 3] -> flow a->b float32 [B, H, W, 2], ``self.batch`` flows per forward pass
+        on ``self.device``."""
+        out = np.empty(a.shape[:3] + (2,), np.float32)
+        for s in range(0, len(a), self.batch):
+            out[s:s + self.batch] = self._forward(a[s:s + self.batch], b[s:s + self.batch])
+        return out
+
+    def _forward(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         torch = self.torch
         import torch.nn.functional as F
 
-        ta = torch.from_numpy(np.ascontiguousarray(a)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-        tb = torch.from_numpy(np.ascontiguousarray(b)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        def prep(x):
+            t = torch.from_numpy(np.ascontiguousarray(x)).to(self.device)
+            return t.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+        ta, tb = prep(a), prep(b)
         H, W = ta.shape[-2:]
         # RAFT needs multiples of 8 and >= 128 px (its correlation pyramid); replicate-pad right/bottom so
         # pixel centres keep their place
@@ -150,13 +170,32 @@ class _RAFT:
             tb = F.pad(tb, (0, pw, 0, ph), mode="replicate")
         with torch.inference_mode():
             out = self.model(ta, tb, num_flow_updates=self.iters)[-1]
-        return out[:, :, :H, :W].permute(0, 2, 3, 1).contiguous().numpy().astype(np.float32, copy=False)
+        return out[:, :, :H, :W].permute(0, 2, 3, 1).float().cpu().numpy()
 
     def __call__(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return self.pairs(a[None], b[None])[0]
 
+    def both_ways(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(flow a->b, flow b->a) in one forward pass."""
+        f = self.pairs(np.stack([a, b]), np.stack([b, a]))
+        return f[0], f[1]
 
-def _engine(method: str, weights=None, params: dict | None = None):
+
+def raft_batch(device) -> int:
+    """Flows per RAFT forward pass: 16 (8 frame pairs both ways, as the reference's direct flows) on a GPU,
+    2 on the CPU (batching gains nothing there and costs memory)."""
+    return 16 if str(device).startswith("cuda") else 2
+
+
+def effective_params(method: str, params: dict | None) -> dict:
+    """The engine settings a flow is computed with (RAFT: ``iters`` filled in), for cache keys."""
+    p = dict(params or {})
+    if method != "dis":
+        p.setdefault("iters", RAFT_DEFAULT_ITERS)
+    return p
+
+
+def _engine(method: str, weights=None, params: dict | None = None, device=None, batch: int | None = None):
     _check_method(method)
     if method == "dis":
         return _DIS(params)
@@ -164,7 +203,7 @@ def _engine(method: str, weights=None, params: dict | None = None):
     iters = params.pop("iters", RAFT_DEFAULT_ITERS)
     if params:
         raise ConfigError(f"unknown RAFT setting(s) {sorted(params)}; known: ['iters']", where="flow.raft")
-    return _RAFT(method, weights, iters)
+    return _RAFT(method, weights, iters, device, batch)
 
 
 def _check_frames(frames: np.ndarray, name: str = "frames") -> None:
@@ -177,38 +216,48 @@ def _check_frames(frames: np.ndarray, name: str = "frames") -> None:
 
 
 def compute_flow(frames: np.ndarray, method: str = "dis", weights=None, progress: ProgressFn | None = None,
-                 cancel: CancelFn | None = None, params: dict | None = None) -> FlowField:
+                 cancel: CancelFn | None = None, params: dict | None = None, device=None,
+                 batch: int | None = None) -> FlowField:
     """Forward and backward flow between consecutive frames.
 
     frames: uint8 ``[T, H, W, 3]`` RGB (working resolution). ``weights``: RAFT weights file (None ->
     the standard search, see ``weights.py``). ``params``: DIS settings (``DIS_KEYS``, merged over ``DIS_DEFAULTS``) or
-    ``{"iters": n}`` for RAFT. Returns a :class:`FlowField` with ``fwd``/``bwd`` float32 ``[T-1, H, W, 2]``.
+    ``{"iters": n}`` for RAFT. ``device``: where RAFT runs (default cpu); ``batch``: RAFT flows per
+    forward pass (default :func:`raft_batch`). Returns a :class:`FlowField` with ``fwd``/``bwd`` float32
+    ``[T-1, H, W, 2]``.
     """
     _check_frames(frames)
     T, H, W, _ = frames.shape
-    eng = _engine(method, weights, params)
+    eng = _engine(method, weights, params, device, batch)
     fwd = np.empty((max(T - 1, 0), H, W, 2), np.float32)
     bwd = np.empty_like(fwd)
     clock = EtaClock()
-    prev = eng.gray(frames[0]) if T else None
-    for t in range(T - 1):
-        check_cancel(cancel, "optical flow")
-        cur = eng.gray(frames[t + 1])
-        if method == "dis":
-            fwd[t] = eng(prev, cur)
-            bwd[t] = eng(cur, prev)
-        else:  # one batch of two for RAFT
-            f = eng.pairs(np.stack([prev, cur]), np.stack([cur, prev]))
-            fwd[t], bwd[t] = f[0], f[1]
-        prev = cur
-        if progress is not None:
-            progress(Progress("flow", t + 1, T - 1, eta_s=clock.eta(t + 1, T - 1), message=method))
+    if method == "dis":
+        prev = eng.gray(frames[0]) if T else None
+        for t in range(T - 1):
+            check_cancel(cancel, "optical flow")
+            cur = eng.gray(frames[t + 1])
+            fwd[t], bwd[t] = eng.both_ways(prev, cur)
+            prev = cur
+            if progress is not None:
+                progress(Progress("flow", t + 1, T - 1, eta_s=clock.eta(t + 1, T - 1), message=method))
+    else:  # RAFT: eng.batch / 2 consecutive pairs, both directions, per forward pass
+        step = max(1, eng.batch // 2)
+        for s in range(0, T - 1, step):
+            check_cancel(cancel, "optical flow")
+            e = min(T - 1, s + step)
+            a, b = frames[s:e], frames[s + 1:e + 1]
+            f = eng.pairs(np.concatenate([a, b]), np.concatenate([b, a]))
+            fwd[s:e], bwd[s:e] = f[:e - s], f[e - s:]
+            if progress is not None:
+                progress(Progress("flow", e, T - 1, eta_s=clock.eta(e, T - 1), message=method))
     return FlowField(fwd, bwd, method, dict(eng.params))
 
 
-def make_engine(method: str = "dis", weights=None, params: dict | None = None):
-    """A reusable flow engine (builds DIS / loads RAFT once): ``eng(eng.gray(a), eng.gray(b))`` -> ``[H, W, 2]``."""
-    return _engine(method, weights, params)
+def make_engine(method: str = "dis", weights=None, params: dict | None = None, device=None):
+    """A reusable flow engine (builds DIS / loads RAFT once, on ``device``): ``eng(eng.gray(a), eng.gray(b))``
+    -> ``[H, W, 2]``; ``engine.both_ways(a, b)`` gives both directions (one forward pass for RAFT)."""
+    return _engine(method, weights, params, device)
 
 
 def sample_flow(flow: np.ndarray, xy: np.ndarray) -> np.ndarray:
@@ -241,4 +290,5 @@ def in_raster(xy: np.ndarray, wh: tuple[int, int]) -> np.ndarray:
     return (xy[:, 0] >= -0.5) & (xy[:, 0] <= W - 0.5) & (xy[:, 1] >= -0.5) & (xy[:, 1] <= H - 0.5)
 
 
-__all__ = ["FlowField", "compute_flow", "make_engine", "sample_flow", "in_raster", "METHODS", "DIS_DEFAULTS"]
+__all__ = ["FlowField", "compute_flow", "make_engine", "raft_batch", "effective_params", "sample_flow", "in_raster",
+           "METHODS", "DIS_DEFAULTS"]

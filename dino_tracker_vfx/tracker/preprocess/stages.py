@@ -17,12 +17,24 @@ from ..config import TrackerConfig
 
 
 # ---------------------------------------------------------------------- flow
-def flow_arrays(frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | None, cancel: CancelFn | None
-                ) -> dict[str, np.ndarray]:
+def flow_settings(cfg: TrackerConfig) -> dict:
+    """What the flow stage's content depends on (its cache key): the ``flow`` settings with the engine's
+    defaults filled in (a changed RAFT default is another flow)."""
+    from .flow import effective_params
+
+    s = cfg.stage_settings("flow")
+    if cfg["flow.method"] != "dis":
+        s["flow.params"] = effective_params(cfg["flow.method"], cfg["flow.params"])
+    return s
+
+
+def flow_arrays(frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | None, cancel: CancelFn | None,
+                device=None) -> dict[str, np.ndarray]:
+    """Consecutive flows (RAFT on ``device``, batched: ``flow.raft_batch``)."""
     from .flow import compute_flow
 
     ff = compute_flow(frames, method=cfg["flow.method"], weights=cfg["flow.weights"], progress=progress,
-                      cancel=cancel, params=cfg["flow.params"] or None)
+                      cancel=cancel, params=cfg["flow.params"] or None, device=device)
     return {"fwd": ff.fwd, "bwd": ff.bwd}
 
 
@@ -34,13 +46,13 @@ def flow_from_arrays(arr: dict[str, np.ndarray], cfg: TrackerConfig):
 
 # ---------------------------------------------------------------------- correspondences
 def correspondence_arrays(flow, frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | None,
-                          cancel: CancelFn | None) -> dict[str, np.ndarray]:
+                          cancel: CancelFn | None, device=None) -> dict[str, np.ndarray]:
     """Chained flow tracklets (``tracklets.FlowCorrespondences.to_arrays``), working px."""
     from .tracklets import build_tracklets
 
     corr = build_tracklets(frames, flow, fb_thresh=cfg["flow.fb_thresh"], drift_thresh=cfg["flow.drift_thresh"],
                            drift_pairs=cfg["flow.drift_pairs"], seed_step=cfg["flow.seed_step"],
-                           weights=cfg["flow.weights"], progress=progress, cancel=cancel)
+                           weights=cfg["flow.weights"], progress=progress, cancel=cancel, device=device)
     return corr.to_arrays()
 
 

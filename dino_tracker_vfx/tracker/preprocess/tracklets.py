@@ -22,6 +22,7 @@ rasters over 2047 px: error <= 1/64 px); about 8 bytes per (tracklet, frame).
 from __future__ import annotations
 
 import json
+from collections import OrderedDict
 from typing import Iterable
 
 import numpy as np
@@ -34,6 +35,9 @@ from ..train.quota import draw_with_fg_quota
 
 DRIFT_PAIRS = ("dyadic", "start", "none")
 FORMAT = "dtvfx.flow_correspondences.v1"
+# nearest-tracklet maps kept for covered() (4 bytes a pixel each: 327 frames of 854x480). Best-buddy
+# mining asks about both frames of every pair, so every frame is asked for again and again.
+NEAREST_CACHE_BYTES = 512 * 2**20
 
 
 def _quant_scale(wh: tuple[int, int]) -> float:
@@ -74,7 +78,8 @@ class FlowCorrespondences:
         d = check_shape(self.xy_q, "P 2", "FlowCorrespondences.xy_q", dims={"P": int(self.ptr[-1])})
         check_shape(self.ids, "P", "FlowCorrespondences.ids", dims=d)
         check_shape(self.end, "K", "FlowCorrespondences.end", dims={"K": len(self.start)})
-        self._nearest_cache: tuple | None = None
+        self._nearest_cache: OrderedDict = OrderedDict()  # (t, max_dist) -> int32 [H, W] ids or None (LRU)
+        self.nearest_builds = 0  # maps built so far (for tests and profiling)
 
     # ------------------------------------------------------------------------------------------ access
 
@@ -183,17 +188,29 @@ class FlowCorrespondences:
         -1 when none lies within ``max_dist`` px (None: any distance)."""
         xy = np.asarray(xy, np.float32).reshape(-1, 2)
         W, H = self.wh
-        if self._nearest_cache is None or self._nearest_cache[0] != t:
-            self._nearest_cache = (t, self._nearest_map(t))
-        nmap, dist = self._nearest_cache[1]
+        nmap = self._nearest_ids(int(t), max_dist)
         if nmap is None:
             return np.full(len(xy), -1, np.int64)
         xi = np.clip(np.rint(xy[:, 0]).astype(np.int64), 0, W - 1)
         yi = np.clip(np.rint(xy[:, 1]).astype(np.int64), 0, H - 1)
-        ids = nmap[yi, xi].astype(np.int64)
-        if max_dist is not None and dist is not None:
-            ids[dist[yi, xi] > max_dist] = -1
-        return ids
+        return nmap[yi, xi].astype(np.int64)
+
+    def _nearest_ids(self, t: int, max_dist: float | None) -> np.ndarray | None:
+        """int32 ``[H, W]``: the nearest tracklet of frame t at each pixel, -1 beyond ``max_dist`` (None when the
+        frame has none); kept per (frame, max_dist) in a least-recently-used cache of ``NEAREST_CACHE_BYTES``."""
+        key = (t, None if max_dist is None else float(max_dist))
+        if key in self._nearest_cache:
+            self._nearest_cache.move_to_end(key)
+            return self._nearest_cache[key]
+        nmap, dist = self._nearest_map(t)
+        self.nearest_builds += 1
+        if nmap is not None and max_dist is not None and dist is not None:
+            nmap = np.where(dist > max_dist, np.int32(-1), nmap)
+        self._nearest_cache[key] = nmap
+        per = 4 * self.wh[0] * self.wh[1]
+        while len(self._nearest_cache) > max(2, NEAREST_CACHE_BYTES // per):
+            self._nearest_cache.popitem(last=False)
+        return nmap
 
     def _nearest_map(self, t: int):
         import cv2
@@ -261,12 +278,12 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
                     drift_thresh: float = 2.0, direct_fb_thresh: float = 1.5, drift_pairs: str = "dyadic",
                     seed_step: int = 1, min_length: int = 2, method: str | None = None, weights=None,
                     flow_params: dict | None = None, progress: ProgressFn | None = None,
-                    cancel: CancelFn | None = None) -> FlowCorrespondences:
+                    cancel: CancelFn | None = None, device=None) -> FlowCorrespondences:
     """Chain dense tracklets through ``flow`` (see the module docstring).
 
     frames: uint8 ``[T, H, W, 3]`` (needed for the drift filter's direct flows; may be None when
     ``drift_pairs == "none"``). flow: FlowField of the same T, H, W. Direct flows use ``method`` /
-    ``flow_params`` (default: those of ``flow``). Progress stage ``tracklets``.
+    ``flow_params`` (default: those of ``flow``), RAFT on ``device``. Progress stage ``tracklets``.
     """
     T = flow.num_frames
     W, H = flow.size
@@ -282,7 +299,8 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
         raise ConfigError(f"seed_step must be >= 1, got {seed_step}", where="tracklets.seed_step")
     engine = None
     if drift_pairs != "none" and T > 2:
-        engine = make_engine(method or flow.method, weights, flow_params if flow_params is not None else flow.params)
+        engine = make_engine(method or flow.method, weights, flow_params if flow_params is not None else flow.params,
+                             device=device)
     q = _quant_scale((W, H))
     gy, gx = np.mgrid[0:H:step, 0:W:step]
     grid = np.stack([gx.ravel(), gy.ravel()], 1).astype(np.float32)  # seed pixels (x, y)
@@ -320,8 +338,7 @@ def build_tracklets(frames: np.ndarray | None, flow: FlowField, *, fb_thresh: fl
                 sel = np.nonzero(ok & (alive_start <= a))[0]
                 if len(sel) == 0:
                     continue
-                fab = engine(engine.gray(frames[a]), engine.gray(frames[b]))
-                fba = engine(engine.gray(frames[b]), engine.gray(frames[a]))
+                fab, fba = engine.both_ways(engine.gray(frames[a]), engine.gray(frames[b]))
                 # positions at frame a (ids are ascending within every frame's entries)
                 ka = np.searchsorted(frame_ids[a], alive_ids[sel])
                 pa = frame_xy[a][ka].astype(np.float32) / np.float32(q) - np.float32(0.5)
