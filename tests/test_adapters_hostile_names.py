@@ -109,13 +109,13 @@ proc Tracker4 {body} {
         if {$k eq "tracks"} { foreach row [lindex $v 2] { emit [subst [lindex $row 1]] } }
     }
 }
-proc CornerPin2D {body} {}
+proc CornerPin2D {body} { foreach {k v} $body { if {$k eq "label"} { emit [subst $v] } } }
 cd [lindex $argv 1]
 source -encoding utf-8 [lindex $argv 0]
 """
 
 
-def _tcl_subst_check(path: Path, ts: TrackSet, cwd: Path) -> None:
+def _tcl_subst_check(path: Path, ts: TrackSet, cwd: Path, extra: list[str] = ()) -> None:
     if shutil.which("tclsh") is None:
         pytest.skip("tclsh not installed (apt-get install tcl): the .nk was read back but not run by Tcl")
     script = cwd / "nuke.tcl"
@@ -124,7 +124,17 @@ def _tcl_subst_check(path: Path, ts: TrackSet, cwd: Path) -> None:
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     seen = [bytes.fromhex(h).decode("utf-8") for h in r.stdout.decode().split()]
     groups = {q.group for q in ts.queries} - {None}
-    assert sorted(seen) == sorted(list(ts.names) + list(groups))  # every label and name shows as it is
+    assert sorted(seen) == sorted(list(ts.names) + list(groups) + list(extra))  # each shows as it is
+
+
+def test_nk_cornerpin_label_of_hostile_names_runs_nothing(tmp_path):
+    ts = hostile_trackset()
+    pin = ["g] [exec touch pwned] [", "$(touch pwned)", "a\nb", "${x}$env(HOME)"]
+    a = registry().get("nuke")
+    out = tmp_path / "pin.nk"
+    a.write(ts, out, resolve_options(a, {"cornerpin": pin, "centroid": False}))
+    _tcl_subst_check(out, ts, tmp_path, extra=[f"{' '.join(pin)} ref {FRAMES[0]}"])
+    assert not (tmp_path / PAYLOAD).exists()
 
 
 FUSION_CONSTRUCTORS = {"ordered", "Tracker", "Input", "BezierSpline", "XYPath", "OperatorInfo"}
