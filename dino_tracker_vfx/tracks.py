@@ -257,9 +257,11 @@ class TrackSet:
         w.writerow(self.CSV_COLUMNS)
         for i in range(self.n_tracks):
             q = self.queries[i]
+            lead = _csv_text_cells([self.names[i], q.group or ""])
             for t in range(self.n_images):
                 x, y = self.xy[i, t]
-                w.writerow([self.names[i], q.group or "", t, self.frame_of(t),
+                buf.write(lead)
+                w.writerow([t, self.frame_of(t),
                             "" if not math.isfinite(x) else _num(x), "" if not math.isfinite(y) else _num(y),
                             int(self.visible[i, t]), _num(self.confidence[i, t], 4), int(t == q.t)])
         return buf.getvalue()
@@ -270,12 +272,20 @@ class TrackSet:
     @classmethod
     def load_csv(cls, path: str | Path) -> "TrackSet":
         p = Path(path)
-        try:
-            lines = p.read_text().splitlines()
+        try:  # newline="": a quoted field keeps its own line breaks (a name may hold any character)
+            with open(p, encoding="utf-8", newline="") as fh:
+                text = fh.read()
         except FileNotFoundError:
             raise InputError("file not found", where=str(p)) from None
-        header = [ln for ln in lines if ln.startswith("#")]
-        body = [ln for ln in lines if not ln.startswith("#")]
+        body = io.StringIO(text, newline="")
+        header = []  # the '#' lines before the column row (a later row may begin with '#': a track name)
+        pos = 0
+        for ln in iter(body.readline, ""):
+            if not ln.startswith("#"):
+                break
+            header.append(ln.rstrip("\r\n"))
+            pos = body.tell()
+        body.seek(pos)
         plate = next((h.split()[2:4] for h in header if h.startswith("# plate ")), None)
         frames_h = next((h.split()[2:] for h in header if h.startswith("# frames")), None)
         if plate is None or frames_h is None or not header or FORMAT_NAME not in header[0]:
@@ -320,6 +330,15 @@ class TrackSet:
 
     def save(self, path: str | Path) -> None:
         self.save_csv(path) if str(path).lower().endswith(".csv") else self.save_json(path)
+
+
+def _csv_text_cells(fields: Sequence[str]) -> str:
+    """``fields`` as the first CSV cells of a row, up to and including the comma after them. A cell
+    holding ``\r`` is quoted as well as one holding ``\n`` (csv.writer quotes only its line terminator's
+    characters), so any name is read back exactly."""
+    b = io.StringIO()
+    csv.writer(b, lineterminator="\r\n").writerow(fields)
+    return b.getvalue()[:-2] + ","
 
 
 def _num(v: float, nd: int = 6):

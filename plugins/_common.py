@@ -8,6 +8,9 @@
   clear error naming the unknown or empty one.
 * :func:`safe_name` - deterministic host-name sanitising: every character outside ``allowed`` becomes
   ``_``, a leading digit gets ``prefix``; names made equal by this are de-duplicated with ``_2``, ``_3``.
+* :func:`encode_name` / :func:`decode_name` - the reversible ``%XX`` encoding of the few characters a
+  line-based host format cannot carry in a name (docs/adapters.md lists them per format).
+* :func:`double_quoted` - the double-quoted string literal of the Tcl and Lua writers.
 * :func:`read_frames` / :func:`key_index` - the host frames a read track file covers and the image
   index of each key, with one error for a key outside the shot (Nuke, Fusion and After Effects readers).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -117,9 +120,18 @@ def first_frame(tracks: TrackSet, options: dict) -> int:
     return int(tracks.frame_numbers[0]) if ff is None else int(ff)
 
 
-def double_quoted(s: str, escaped: str) -> str:
-    """``s`` in double quotes with backslash escapes for ``escaped`` characters, ``\\n``/``\\t`` for
-    newline/tab and other control characters replaced by a space (the Tcl and Lua writers' shared rule)."""
+LINE_BREAKS = "\x85\u2028\u2029"  # Unicode line breaks that str.splitlines() and many editors honour
+
+
+def _is_control(ch: str) -> bool:
+    return ord(ch) < 32 or ord(ch) == 127 or ch in LINE_BREAKS
+
+
+def double_quoted(s: str, escaped: str, code: Callable[[int], str]) -> str:
+    """``s`` in double quotes (the Tcl and Lua writers' shared rule): a backslash before each ``escaped``
+    character, ``\\n``/``\\t`` for newline/tab, and every other control character (C0, DEL) and Unicode
+    line break (U+0085, U+2028, U+2029) as ``code(ord(ch))`` (the language's numeric escape), so no
+    character is lost and the literal stays on one line."""
     out = []
     for ch in str(s):
         if ch in escaped:
@@ -128,11 +140,36 @@ def double_quoted(s: str, escaped: str) -> str:
             out.append("\\n")
         elif ch == "\t":
             out.append("\\t")
-        elif ord(ch) < 32:
-            out.append(" ")
+        elif _is_control(ch):
+            out.append(code(ord(ch)))
         else:
             out.append(ch)
     return '"' + "".join(out) + '"'
+
+
+def encode_name(name: str, unsafe: str = "", spaces: bool = False) -> str:
+    """A name for a line-based host format, reversibly: ``%``, control characters, Unicode line breaks,
+    leading/trailing blanks, every character of ``unsafe`` and (``spaces``) every blank become ``%XX``
+    (their UTF-8 bytes, as in a URL); everything else, non-ASCII letters included, is kept.
+    :func:`decode_name` gives the name back exactly."""
+    s = str(name)
+    n = len(s)
+    lead = n - len(s.lstrip())
+    trail = len(s.rstrip())
+    out = []
+    for k, ch in enumerate(s):
+        if (ch == "%" or ch in unsafe or _is_control(ch) or (ch.isspace() and (spaces or k < lead or k >= trail))):
+            out.append("".join(f"%{b:02X}" for b in ch.encode("utf-8")))
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def decode_name(text: str) -> str:
+    """Inverse of :func:`encode_name`: every ``%XX`` sequence is decoded (UTF-8); other text is kept."""
+    from urllib.parse import unquote
+
+    return unquote(text)
 
 
 def read_host_text(path) -> str:

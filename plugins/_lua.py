@@ -23,7 +23,13 @@ _TOKEN = re.compile(r"""
   | (?P<str>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')
   | (?P<op>[{}\[\]=,;()])
 """, re.X | re.S)
-_UNESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
+_UNESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_UNESC_RE = re.compile(r"\\(\d{1,3}|.)", re.S)
+
+
+def _unescape(m: re.Match) -> str:
+    e = m.group(1)
+    return chr(int(e)) if e.isdigit() else _UNESC.get(e, e)
 
 
 class LuaSyntaxError(ValueError):
@@ -89,8 +95,7 @@ class _Parser:
                 float(tok) if any(c in tok for c in ".eE") else int(tok))
         if kind == "str":
             self.take()
-            body = tok[1:-1]
-            return re.sub(r"\\(.)", lambda m: _UNESC.get(m.group(1), m.group(1)), body)
+            return _UNESC_RE.sub(_unescape, tok[1:-1])
         if kind == "name":
             self.take()
             if tok in ("true", "false"):
@@ -141,4 +146,6 @@ def parse_lua_value(text: str):
 
 
 def lua_string(s: str) -> str:
-    return double_quoted(s, '\\"')
+    """The one Lua string escaper: a double-quoted literal with ``\\ "`` escaped, ``\\n``/``\\t``, other
+    ASCII control characters as ``\\ddd`` (3 digits); other characters as UTF-8 (Lua 5.1 strings are bytes)."""
+    return double_quoted(s, '\\"', lambda code: f"\\{code:03d}" if code < 128 else chr(code))

@@ -3,17 +3,37 @@
 Not a Tcl interpreter: no substitution is evaluated. Words are braced (``{...}``, nested, raw),
 quoted (``"..."``, backslash escapes resolved) or bare. :func:`parse_script` splits commands on
 newlines / ``;`` and skips ``#`` comments; :func:`parse_list` splits a Tcl list. Errors carry the
-1-based line number. :func:`quote` makes a Nuke-safe quoted string.
+1-based line number.
+
+Writing: :func:`quote` is the one Tcl string escaper (a double-quoted word; every character survives
+Tcl's parsing). Nuke also applies Tcl substitution (``[cmd]``, ``$var``, ``\\``) to the *values* of
+some knobs - a node's ``label`` at least - so a host string goes through :func:`subst_escape` first
+(:func:`name_word`); :func:`subst_unescape` is its exact inverse (what Nuke's substitution shows).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ._common import double_quoted
 
 _WS = " \t\r"
-_ESC = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "{": "{", "}": "}", "[": "[", "]": "]", "$": "$"}
+_ESC = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v"}
+_NUMERIC = re.compile(r"[0-7]{1,3}|x[0-9a-fA-F]{1,2}|u[0-9a-fA-F]{1,4}|U[0-9a-fA-F]{1,8}")
+_SUBST = re.compile(r"([\\\[\]$])")
+_UNSUBST = re.compile(r"\\([\\\[\]$])")
+
+
+def _backslash(text: str, j: int) -> tuple[str, int]:
+    """The character(s) of the backslash sequence at ``text[j] == "\\"`` (Tcl's rules) and the index after it."""
+    m = _NUMERIC.match(text, j + 1)
+    if m:
+        t = m.group()
+        code = int(t, 8) if t[0] in "01234567" else int(t[1:], 16)
+        return chr(code), m.end()
+    c = text[j + 1]
+    return _ESC.get(c, c), j + 2
 
 
 class TclSyntaxError(ValueError):
@@ -84,10 +104,10 @@ def _words(text: str, line0: int, script: bool):
             while j < n and text[j] != '"':
                 ch = text[j]
                 if ch == "\\" and j + 1 < n:
-                    buf.append(_ESC.get(text[j + 1], text[j + 1]))
                     if text[j + 1] == "\n":
                         line += 1
-                    j += 2
+                    c, j = _backslash(text, j)
+                    buf.append(c)
                     continue
                 if ch == "\n":
                     line += 1
@@ -104,8 +124,8 @@ def _words(text: str, line0: int, script: bool):
                 if depth == 0 and (ch in _WS or ch == "\n" or (script and ch == ";")):
                     break
                 if ch == "\\" and j + 1 < n:
-                    buf.append(_ESC.get(text[j + 1], text[j + 1]))
-                    j += 2
+                    c, j = _backslash(text, j)
+                    buf.append(c)
                     continue
                 if ch == "[":  # command substitution [stack 0]: keep as text
                     depth += 1
@@ -138,6 +158,27 @@ def parse_list(text: str, line0: int = 1) -> list[Word]:
     return out
 
 
+def _numeric(code: int) -> str:
+    return f"\\{code:03o}" if code < 0o400 else f"\\u{code:04x}"
+
+
 def quote(s: str) -> str:
-    """A double-quoted Tcl string with ``\\ " [ ] $ { }`` and control characters escaped."""
-    return double_quoted(s, '\\"[]${}')
+    """A double-quoted Tcl word: ``\\ " [ ] $ { }`` escaped, control characters and Unicode line breaks
+    as ``\\n``, ``\\t``, ``\\ooo`` or ``\\uhhhh`` (always full width: never merged with what follows)."""
+    return double_quoted(s, '\\"[]${}', _numeric)
+
+
+def subst_escape(s: str) -> str:
+    """``s`` with a backslash before every ``\\ [ ] $``: Tcl's ``subst`` (what Nuke applies to a label)
+    gives ``s`` back literally and never runs a command or reads a variable."""
+    return _SUBST.sub(r"\\\1", str(s))
+
+
+def subst_unescape(s: str) -> str:
+    """Inverse of :func:`subst_escape` (= Tcl ``subst`` of its result)."""
+    return _UNSUBST.sub(r"\1", s)
+
+
+def name_word(s: str) -> str:
+    """A host string as a Nuke knob value that stays literal through parsing *and* substitution."""
+    return quote(subst_escape(s))

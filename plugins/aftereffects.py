@@ -16,7 +16,9 @@ Conventions (docs/adapters.md, docs/conventions.md "After Effects" row), pinned 
   every image in percent: ``100 * confidence`` where visible, 0 where occluded.
 
 Keyframe text: one tracker per group (tracker name = group, ``ungrouped`` for tracks without one), one
-track point per track (its name; tab / newline -> ``_``); option ``track=NAME`` writes only that track.
+track point per track (its name); option ``track=NAME`` writes only that track. Names are
+``%XX``-encoded where they hold ``%``, a tab or other control character, a Unicode line break or
+leading/trailing blanks (:func:`._common.encode_name`: AE shows ``a%09b``); the reader decodes them.
 Reading returns Feature Center keys (visible) and Confidence; the query is the first key. The reader
 needs the first frame (option ``first_frame`` or the shot) - it never guesses an offset.
 
@@ -38,7 +40,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import first_frame, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
+from ._common import decode_name, encode_name, first_frame, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
 
 HEADER = "Adobe After Effects 8.0 Keyframe Data"
 END = "End of Keyframe Data"
@@ -53,7 +55,7 @@ _from_ae = coords.from_top_left_corner
 
 
 def _clean(s: str) -> str:
-    return "".join("_" if c in "\t\r\n" else c for c in str(s)) or "_"
+    return encode_name(s) or "_"
 
 
 def _fps(tracks: TrackSet, options: dict) -> float:
@@ -103,7 +105,9 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
         ae = _to_ae(np.where(ok[:, None], tracks.xy[i], 0.0))
         fr = ", ".join(str(tracks.frame_of(t) - ff) for t in np.nonzero(ok)[0])
         xy = ", ".join(f"[{num(ae[t, 0])}, {num(ae[t, 1])}]" for t in np.nonzero(ok)[0])
-        rows.append(f"        {{name: {json.dumps(tracks.names[i])}, frames: [{fr}], xy: [{xy}]}}")
+        # the one JavaScript string escaper: JSON with ensure_ascii (also escapes U+2028/U+2029, which end a
+        # line in ExtendScript's ES3 syntax)
+        rows.append(f"        {{name: {json.dumps(tracks.names[i], ensure_ascii=True)}, frames: [{fr}], xy: [{xy}]}}")
     return f"""// dino_tracker_vfx: one null layer per track in the active composition, Position keyed at
 // visible frames (occluded frames have no key). Frame 0 = host frame {ff} = comp time 0.
 // Positions: AE layer space of a {W}x{H} plate (top-left, y down, pixel corners: x + 0.5, y + 0.5),
@@ -200,7 +204,7 @@ def _read(path: Path, options: dict):
         p = b["path"]
         prop = p[-1] if p else ""
         if p and p[0] == "Motion Trackers" and len(p) >= 4:
-            key = (p[1], p[2])
+            key = (decode_name(p[1]), decode_name(p[2]))
         elif prop in ("Position", "Anchor Point", "Point") or (p and p[0] == "Effects"):
             key = ("", " ".join(p[1:-1]) or prop)
         else:

@@ -22,8 +22,9 @@ Conventions (docs/conventions.md row "Blender clip", pinned by tests/test_adapte
   tracking objects back to groups. ``groups=prefix``: every track goes to the camera object named
   ``group/name`` (reading gives those names, no groups). Object tracks (centroid, bbox) and confidence
   are not written.
-* **names**: Blender names hold at most 63 bytes: longer names are cut (at a character boundary) and
-  names made equal get ``_2``, ``_3``. A track never visible is left out (logged). Writing into an
+* **names**: kept exactly (Blender data names are plain strings, never evaluated), except that Blender
+  names hold at most 63 bytes: longer names are cut (at a character boundary) and names made equal get
+  ``_2``, ``_3``; an empty name becomes ``track``. A track never visible is left out (logged). Writing into an
   existing ``.blend``: a track with the same name in the same tracking object is refilled (its markers
   become exactly the new ones; ``replace=false`` makes that an error); written tracks are selected.
 
@@ -150,8 +151,8 @@ def _run_blender(req: dict, options: dict, where: str) -> dict:
 
 # ----------------------------------------------------------------------------- TrackSet -> markers document
 def blender_name(name: str) -> str:
-    """Cut to Blender's 63-byte limit at a character boundary; line breaks become spaces."""
-    n = " ".join(str(name).split("\n")).strip() or "track"
+    """Cut to Blender's 63-byte limit at a character boundary (an empty name becomes ``track``)."""
+    n = str(name) or "track"
     b = n.encode("utf-8")
     if len(b) <= MAX_NAME_BYTES:
         return n

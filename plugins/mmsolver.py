@@ -25,7 +25,7 @@ Conventions (docs/conventions.md row "mmSolver .uv", pinned by tests/test_adapte
 * **camera**: v4 readers need a camera block; it is written with the plate resolution, a film back of
   ``film_back_mm`` (default 36 mm) wide with the plate's display aspect, and ``focal_length_mm``
   (default 35) on every frame - placeholders unless you pass the real lens.
-* **names**: any text (JSON); an empty name becomes ``track``; duplicates cannot occur on writing.
+* **names**: any text, kept exactly (JSON); an empty name becomes ``track``; duplicates cannot occur on writing.
   Reading renames duplicate names ``a``, ``a_2`` (noted).
 * **reading**: versions 2, 3, 4 and 5 of the JSON format (same ``points`` layout). Errors name the file
   and the point (JSON has no useful line per point; a JSON syntax error names its line): no points, a
@@ -59,7 +59,7 @@ def to_dict(tracks: TrackSet, options: dict, path: Path = Path("tracks.uv")) -> 
     keep = mm.writable(tracks, path)
     frames = mm.file_frames(tracks, options, None)
     W, H = tracks.plate_size
-    names = mm.sanitise([tracks.names[i] for i in keep], lambda n: n.strip())
+    names = mm.sanitise([tracks.names[i] for i in keep], lambda n: n)
     points = []
     for name, i in zip(names, keep):
         on = np.nonzero(mm.keyed(tracks, i))[0]

@@ -24,9 +24,12 @@ upper-right, upper-left of the plane as seen in the image) follow those four tra
 first frame where all four are visible). Header comments ``# dino_tracker_vfx ...`` record the plate
 size, frames and centroid tracks for the reader; the file is a pasteable node snippet (no Root).
 
-Names: Nuke node names keep ``[A-Za-z0-9_]`` (others -> ``_``, a leading digit gets ``_``); track
-names keep everything except ``" \\ { } [ ] $`` and control characters (-> ``_``). Names made equal
-by this get ``_2``, ``_3`` in track order. Tracks with no visible frame are left out (logged).
+Names: Nuke node names keep ``[A-Za-z0-9_]`` (others -> ``_``, a leading digit gets ``_``). Track
+names, labels (group names) and the header's names are kept exactly: written as Tcl-quoted words
+(:func:`._tcl.name_word`) whose ``\\ [ ] $`` carry one more backslash, so neither Tcl parsing nor the
+substitution Nuke applies to a label can run a command or read a variable (a label shows the group
+name as it is). The reader removes that backslash again, so names round-trip exactly. A centroid row
+named like a track gets ``_2``. Tracks with no visible frame are left out (logged).
 
 Reader (``read_queries`` / ``read_tracks``): Tracker4 (and Tracker3) nodes of the ``.nk`` we write and
 of hand-written scripts: per track the keys of ``track_x``/``track_y`` where ``enable`` is not 0; the
@@ -38,7 +41,9 @@ tracks, an expression instead of a curve -> InputError naming file, line and kno
 
 ``nuke-ascii`` writer: one file per track ``<base>.<track>.nuke.txt`` beside the main file, each line
 ``frame x y`` (Nuke coordinates, visible frames only) for a knob's *Import Ascii* with
-"Time+value" (x, y columns); the main file lists ``name<TAB>file`` per track after ``#`` header lines.
+"Time+value" (x, y columns); the main file lists ``name<TAB>file`` per track after ``#`` header lines
+(the name ``%XX``-encoded where it holds ``%``, ``#``, a control character, a Unicode line break or
+leading/trailing blanks: :func:`._common.encode_name`; the reader decodes it).
 Option ``track=NAME`` writes that one track's lines straight into the main file instead.
 """
 
@@ -54,8 +59,9 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs, safe_name, writable_tracks
-from ._tcl import TclSyntaxError, Word, parse_list, parse_script, quote
+from ._common import (decode_name, encode_name, key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs,
+                      safe_name, writable_tracks)
+from ._tcl import TclSyntaxError, Word, name_word, parse_list, parse_script, subst_unescape
 
 MAGIC = "# dino_tracker_vfx"
 T4_COLUMNS = [  # (type, flags, ..., name) of Tracker4's "tracks" table, in Nuke's order
@@ -71,7 +77,6 @@ T4_COLUMNS = [  # (type, flags, ..., name) of Tracker4's "tracks" table, in Nuke
     "2 1 0 key_track_t key_track_t 1", "2 1 0 key_centre_offset_x key_centre_offset_x 1",
     "2 1 0 key_centre_offset_y key_centre_offset_y 1",
 ]
-_TRACK_NAME_BAD = re.compile(r'["\\{}\[\]$\x00-\x1f]')
 
 
 # ---------------------------------------------------------------------------------------------- writing
@@ -85,10 +90,6 @@ def _curve(frames, values, flag: str = "") -> str:
     return "{" + " ".join(parts) + "}"
 
 
-def _track_names(names):
-    return unique_names([_TRACK_NAME_BAD.sub("_", n) or "_" for n in names])
-
-
 def _frames_text(frames) -> str:
     return " ".join(f"{r[0]}-{r[-1]}" if len(r) > 1 else str(r[0]) for r in runs(frames))
 
@@ -99,7 +100,7 @@ def _row(name: str, frames: np.ndarray, xy_n: np.ndarray, vis: np.ndarray, ok: n
     err = np.clip(1.0 - conf[ok].astype(np.float64), 0.0, 1.0)
     err = np.round(err, 6)
     cols = [
-        _curve(frames, vis.astype(int), "K"), quote(name),
+        _curve(frames, vis.astype(int), "K"), name_word(name),
         _curve(kf, xy_n[ok, 0]), _curve(kf, xy_n[ok, 1]),
         "0", "0", "1", "0", "0",
         _curve(kf, err), num(err.min()), num(err.max()),
@@ -130,7 +131,7 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
             groups.append(g)
     groups.sort(key=lambda g: g is None)  # ungrouped node last
     node_names = safe_name([f"Tracker_{g}" if g is not None else "Tracker_ungrouped" for g in groups])
-    # every row of the file (tracks, then centroids) gets a unique sanitised name
+    # every row of the file (tracks, then centroids) gets a unique name
     rows_plan: list[tuple[int, str | None, str]] = []  # (node index, kind/track, raw name)
     for k, g in enumerate(groups):
         for i in keep:
@@ -141,14 +142,14 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
             ok = obj.visible & np.isfinite(obj.centroid).all(-1)
             if ok.any():
                 rows_plan.append((k, "centroid", f"{g}_centroid"))
-    final = _track_names([r[2] for r in rows_plan])
+    final = unique_names([r[2] for r in rows_plan])
     lines = [f"{MAGIC} export for Nuke: paste into the Node Graph or File > Import Script",
              f"{MAGIC} plate {W} {H} pixel_aspect {num(tracks.pixel_aspect)}",
              f"{MAGIC} frames {_frames_text(frames)}",
              f"{MAGIC} convention x_nuke = x + 0.5, y_nuke = H - (y + 0.5); plate frame numbers"]
     for (k, kind, _), nm in zip(rows_plan, final):
         if kind == "centroid":
-            lines.append(f"{MAGIC} centroid {quote(groups[k])} {quote(nm)}")
+            lines.append(f"{MAGIC} centroid {name_word(groups[k])} {name_word(nm)}")
     for k, g in enumerate(groups):
         rows, first_t = [], None
         for (kk, kind, _), nm in zip(rows_plan, final):
@@ -173,7 +174,7 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
                   "{", *rows, "}", "}",
                   f" reference_frame {ref}", f" name {node_names[k]}"]
         if g is not None:
-            lines.append(f" label {quote(g)}")
+            lines.append(f" label {name_word(g)}")
         lines += [f" xpos {110 * k}", " ypos 0", "}"]
     cp = options.get("cornerpin")
     if cp:
@@ -209,7 +210,7 @@ def _cornerpin(tracks: TrackSet, names: list[str], options: dict, where: str, xs
         p = coords.to_bottom_left_corner(tracks.xy[i, t_ref], H)
         out.append(f" from{k + 1} {{{num(p[0])} {num(p[1])}}}")
     label = f"{' '.join(names)} ref {tracks.frame_of(t_ref)}"
-    out += [f" name {safe_name(['CornerPin_dtvfx'])[0]}", f" label {quote(label)}",
+    out += [f" name {safe_name(['CornerPin_dtvfx'])[0]}", f" label {name_word(label)}",
             f" xpos {110 * xslot}", " ypos 0", "}"]
     return out
 
@@ -315,7 +316,7 @@ def _nodes(text: str, where: str):
 
 def _header(text: str):
     plate, frames, centroids = None, None, {}
-    for ln in text.splitlines():
+    for ln in text.split("\n"):
         if not ln.startswith(MAGIC):
             continue
         rest = ln[len(MAGIC):].split(None, 1)
@@ -332,7 +333,7 @@ def _header(text: str):
                     a, _, b = part.partition("-")
                     frames.extend(range(int(a), int(b or a) + 1))
             elif key == "centroid":
-                g, n = [w.text for w in parse_list(val)]
+                g, n = [subst_unescape(w.text) for w in parse_list(val)]
                 centroids[n] = g
         except (ValueError, TclSyntaxError):
             continue
@@ -363,7 +364,8 @@ def _read_nk(path: Path, options: dict):
         raise InputError(f"no Tracker4, Tracker3 or CornerPin2D node to read (found: {found})", where=where)
     for cls, knobs, line in trackers:
         node = knobs["name"].text if "name" in knobs else cls
-        group = knobs["label"].text if "label" in knobs and knobs["label"].text.strip() else None
+        label = subst_unescape(knobs["label"].text) if "label" in knobs else ""
+        group = label if label.strip() else None
         ref = None
         if "reference_frame" in knobs:
             try:
@@ -421,7 +423,7 @@ def _tracker4(knobs, node, group, ref, where) -> list[_NkTrack]:
             raise InputError(f"{node}.tracks: a row has {len(vals)} values for {len(names)} columns",
                              where=f"{where}:{r.line}")
         col = dict(zip(names, vals))
-        nm = col["name"].text if "name" in col else f"track {len(out) + 1}"
+        nm = subst_unescape(col["name"].text) if "name" in col else f"track {len(out) + 1}"
         what = f"{node} track {nm!r}"
         out.append(_NkTrack(nm, _parse_value(col["track_x"], what + " track_x", where),
                             _parse_value(col["track_y"], what + " track_y", where),
@@ -536,7 +538,7 @@ def _write_ascii(tracks: TrackSet, path: Path, options: dict) -> None:
     for i, fn in zip(keep, fnames):
         target = path.with_name(f"{_base(path)}.{fn}{ASCII_SUFFIX}")
         atomic.write_text(target, _ascii_lines(tracks, i))
-        manifest.append(f"{tracks.names[i]}\t{target.name}")
+        manifest.append(f"{encode_name(tracks.names[i], '#')}\t{target.name}")
     atomic.write_text(path, "\n".join(manifest) + "\n")
 
 
@@ -581,7 +583,7 @@ def _read_ascii(path: Path, options: dict):
             name, sep, fn = s.partition("\t")
             if not sep:
                 raise InputError("expected 'name<TAB>file'", where=f"{where}:{ln}")
-            entries.append((name, _read_ascii_file(path.with_name(fn.strip()), where), ln))
+            entries.append((decode_name(name), _read_ascii_file(path.with_name(fn.strip()), where), ln))
     else:
         entries.append((_base(path), _read_ascii_file(path, where), None))
     if not entries:

@@ -28,8 +28,9 @@ Conventions (docs/conventions.md row "PFTrack .2dt", pinned by tests/test_adapte
   and 1 for blocks with a clip number. Gaps in the plate numbering stay gaps.
 * **occlusion**: occluded images are missing frames. The 4th column is written 0 (no residual
   computed); confidence and groups are not carried; a track never visible is left out (logged).
-* **names**: written in double quotes; a ``"`` inside a name becomes ``'``, line breaks become spaces,
-  an empty name becomes ``track``; names made equal get ``_2``, ``_3``...
+* **names**: written in double quotes, ``%XX``-encoded where they hold ``"``, ``%``, a control
+  character, a Unicode line break or leading/trailing blanks (:func:`._common.encode_name`: PFTrack
+  shows ``a%22b``); the reader decodes them, so names round-trip exactly. An empty name becomes ``track``.
 * **reading**: ``#`` comments and blank lines are skipped. Queries = each tracker's first listed
   frame. Errors name the file and line: no trackers, a tracker with 0 frames, a frame outside the shot,
   a frame twice, a malformed line. Needs the plate height (the shot or ``plate_size=WxH``).
@@ -37,7 +38,6 @@ Conventions (docs/conventions.md row "PFTrack .2dt", pinned by tests/test_adapte
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +49,7 @@ from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import TrackSet
 
 from . import _matchmove as mm
+from ._common import decode_name, encode_name
 
 FIRST = {"2011": 1, "5": 0}
 CAMERA_LINE = {"2011": "1", "5": '"Primary"'}
@@ -56,7 +57,7 @@ HEADER = ['#  "Name"', "#  clipNumber", "#  frameCount", "#  frame, xpos, ypos, 
 
 
 def _name(n: str) -> str:
-    return re.sub(r"[\r\n\t\v\f]+", " ", n).replace('"', "'").strip()
+    return encode_name(n, '"')
 
 
 def _flavour(options: dict, writing: bool) -> str:
@@ -100,7 +101,7 @@ def parse(path: Path, options: dict) -> tuple[list[tuple[mm.Parsed, int]], tuple
         ln_name, txt = rows[pos]
         if not _quoted(txt):
             raise InputError(f"line {ln_name}: expected a quoted tracker name, got {txt!r}", where=str(path))
-        name = txt[1:-1]
+        name = decode_name(txt[1:-1])
         if pos + 2 >= len(rows):
             raise InputError(f"line {ln_name}: tracker {name!r} is cut short (needs a clip/camera line and a "
                              f"frame count)", where=str(path))

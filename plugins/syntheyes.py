@@ -23,8 +23,10 @@ Conventions (docs/conventions.md row "SynthEyes", pinned by tests/test_adapters_
   visible one is written with outcome ``0`` (tracker disabled there, "even when missing"), with the
   tracker's estimated position where known, else ``0 0``; so the enable track is off through occlusions
   and after a track ends. Confidence and groups are not carried; a track never visible is left out.
-* **names**: whitespace-separated format, so blanks inside a name become ``_`` (``corner 1`` ->
-  ``corner_1``); an empty name becomes ``track``; names made equal get ``_2``, ``_3``...
+* **names**: whitespace-separated format with ``#`` comments, so every blank, ``#``, ``%``, control
+  character and Unicode line break of a name is ``%XX``-encoded (:func:`._common.encode_name`:
+  ``corner 1`` -> ``corner%201``); the reader decodes them, so names round-trip exactly. An empty
+  name becomes ``track``.
 * **reading**: a line is visible when its outcome has the OK bit (4), or when it has no outcome column.
   Queries = each tracker's first visible frame. A tracker whose lines appear in two separate blocks
   is two trackers with the same name: the second is renamed ``name_2`` (noted). Errors name the file and line: no trackers, a tracker
@@ -34,7 +36,6 @@ Conventions (docs/conventions.md row "SynthEyes", pinned by tests/test_adapters_
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -46,6 +47,7 @@ from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import TrackSet
 
 from . import _matchmove as mm
+from ._common import decode_name, encode_name
 
 FIRST_FRAME = 0
 RUN, ENABLE, OK, KEY = 1, 2, 4, 8
@@ -55,7 +57,7 @@ OUTCOME_OFF = 0
 
 
 def _name(n: str) -> str:
-    return re.sub(r"\s+", "_", n.strip())
+    return encode_name(n, "#", spaces=True)
 
 
 def format_text(tracks: TrackSet, options: dict, path: Path = Path("paths.syntheyes.txt")) -> str:
@@ -93,7 +95,7 @@ def parse(path: Path, options: dict) -> tuple[list[mm.Parsed], tuple[int, int]]:
         tok = txt.split()
         if len(tok) not in (4, 5):
             raise InputError(f"line {ln}: expected 'name frame u v [outcome]', got {txt!r}", where=str(path))
-        name = tok[0]
+        name = decode_name(tok[0])
         f = mm.number(tok[1], "frame", path, ln, int)
         u, v = mm.number(tok[2], "u", path, ln), mm.number(tok[3], "v", path, ln)
         visible = True

@@ -19,8 +19,9 @@ Conventions (docs/conventions.md row "3DEqualizer v4", pinned by tests/test_adap
   counts plate frames). Gaps in the plate numbering stay gaps.
 * **occlusion**: occluded images are missing frames (3DE: the point is not tracked there). Confidence
   and groups are not carried; a track with no visible image is left out (logged).
-* **names**: one line each; line breaks and tabs become spaces, surrounding blanks are stripped, an
-  empty name becomes ``track``; names made equal by this get ``_2``, ``_3``...
+* **names**: one line each, ``%XX``-encoded where they hold ``%``, a control character (tab, line
+  break), a Unicode line break or leading/trailing blanks (:func:`._common.encode_name`; 3DE shows
+  ``a%0Ab``); the reader decodes them, so names round-trip exactly. An empty name becomes ``track``.
 * **reading**: queries = each point's first listed frame. Blank lines are skipped. Errors name the
   file and line: no points, a point with 0 frames, a frame outside the shot, a frame twice, bad numbers.
   Duplicate point names are renamed ``a``, ``a_2`` (noted).
@@ -28,7 +29,6 @@ Conventions (docs/conventions.md row "3DEqualizer v4", pinned by tests/test_adap
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
@@ -40,12 +40,13 @@ from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import TrackSet
 
 from . import _matchmove as mm
+from ._common import decode_name, encode_name
 
 FIRST_FRAME = 1
 
 
 def _name(n: str) -> str:
-    return re.sub(r"[\r\n\t\v\f]+", " ", n).strip()
+    return encode_name(n)
 
 
 def format_text(tracks: TrackSet, options: dict, path: Path = Path("points.3de.txt")) -> str:
@@ -95,7 +96,7 @@ def parse(path: Path, options: dict) -> tuple[list[mm.Parsed], tuple[int, int]]:
         k = mm.number(txt, "frame count", path, ln, int)
         if k < 0:
             raise InputError(f"line {ln}: negative frame count {k}", where=str(path))
-        p = mm.Parsed(name, ln_name)
+        p = mm.Parsed(decode_name(name), ln_name)
         for _ in range(k):
             ln, txt = take(f"a frame line of point {name!r}")
             tok = txt.split()

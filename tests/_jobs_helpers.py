@@ -11,6 +11,7 @@ killed and resumed gives bit-identical tracks to an uninterrupted one only if re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -75,10 +76,26 @@ def tiny_job(folder: Path, name: str = "sh010", iterations: int = 20, step_s: fl
 
 
 def helper_env() -> dict:
-    """Environment for worker processes that use ``counting_track``."""
+    """Environment for worker processes that use ``counting_track``: this folder on PYTHONPATH so they
+    can import it (the stand-in itself is registered by code, see :func:`counting_tracker`)."""
     pp = os.environ.get("PYTHONPATH", "")
-    return {"DTVFX_TRACK_FN": HELPER_TRACK,
-            "PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)] + ([pp] if pp else []))}
+    return {"PYTHONPATH": os.pathsep.join([str(HERE), str(REPO)] + ([pp] if pp else []))}
+
+
+@contextlib.contextmanager
+def counting_tracker():
+    """Jobs run or started by this process use ``counting_track`` (dino_tracker_vfx.jobs.tracker_entry);
+    ``python tests/_jobs_cli.py ...`` is the dtvfx CLI with it registered."""
+    from dino_tracker_vfx.jobs import tracker_entry
+
+    tracker_entry.use(HELPER_TRACK)
+    try:
+        yield
+    finally:
+        tracker_entry.use(None)
+
+
+JOBS_CLI = [sys.executable, str(HERE / "_jobs_cli.py")]
 
 
 def checkpoint_iteration(cache_dir: Path) -> int:

@@ -104,8 +104,8 @@ def test_syntheyes_top_left_minus1_1_frame_0_outcome_codes(tmp_path):
     assert rows[("car_b", 0)][2:4] == ["-0.895052", "-0.627778"]
     assert rows[("car_b", 2)][4] == "0"  # occluded: enable off, no usable u/v
     assert rows[("car_b", 3)][4] == "15"  # visible again: restart with a key
-    # "corner 1" -> corner_1 (whitespace-separated format); (1919, 1079) -> 3839/1920 - 1, 2159/1080 - 1
-    assert rows[("corner_1", 0)][2:5] == ["0.999479", "0.999074", "15"]
+    # "corner 1" -> corner%201 (whitespace-separated format); (1919, 1079) -> 3839/1920 - 1, 2159/1080 - 1
+    assert rows[("corner%201", 0)][2:5] == ["0.999479", "0.999074", "15"]
     assert all(len(r.split()) == 5 for r in L)
 
 
@@ -153,9 +153,8 @@ def test_round_trip_tracks_and_queries(name, tmp_path):
     ts = golden_trackset()
     p = _write(name, tmp_path)
     back = _read_tracks(name, p)
-    if name == "syntheyes":  # sanitised name; estimated occluded position kept (outcome 0 line)
-        assert back.names == ["car_a", "car_b", "corner_1"]
-        back.names = list(ts.names)
+    assert back.names == ts.names  # "corner 1" too (syntheyes: written corner%201, decoded)
+    if name == "syntheyes":  # estimated occluded position kept (outcome 0 line)
         np.testing.assert_allclose(back.xy[1, 2], ts.xy[1, 2], atol=ATOL[name])
     back.queries = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(back.queries, back.names)]
     if name == "mmsolver":  # set_name carries the group
@@ -258,7 +257,7 @@ def test_reading_needs_the_plate_size_and_maps_frames(tmp_path):
         registry().get("mmsolver").read_queries(u, {"plate_size": (1280, 720)})
 
 
-def test_writers_leave_out_never_visible_tracks_and_sanitise_names(tmp_path, caplog):
+def test_writers_leave_out_never_visible_tracks_and_encode_names(tmp_path, caplog):
     ts = golden_trackset()
     ts.visible[2] = False
     ts.names[0] = 'say "hi"\tnow'
@@ -266,7 +265,8 @@ def test_writers_leave_out_never_visible_tracks_and_sanitise_names(tmp_path, cap
     p = tmp_path / "s.2dt"
     write_tracks(ts, p)
     L = _lines(p)
-    assert "\"say 'hi' now\"" in L and '"corner 1"' not in L
+    assert '"say %22hi%22%09now"' in L and '"corner 1"' not in L
+    assert _read_tracks("pftrack", p).names == ['say "hi"\tnow', "car_b"]
     assert "left out 1 track" in caplog.text
     ts.visible[:] = False
     with pytest.raises(InputError, match="no track has a visible frame"):

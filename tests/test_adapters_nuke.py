@@ -183,15 +183,19 @@ def test_nk_frames_outside_shot_and_empty_tracks(tmp_path):
     assert not (tmp_path / "e2.nk").exists()
 
 
-def test_nk_names_sanitised_deterministically(tmp_path):
+def test_nk_node_names_sanitised_track_names_and_labels_kept(tmp_path):
     xy = np.zeros((3, 2, 2))
     qs = [Query(0, 0, 0, 'say "hi" {x}', "my car!"), Query(0, 0, 0, "say _hi_ _x_", "my car!"),
           Query(0, 0, 0, "p$[1]", "2nd")]
     ts = TrackSet(xy, np.ones((3, 2), bool), np.ones((3, 2)), [q.name for q in qs], qs, [1, 2], (4, 4))
     text = write_with("nuke", ts, tmp_path / "n.nk").read_text()
-    assert '"say _hi_ _x_"' in text and '"say _hi_ _x__2"' in text and '"p__1_"' in text
-    assert " name Tracker_my_car_\n" in text and " name Tracker_2nd\n" in text
+    # Tcl-quoted; \\ [ ] $ carry one more backslash for the substitution Nuke applies to knob values
+    assert r'"say \"hi\" \{x\}"' in text and '"say _hi_ _x_"' in text and r'"p\\\$\\\[1\\\]"' in text
+    assert " name Tracker_my_car_\n label \"my car!\"" in text and " name Tracker_2nd\n" in text
     _tcl_valid(tmp_path, tmp_path / "n.nk")
+    back = read_with("nuke", tmp_path / "n.nk")
+    assert sorted(back.names) == sorted(ts.names)
+    assert {n: q.group for n, q in zip(back.names, back.queries)} == {q.name: q.group for q in qs}
 
 
 def test_nuke_ascii_golden_round_trip(tmp_path):

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 
 import pytest
 
-from _jobs_helpers import helper_env, make_shot, tiny_job, write_queries, write_spec
+from _jobs_helpers import JOBS_CLI, counting_tracker, helper_env, make_shot, tiny_job, write_queries, write_spec
 from dino_tracker_vfx.jobs import batch as B
 from dino_tracker_vfx.jobs import status as S
 from dino_tracker_vfx.tracks import TrackSet
@@ -17,13 +16,15 @@ from dino_tracker_vfx.tracks import TrackSet
 def helper_tracker(monkeypatch):
     for k, v in helper_env().items():
         monkeypatch.setenv(k, v)
+    with counting_tracker():
+        yield
 
 
 def test_batch_with_a_corrupt_shot_finishes_the_others(tmp_path):
     for n in ("a", "b", "c"):
         tiny_job(tmp_path, n, iterations=5, corrupt=(n == "b"))
     write_spec(tmp_path / "shots.yaml", {"jobs": ["a.yaml", "b.yaml", "c.yaml", "missing.yaml"]})
-    r = subprocess.run([sys.executable, "-m", "dino_tracker_vfx.cli", "batch", str(tmp_path / "shots.yaml"),
+    r = subprocess.run(JOBS_CLI + ["batch", str(tmp_path / "shots.yaml"),
                         "--parallel", "2"], capture_output=True, text=True, timeout=120)
     assert r.returncode == 1, r.stderr
     out = r.stdout.splitlines()

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from _jobs_helpers import HERE, REPO, checkpoint_iteration, tiny_job, write_spec
+from _jobs_helpers import HERE, REPO, checkpoint_iteration, counting_tracker, tiny_job, write_spec
 from dino_tracker_vfx.jobs import batch as B
 from dino_tracker_vfx.jobs import status as S
 from dino_tracker_vfx.tracks import TrackSet
@@ -16,11 +16,11 @@ pytestmark = pytest.mark.ray
 @pytest.fixture
 def local_ray(monkeypatch):
     ray = pytest.importorskip("ray")
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
     ray.init(num_cpus=2, include_dashboard=False, logging_level="error", log_to_driver=False)
     try:
-        yield ray
+        with counting_tracker():  # handed on to the Ray tasks by run_ray
+            yield ray
     finally:
         ray.shutdown()
 
@@ -36,7 +36,7 @@ def test_ray_batch_of_three_tiny_shots(tmp_path, local_ray):
     B.prepare_batch(jobs, root, "ray")
     assert task_options(jobs[0].spec, None, None, None)["num_gpus"] == 0
     seen = []
-    run_ray(jobs, env={"DTVFX_TRACK_FN": "_jobs_helpers:counting_track", "PYTHONPATH": f"{HERE}:{REPO}"},
+    run_ray(jobs, env={"PYTHONPATH": f"{HERE}:{REPO}"},
             progress=seen.append, poll=0.2)
     assert [(j.name, j.state) for j in jobs] == [("a", "done"), ("b", "done"), ("c", "done")], \
         [j.reason for j in jobs]
@@ -50,8 +50,13 @@ def test_ray_batch_of_three_tiny_shots(tmp_path, local_ray):
     assert seen[-1].message.startswith("3/3 finished, 0 failed")
 
 
-def test_task_resources_follow_the_device(tmp_path, monkeypatch):
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+@pytest.fixture
+def stand_in():
+    with counting_tracker():
+        yield
+
+
+def test_task_resources_follow_the_device(tmp_path, stand_in):
     from dino_tracker_vfx.jobs.ray_executor import RetryableJobError, task_options
     from dino_tracker_vfx.jobs.spec import load_spec
 

@@ -49,7 +49,6 @@ def _checkpoints(job_dir: Path) -> dict[int, Path]:
 
 @pytest.fixture
 def real_tracker(monkeypatch):
-    monkeypatch.delenv("DTVFX_TRACK_FN", raising=False)
     try:
         import dino_tracker_vfx.tracker.api  # noqa: F401
     except ImportError as e:

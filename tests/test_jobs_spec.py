@@ -8,16 +8,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _jobs_helpers import make_shot, tiny_job, write_queries, write_spec
+from _jobs_helpers import counting_tracker, make_shot, tiny_job, write_queries, write_spec
 from dino_tracker_vfx.errors import ConfigError
 from dino_tracker_vfx.jobs import batch as B
 from dino_tracker_vfx.jobs.spec import load_spec, merged_preset, spec_from_dict
 
 
 @pytest.fixture(autouse=True)
-def own_tracker_settings(monkeypatch):
+def own_tracker_settings():
     """Spec parsing tests use the helper tracker's preset fields (the tracker's own loader is tested below)."""
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+    with counting_tracker():
+        yield
 
 
 @pytest.fixture
@@ -107,13 +108,11 @@ def test_bad_yaml_and_not_a_mapping(tmp_path):
     assert "job spec not found" in _err(tmp_path / "nope.yaml")
 
 
-def test_unknown_preset_and_overrides_with_the_tracker_loader(shot_dir, monkeypatch):
-    monkeypatch.delenv("DTVFX_TRACK_FN", raising=False)
-    pytest.importorskip("dino_tracker_vfx.tracker.presets")
+def test_unknown_preset_and_overrides_with_the_tracker_loader(shot_dir):
+    from dino_tracker_vfx.jobs import tracker_entry
     from dino_tracker_vfx.tracker import presets as P
 
-    if not P.preset_names():
-        pytest.skip("the tracker has no preset files yet")
+    tracker_entry.use(None)  # the built-in tracker
     msg = _err(_spec(shot_dir, preset="nonexistent-preset"))
     assert msg.startswith("job.yaml: preset: unknown preset 'nonexistent-preset' (known: ")
     name = P.preset_names()[0]
@@ -123,16 +122,27 @@ def test_unknown_preset_and_overrides_with_the_tracker_loader(shot_dir, monkeypa
     assert merged_preset(spec) == name
 
 
-def test_overrides_merge(shot_dir, monkeypatch):
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")  # its own preset fields
+def test_a_preset_module_that_fails_to_import_is_an_error_not_a_skipped_check(shot_dir, monkeypatch):
+    import sys
+
+    import dino_tracker_vfx.tracker as tracker_pkg
+    from dino_tracker_vfx.jobs import tracker_entry
+
+    tracker_entry.use(None)  # the built-in tracker
+    monkeypatch.setitem(sys.modules, "dino_tracker_vfx.tracker.presets", None)
+    monkeypatch.delattr(tracker_pkg, "presets", raising=False)
+    with pytest.raises(ImportError, match="dino_tracker_vfx.tracker.presets"):
+        load_spec(_spec(shot_dir, preset={"no_such_section": {"x": 1}}))
+
+
+def test_overrides_merge(shot_dir):  # the stand-in's own preset fields
     spec = load_spec(_spec(shot_dir, preset={"a": {"x": 1, "y": 2}, "b": 3}, overrides={"a": {"y": 5}}))
     assert merged_preset(spec) == {"a": {"x": 1, "y": 5}, "b": 3}
     spec = load_spec(_spec(shot_dir, preset="fast", overrides={"train": {"iterations": 10}}))
     assert merged_preset(spec) == {"base": "fast", "train": {"iterations": 10}}
 
 
-def test_batch_template_and_per_job_errors(tmp_path, monkeypatch):
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+def test_batch_template_and_per_job_errors(tmp_path):
     for n in ("sh010", "sh020"):
         make_shot(tmp_path / "plates" / n, n)
         write_queries(tmp_path / f"{n}.csv")
@@ -161,8 +171,7 @@ def test_batch_template_and_per_job_errors(tmp_path, monkeypatch):
         B.load_batch(tmp_path / "bad.yaml")
 
 
-def test_list_form_batch_with_spec_paths(tmp_path, monkeypatch):
-    monkeypatch.setenv("DTVFX_TRACK_FN", "_jobs_helpers:counting_track")
+def test_list_form_batch_with_spec_paths(tmp_path):
     tiny_job(tmp_path, "a")
     (tmp_path / "b.yaml").write_text("shot: [\n")
     (tmp_path / "list.yaml").write_text("- a.yaml\n- b.yaml\n- nope.yaml\n")

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from _jobs_helpers import HELPER_TRACK, checkpoint_iteration, helper_env, tiny_job, wait_for
+from _jobs_helpers import (HELPER_TRACK, JOBS_CLI, checkpoint_iteration, counting_tracker, helper_env, tiny_job,
+                           wait_for)
 from dino_tracker_vfx.jobs import client
 from dino_tracker_vfx.jobs import status as S
 from dino_tracker_vfx.tracks import TrackSet
@@ -26,6 +27,8 @@ from dino_tracker_vfx.tracks import TrackSet
 def helper_tracker(monkeypatch):
     for k, v in helper_env().items():
         monkeypatch.setenv(k, v)
+    with counting_tracker():
+        yield
 
 
 def _starts(job_dir: Path) -> list[int]:
@@ -174,11 +177,11 @@ def test_a_job_cannot_be_submitted_twice_while_running(tmp_path):
     job = client.submit(spec)
     try:
         wait_for(lambda: client.status(job)["state"] == "running", what="running")
-        r = subprocess.run([sys.executable, "-m", "dino_tracker_vfx.cli", "submit", str(spec)], capture_output=True,
+        r = subprocess.run(JOBS_CLI + ["submit", str(spec)], capture_output=True,
                            text=True, env=dict(os.environ))
         assert r.returncode == 2
         assert r.stderr.startswith(f"dtvfx: error: {job.path}: job is running (pid ")
-        r = subprocess.run([sys.executable, "-m", "dino_tracker_vfx.cli", "resume", str(job.path)],
+        r = subprocess.run(JOBS_CLI + ["resume", str(job.path)],
                            capture_output=True, text=True)
         assert r.returncode == 2 and "nothing to resume" in r.stderr
     finally:
@@ -190,7 +193,8 @@ def test_cli_submit_status_wait_contract_and_no_torch_on_the_host_side(tmp_path,
     spec = tiny_job(tmp_path, "cli", iterations=4)
     code = f"""
 import json, subprocess, sys
-from dino_tracker_vfx.jobs import client
+from dino_tracker_vfx.jobs import client, tracker_entry
+tracker_entry.use({HELPER_TRACK!r})
 job = client.submit({str(spec)!r})
 state = client.wait(job.path, poll=0.1, timeout=60)
 print(json.dumps({{"state": state, "outputs": client.outputs(job.path), "torch": "torch" in sys.modules}}))
@@ -200,7 +204,7 @@ print(json.dumps({{"state": state, "outputs": client.outputs(job.path), "torch":
     d = json.loads(r.stdout.splitlines()[-1])
     assert d["state"] == "done" and d["torch"] is False and d["outputs"][0]["exists"]
 
-    cli = [sys.executable, "-m", "dino_tracker_vfx.cli"]
+    cli = JOBS_CLI
     r = subprocess.run(cli + ["submit", str(spec), "--jobs-root", str(tmp_path / "jobs")], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
@@ -222,15 +226,43 @@ print(json.dumps({{"state": state, "outputs": client.outputs(job.path), "torch":
     assert capsys.readouterr().err.strip().endswith("nope.yaml: job spec not found")
 
 
-def test_env_tracker_is_used(monkeypatch):
+def test_registered_stand_in_tracker_is_used():
+    from dino_tracker_vfx.errors import ConfigError
+    from dino_tracker_vfx.jobs import tracker_entry
     from dino_tracker_vfx.jobs.worker import track_function
 
     assert track_function().__name__ == HELPER_TRACK.split(":")[1]
-    monkeypatch.setenv("DTVFX_TRACK_FN", "no_such_module_x:track")
-    from dino_tracker_vfx.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="tracker not available"):
+    assert tracker_entry.worker_argv(["j"])[1:4] == ["-c", tracker_entry._BOOTSTRAP, HELPER_TRACK]
+    tracker_entry.use("no_such_module_x:track")
+    with pytest.raises(ConfigError, match="tracker not available: cannot import no_such_module_x"):
         track_function()
+    with pytest.raises(ValueError, match="expected 'module:function'"):
+        tracker_entry.use("os; import x")
+
+
+def test_dtvfx_track_fn_in_the_environment_imports_nothing_and_presets_are_still_checked(tmp_path, monkeypatch):
+    """The old DTVFX_TRACK_FN variable can neither import code nor switch the preset check off."""
+    from dino_tracker_vfx.jobs import tracker_entry
+
+    marker = tmp_path / "imported.txt"
+    (tmp_path / "evil_tracker.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                              "def track(*a, **k):\n    raise SystemExit(0)\n")
+    spec = tiny_job(tmp_path, "env", iterations=3)  # counting_track's preset fields: not the tracker's
+    env = dict(os.environ, DTVFX_TRACK_FN="evil_tracker:track",
+               PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ["PYTHONPATH"]]))
+    r = subprocess.run([sys.executable, "-m", "dino_tracker_vfx.cli", "run", str(spec)], capture_output=True,
+                       text=True, env=env, cwd=tmp_path, timeout=120)
+    assert r.returncode == 2, r.stderr
+    assert r.stderr.startswith(f"dtvfx: error: {spec}: preset: "), r.stderr
+    assert not marker.exists()
+
+    tracker_entry.use(None)  # this process: no stand-in registered
+    monkeypatch.setenv("DTVFX_TRACK_FN", "evil_tracker:track")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert tracker_entry.worker_argv(["j"]) == [sys.executable, "-m", "dino_tracker_vfx.jobs.worker", "j"]
+    fn = tracker_entry.track_function()
+    assert (fn.__module__, fn.__name__) == ("dino_tracker_vfx.tracker.api", "track")
+    assert not marker.exists() and "evil_tracker" not in sys.modules
 
 
 def test_objects_and_mask_propagation_in_one_job(tmp_path):

@@ -24,6 +24,7 @@ from typing import Any
 from ..errors import ConfigError, UserError
 from ..progress import ProgressFn
 from . import status as _status
+from . import tracker_entry
 from .batch import BatchJob, collect, overall
 
 
@@ -39,8 +40,9 @@ def _ray():
     return ray
 
 
-def run_job_task(job_dir: str, env: dict | None = None) -> dict:
-    """The body of one Ray task (runs on a Ray worker)."""
+def run_job_task(job_dir: str, env: dict | None = None, stand_in: str | None = None) -> dict:
+    """The body of one Ray task (runs on a Ray worker); ``stand_in``: the tracker stand-in registered in
+    the submitting process (:mod:`.tracker_entry`), None for the built-in tracker."""
     env = dict(env or {})
     os.environ.update(env)
     for entry in reversed(env.get("PYTHONPATH", "").split(os.pathsep)):
@@ -48,6 +50,8 @@ def run_job_task(job_dir: str, env: dict | None = None) -> dict:
             sys.path.insert(0, entry)  # this process is already running: PYTHONPATH alone is too late
     from . import runner
     from .worker import run_job
+
+    tracker_entry.use(stand_in)  # this Ray worker process may have run another driver's task before
 
     st = _status.read_status(job_dir)
     if st.get("state") != "queued":  # a retry after a crash or a retryable failure
@@ -87,12 +91,13 @@ def run_ray(jobs: list[BatchJob], address: str | None = None, num_cpus: float | 
         connected_here = True
     try:
         fn = ray.remote(run_job_task)
+        stand_in = tracker_entry.stand_in()
         refs: dict[Any, BatchJob] = {}
         for j in jobs:
             if j.job_dir is None or j.error is not None:
                 continue
             opts = task_options(j.spec, num_cpus, num_gpus, retries)
-            refs[fn.options(**opts).remote(str(j.job_dir), env)] = j
+            refs[fn.options(**opts).remote(str(j.job_dir), env, stand_in)] = j
             j.state = "queued"
         pending = list(refs)
         while pending:

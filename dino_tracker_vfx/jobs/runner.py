@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..progress import Progress, ProgressFn
 from ..stages import NAMES
 from . import lock as _lock
 from . import status as _status
+from . import tracker_entry
 from .spec import JobSpec
 from .worker import CANCEL_FILE, LOG_FILE, SPEC_COPY
 
@@ -142,7 +142,7 @@ def worker_env(extra: dict | None = None) -> dict:
 
 
 def worker_command(job_dir: Path, executor: str) -> list[str]:
-    return [sys.executable, "-m", "dino_tracker_vfx.jobs.worker", str(job_dir), "--executor", executor]
+    return tracker_entry.worker_argv([str(job_dir), "--executor", executor])
 
 
 def spawn_worker(job_dir: str | os.PathLike, env: dict | None = None) -> int:

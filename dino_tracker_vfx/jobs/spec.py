@@ -305,7 +305,7 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
         preset = path_of(preset, "preset")
     elif isinstance(preset, str):
         known = known_presets()
-        if known is not None and preset not in known:
+        if preset not in known:
             raise err("preset", f"unknown preset {preset!r} (known: {', '.join(known)}; or a .yaml path)")
     else:
         raise err("preset", f"expected a preset name, a .yaml path or a mapping, got {preset!r}")
@@ -448,16 +448,11 @@ def _output(o: Any, fn: str, err, path_of) -> OutputSpec:
     return OutputSpec(name, path, options)
 
 
-def known_presets() -> list[str] | None:
-    """Preset names of the tracker (None when the tracker's preset module is not available)."""
-    try:
-        from ..tracker import presets as P  # A2; reads YAML only
-    except Exception:
-        return None
-    try:
-        return sorted(P.preset_names()) or None
-    except Exception:
-        return None
+def known_presets() -> list[str]:
+    """Preset names of the built-in tracker (its preset module reads YAML only, no torch)."""
+    from ..tracker import presets as P
+
+    return sorted(P.preset_names())
 
 
 def _merge(preset: Any, overrides: dict) -> Any:
@@ -476,13 +471,14 @@ def _default_preset() -> str:
 
 def _check_preset(preset: Any, overrides: dict, err) -> None:
     """Validate preset + overrides with the tracker's own loader (YAML only, no torch) when the job uses
-    the built-in tracker; an alternative tracker ($DTVFX_TRACK_FN) validates its own settings."""
-    if os.environ.get("DTVFX_TRACK_FN"):
+    the built-in tracker; only a stand-in registered by code in this process (:mod:`.tracker_entry`)
+    validates its own settings. A preset module that cannot be imported is an error, never a skipped check."""
+    from . import tracker_entry
+
+    if tracker_entry.stand_in() is not None:
         return
-    try:
-        from ..tracker import presets as P
-    except Exception:
-        return
+    from ..tracker import presets as P
+
     try:
         P.load_preset(_merge(preset, overrides))
     except ConfigError as e:

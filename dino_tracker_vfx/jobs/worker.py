@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import errno
 import hashlib
-import importlib
 import os
 import sys
 import time
@@ -31,14 +30,13 @@ from ..progress import Progress, ProgressFn, catch_signals
 from . import lock as _lock
 from . import status as _status
 from .spec import JobSpec, merged_preset, read_yaml, spec_from_dict
+from .tracker_entry import track_function
 
 SPEC_COPY = "job.yaml"
 LOG_FILE = "job.log"
 CANCEL_FILE = "cancel"
 TRACKS_FILE = "tracks.json"
 RESULT_META = "tracks.key"
-TRACK_FN_ENV = "DTVFX_TRACK_FN"
-DEFAULT_TRACK_FN = "dino_tracker_vfx.tracker.api:track"
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 130}
 
 
@@ -59,20 +57,6 @@ def load_job_spec(job_dir: Path) -> JobSpec:
     if not isinstance(d, dict):
         raise ConfigError("expected a mapping of job fields", where=str(p))
     return spec_from_dict(d, base_dir=job_dir, where=str(p))
-
-
-def track_function() -> Callable:
-    """The tracker entry point (``$DTVFX_TRACK_FN`` = ``module:function`` replaces it)."""
-    target = os.environ.get(TRACK_FN_ENV) or DEFAULT_TRACK_FN
-    mod_name, _, attr = target.partition(":")
-    try:
-        mod = importlib.import_module(mod_name)
-    except ModuleNotFoundError as e:
-        raise ConfigError(f"tracker not available: cannot import {mod_name} ({e})") from None
-    fn = getattr(mod, attr or "track", None)
-    if not callable(fn):
-        raise ConfigError(f"tracker not available: {target} is not a function")
-    return fn
 
 
 class CancelFlag:
