@@ -203,7 +203,7 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
         if tracks is None or not seg_ok:
             cache = Path(spec.cache) if spec.cache else job_dir / "cache"
             cache.mkdir(parents=True, exist_ok=True)
-            shot_lock = _lock.shot_lock(cache, spec.shot.path, spec.shot.frames)
+            shot_lock = _lock.shot_lock(cache, shot)
 
             def waiting(holder):
                 msg = f"waiting for the shot lock held by {_lock.describe(holder)}"
