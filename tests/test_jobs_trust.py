@@ -43,3 +43,88 @@ def test_the_same_job_twice_writes_byte_identical_tracks_json(tmp_path):
         files.append((job.path / "tracks.json").read_bytes())
     assert [g["name"] for g in json.loads(files[0])["groups"]] == [f"grp{i}" for i in range(8)]  # query order
     assert files[0] == files[1]
+
+
+# ----------------------------------------------------------------------------- checks before queueing
+def _zero_mask(tmp_path: Path) -> str:
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "matte.png"), np.zeros((48, 64), np.uint8))
+    return "matte.png@1001"
+
+
+def _bad_queries(tmp_path: Path) -> str:
+    (tmp_path / "bin_q.csv").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00 not text")
+    return "bin_q.csv"
+
+
+def _frame_outside(tmp_path: Path) -> str:
+    (tmp_path / "far_q.csv").write_text("name,frame,x,y\nq0,2001,5,5\n")
+    return "far_q.csv"
+
+
+def _nuke(options):
+    return {"outputs": [{"format": "nuke", "path": "out/x.nk", "options": options}]}
+
+
+CASES = {
+    "cornerpin-count": (lambda p: _nuke({"cornerpin": ["q0", "q1", "q2"]}),
+                        "outputs[0].options: option cornerpin needs 4 track names"),
+    "cornerpin-name": (lambda p: _nuke({"cornerpin": ["q0", "q1", "q2", "nope"]}),
+                       "outputs[0].options: option cornerpin: no track named 'nope' (tracks: q0, q1, q2)"),
+    "reference-frame": (lambda p: _nuke({"reference_frame": 999}),
+                        "outputs[0].options: option reference_frame=999 is not a frame of the shot (1001-1006)"),
+    "output-under-a-file": (lambda p: (p / "blocker").write_text("x") and
+                            {"outputs": [{"format": "csv", "path": "blocker/out.csv"}]},
+                            "outputs[0].path: cannot create {p}/blocker: {p}/blocker is a file, not a folder"),
+    "cache-under-a-file": (lambda p: (p / "blocker").write_text("x") and {"cache": "blocker/cache"},
+                           "cache: cannot create {p}/blocker/cache: {p}/blocker is a file, not a folder"),
+    "cuda-index": (lambda p: {"device": "cuda:64"}, "device: cuda:64 was asked for but "),
+    "undecodable-queries": (lambda p: {"queries": _bad_queries(p)}, "{p}/bin_q.csv: cannot decode as UTF-8 text"),
+    "query-outside-the-shot": (lambda p: {"queries": _frame_outside(p)},
+                               "{p}/far_q.csv: line 2: frame 2001 is not in the shot (1001-1006)"),
+    "all-zero-mask": (lambda p: {"masks": [_zero_mask(p)]}, "{p}/matte.png: mask is empty (no object) at frame 1001"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_submit_refuses_a_job_that_would_fail_after_training(tmp_path, capsys, case):
+    from dino_tracker_vfx.cli import main
+
+    make_fields, expect = CASES[case]
+    spec = tiny_job(tmp_path, "sh", iterations=3)
+    spec = write_spec(spec, {**yaml.safe_load(spec.read_text()), **make_fields(tmp_path)})
+    assert main(["submit", str(spec)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("dtvfx: error: ") and expect.format(p=tmp_path) in err[0], err
+    assert not (tmp_path / "sh.dtvfx").exists()  # nothing queued, no job directory
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="this machine has CUDA (the cuda:64 case above covers it)")
+def test_submit_refuses_cuda_without_cuda(tmp_path, capsys):
+    from dino_tracker_vfx.cli import main
+
+    spec = tiny_job(tmp_path, "gpu", iterations=3, device="cuda")
+    assert main(["submit", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (f"dtvfx: error: {spec}: device: cuda was asked for but CUDA is not available on this machine "
+                   f"(use cpu or auto)")
+    assert not (tmp_path / "gpu.dtvfx").exists()
+
+
+def test_a_refused_resubmit_leaves_the_existing_job_as_it_was(tmp_path):
+    from dino_tracker_vfx.errors import InputError
+
+    spec = tiny_job(tmp_path, "again", iterations=3)
+    job = client.prepare(spec)
+    before = (job.path / "status.json").read_bytes()
+    (tmp_path / "again_q.csv").write_text("name,frame,x,y\nq0,2001,5,5\n")
+    with pytest.raises(InputError, match=r"again_q.csv: line 2: frame 2001 is not in the shot \(1001-1006\)"):
+        client.submit(spec)
+    assert (job.path / "status.json").read_bytes() == before

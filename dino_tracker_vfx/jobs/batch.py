@@ -51,8 +51,10 @@ class BatchJob:
     job_dir: Path | None = None
     state: str = "queued"
     reason: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # runs of the job in this batch (a Ray retry adds one)
+    reused: bool = False  # its saved tracks.json was up to date: nothing was tracked
     outputs: list = field(default_factory=list)
+    first_attempt: int = 0  # the job's status.json attempt when this batch prepared it
 
     @property
     def ok(self) -> bool:
@@ -165,11 +167,17 @@ def default_jobs_root(batch_path: str | os.PathLike) -> Path:
 
 
 def prepare_batch(jobs: list[BatchJob], jobs_root: Path, executor: str) -> None:
+    """Check every valid job (:func:`.preflight.check_job`; Ray: not the device, the driver may have no GPU)
+    and prepare its job directory; a job failing its checks fails alone, without a job directory."""
+    from .preflight import check_job
+
     for j in jobs:
         if j.spec is None:
             continue
         try:
+            check_job(j.spec, Path(jobs_root) / j.name, device=executor != "ray")
             j.job_dir = runner.prepare_job(j.spec, Path(jobs_root) / j.name, executor=executor)
+            j.first_attempt = int(_status.read_status(j.job_dir).get("attempt") or 1)
         except UserError as e:
             j.state, j.reason, j.error = "failed", str(e), str(e)
 
@@ -184,7 +192,9 @@ def collect(j: BatchJob) -> None:
         j.state, j.reason = "failed", str(e)
         return
     j.state = _status.effective_state(j.job_dir, st)
-    j.attempts = int(st.get("attempt") or 0)
+    attempt = int(st.get("attempt") or 0)
+    j.attempts = attempt - j.first_attempt + 1 if j.first_attempt else attempt  # not the job's earlier runs
+    j.reused = bool(st.get("reused"))
     j.outputs = [o["path"] for o in st.get("outputs") or [] if o.get("written")]
     if j.state == "failed":
         j.reason = st.get("error") or st.get("message")
@@ -303,6 +313,8 @@ def summary(jobs: list[BatchJob]) -> str:
     w = max([len(j.name) for j in jobs] + [4])
     for j in jobs:
         what = (f"{len(j.outputs)} output(s)" if j.state == "done" else (j.reason or ""))
+        if j.reused and j.state == "done":
+            what += " (reused its saved tracks)"
         tries = f" (attempts: {j.attempts})" if j.attempts > 1 else ""
         lines.append(f"{j.name:<{w}}  {j.state:<9}  {what}{tries}")
     failed = [j for j in jobs if not j.ok]
