@@ -128,3 +128,69 @@ def test_a_refused_resubmit_leaves_the_existing_job_as_it_was(tmp_path):
     with pytest.raises(InputError, match=r"again_q.csv: line 2: frame 2001 is not in the shot \(1001-1006\)"):
         client.submit(spec)
     assert (job.path / "status.json").read_bytes() == before
+
+
+# ----------------------------------------------------------------------------- what the commands show
+def test_track_help_lists_every_host_file_that_gives_queries(capsys):
+    from dino_tracker_vfx.adapters import registry
+    from dino_tracker_vfx.cli import main
+
+    with pytest.raises(SystemExit):
+        main(["track", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    suffixes = sorted({s for a in registry() if a.can("read_queries") for s in a.suffixes})
+    assert [s for s in suffixes if s not in text] == []
+
+
+def _running_at(job_dir: Path, **fields) -> None:
+    from dino_tracker_vfx.jobs import status as S
+
+    st = S.read_status(job_dir)
+    st.update(state="running", pid=os.getpid(), host=S.hostname(), **fields)
+    S.write_status(job_dir, st)
+
+
+def test_wait_shows_the_stage_counter_and_the_job_share(tmp_path, capsys):
+    from dino_tracker_vfx.cli import main
+    from dino_tracker_vfx.jobs import lock as L
+
+    job = client.prepare(tiny_job(tmp_path, "w", iterations=3))
+    _running_at(job.path, stage="train", stage_done=166, stage_total=300, iteration=166, progress=0.4512,
+                eta_s=90.0, message="")
+    held = L.job_lock(job.path)
+    held.acquire()  # a live worker, as far as readers can tell
+    try:
+        assert main(["wait", str(job.path), "--timeout", "0.2", "--poll", "0.1"]) == 124
+    finally:
+        held.release()
+    bar = capsys.readouterr().err.splitlines()[0]
+    assert bar.split()[0] == "train" and " 166/300 " in bar and "job 45%" in bar, bar
+
+
+def test_status_of_a_batch_folder_lists_its_jobs_and_counts_them(tmp_path, capsys):
+    from dino_tracker_vfx.cli import main
+    from dino_tracker_vfx.jobs import batch as B
+
+    for n in ("a", "b", "c"):
+        tiny_job(tmp_path, n, iterations=3)
+    (tmp_path / "c_q.csv").write_text("name,frame,x,y\nq0,2001,5,5\n")  # refused before queueing
+    write_spec(tmp_path / "shots.yaml", {"jobs": ["a.yaml", "b.yaml", "c.yaml", "missing.yaml"]})
+    jobs = B.load_batch(tmp_path / "shots.yaml")
+    root = B.default_jobs_root(tmp_path / "shots.yaml")
+    B.prepare_batch(jobs, root, "batch")
+    B.run_local(jobs[:1], poll=0.1)  # a runs; b stays queued
+
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"batch {root}"
+    assert [ln.split()[:2] for ln in out[1:5]] == [["a", "done"], ["b", "queued"], ["c", "failed"],
+                                                  ["missing", "failed"]]
+    assert "not queued: " in out[3] and "c_q.csv: line 2: frame 2001 is not in the shot" in out[3]
+    assert "not queued: " in out[4] and "job spec not found" in out[4]
+    assert out[5] == "4 job(s): 1 queued, 1 done, 2 failed"
+    assert main(["status", str(root), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["batch"] == str(root) and d["counts"] == {"done": 1, "queued": 1, "failed": 2}
+    assert [(j["job"], j["state"]) for j in d["jobs"]] == [("a", "done"), ("b", "queued"), ("c", "failed"),
+                                                           ("missing", "failed")]
+    assert d["jobs"][0]["outputs"][0]["written"] and d["jobs"][2]["queued"] is False
