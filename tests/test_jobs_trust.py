@@ -194,3 +194,21 @@ def test_status_of_a_batch_folder_lists_its_jobs_and_counts_them(tmp_path, capsy
     assert [(j["job"], j["state"]) for j in d["jobs"]] == [("a", "done"), ("b", "queued"), ("c", "failed"),
                                                            ("missing", "failed")]
     assert d["jobs"][0]["outputs"][0]["written"] and d["jobs"][2]["queued"] is False
+
+
+def test_an_output_the_user_cannot_write_fails_not_retryable(tmp_path, monkeypatch):
+    """A path that cannot be written (EACCES here; as root chmod stops nothing, so the adapter call is made to
+    fail) is the user's to fix: a re-run would fail the same way, so it is not retryable (Ray runs it once)."""
+    import errno
+
+    from dino_tracker_vfx.jobs import outputs
+
+    target = tmp_path / "out" / "deny.csv"
+
+    def denied(tracks, fmt, path, options):
+        raise PermissionError(errno.EACCES, "Permission denied", str(target))
+
+    monkeypatch.setattr(outputs, "write_output", denied)
+    st = client.run(tiny_job(tmp_path, "deny", iterations=3))
+    assert (st["state"], st["retryable"], st["error_kind"]) == ("failed", False, "PermissionError")
+    assert st["error"] == f"cannot write {target} (Permission denied)"
