@@ -78,8 +78,16 @@ def _is_host_file(p: Path) -> bool:
     return True
 
 
+def _query_text(p: Path) -> str:
+    try:
+        return p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(f"cannot decode as UTF-8 text (byte {e.start}); a query file is CSV or JSON text, "
+                         f"or a host file an adapter reads (see dtvfx plugins)", where=str(p)) from None
+
+
 def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:
-    lines = [(i, ln) for i, ln in enumerate(p.read_text().splitlines(), start=1)
+    lines = [(i, ln) for i, ln in enumerate(_query_text(p).splitlines(), start=1)
              if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         return []
@@ -97,7 +105,7 @@ def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:
 
 def _query_rows_json(p: Path) -> list[tuple[dict, str]]:
     try:
-        d = json.loads(p.read_text())
+        d = json.loads(_query_text(p))
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON at line {e.lineno}: {e.msg}", where=str(p)) from None
     items = d.get("queries") if isinstance(d, dict) else d

@@ -111,7 +111,7 @@ class TrackSet:
         dup = sorted({n for n in self.names if self.names.count(n) > 1})
         if dup:
             raise InputError(f"TrackSet: duplicate track names {dup}")
-        for g in {q.group for q in self.queries if q.group}:
+        for g in dict.fromkeys(q.group for q in self.queries if q.group):  # query order: reproducible files
             self.groups.setdefault(g, None)
 
     # ------------------------------------------------------------------ basic views

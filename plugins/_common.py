@@ -67,12 +67,17 @@ def writable_tracks(tracks: TrackSet, where: str) -> list[int]:
     return keep
 
 
+def check_names(names: Sequence[str], known: Sequence[str], option: str, where: str | None = None) -> None:
+    """Every name chosen by ``option`` is one of the ``known`` track names."""
+    for n in names:
+        if n not in known:
+            raise InputError(f"option {option}: no track named {n!r} (tracks: {', '.join(known)})", where=where)
+
+
 def pick_tracks(tracks: TrackSet, names: Sequence[str], option: str, where: str) -> list[int]:
+    check_names(names, tracks.names, option, where)
     out = []
     for n in names:
-        if n not in tracks.names:
-            raise InputError(f"option {option}: no track named {n!r} (tracks: {', '.join(tracks.names)})",
-                             where=where)
         i = tracks.names.index(n)
         if not keyed(tracks, i).any():
             raise InputError(f"option {option}: track {n!r} has no visible frame", where=where)

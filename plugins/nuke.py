@@ -59,8 +59,8 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import (decode_name, encode_name, key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs,
-                      safe_name, writable_tracks)
+from ._common import (check_names, decode_name, encode_name, key_index, keyed, num, pick_tracks, read_frames,
+                      read_host_text, runs, safe_name, writable_tracks)
 from ._tcl import TclSyntaxError, Word, name_word, parse_list, parse_script, subst_unescape
 
 MAGIC = "# dino_tracker_vfx"
@@ -114,10 +114,32 @@ def _ref_frame(tracks: TrackSet, options: dict, default_t: int) -> int:
     rf = options.get("reference_frame")
     if rf is None:
         return tracks.frame_of(default_t)
-    if int(rf) not in set(int(f) for f in tracks.frame_numbers):
-        raise InputError(f"option reference_frame={rf} is not a frame of the shot "
-                         f"({tracks.frame_numbers[0]}-{tracks.frame_numbers[-1]})")
+    _check_ref_frame(rf, tracks.frame_numbers)
     return int(rf)
+
+
+def _check_ref_frame(rf: int, frame_numbers) -> None:
+    if int(rf) not in set(int(f) for f in frame_numbers):
+        raise InputError(f"option reference_frame={rf} is not a frame of the shot "
+                         f"({frame_numbers[0]}-{frame_numbers[-1]})")
+
+
+def _check_cornerpin_count(names: list, where: str | None) -> None:
+    if len(names) != 4:
+        raise InputError(f"option cornerpin needs 4 track names (to1..to4: lower-left, lower-right, "
+                         f"upper-right, upper-left), got {len(names)}", where=where)
+
+
+def _check_nk(options: dict, context: dict) -> None:
+    """The adapter's check hook: cornerpin and reference_frame against the names and frames a job will have
+    (before tracking; nothing is written)."""
+    cp = options.get("cornerpin")
+    if cp:
+        _check_cornerpin_count(list(cp), None)
+        if context.get("track_names") is not None:
+            check_names(list(cp), list(context["track_names"]), "cornerpin")
+    if options.get("reference_frame") is not None and context.get("frame_numbers") is not None:
+        _check_ref_frame(options["reference_frame"], list(context["frame_numbers"]))
 
 
 def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
@@ -183,9 +205,7 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
 
 
 def _cornerpin(tracks: TrackSet, names: list[str], options: dict, where: str, xslot: int) -> list[str]:
-    if len(names) != 4:
-        raise InputError(f"option cornerpin needs 4 track names (to1..to4: lower-left, lower-right, "
-                         f"upper-right, upper-left), got {len(names)}", where=where)
+    _check_cornerpin_count(names, where)
     idx = pick_tracks(tracks, names, "cornerpin", where)
     W, H = tracks.plate_size
     frames = np.asarray(tracks.frame_numbers, np.int64)
@@ -628,7 +648,7 @@ def _read_tracks_ascii(path: Path, options: dict) -> TrackSet:
 def dtvfx_adapters():
     return [
         Adapter("nuke", (".nk",), "Nuke script: Tracker4 node per group (+ CornerPin2D), pasteable",
-                write=_write_nk, read_queries=_read_queries_nk, read_tracks=_read_tracks_nk,
+                write=_write_nk, read_queries=_read_queries_nk, read_tracks=_read_tracks_nk, check=_check_nk,
                 capabilities=frozenset({"tracks", "groups", "visibility", "confidence", "queries", "cornerpin"}),
                 options=(
                     OptionSpec("cornerpin", "list", None, "four track names for a CornerPin2D, in to1..to4 "

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from _jobs_helpers import (HELPER_TRACK, JOBS_CLI, checkpoint_iteration, counting_tracker, helper_env, tiny_job,
-                           wait_for)
+                           wait_for, write_spec)
 from dino_tracker_vfx.jobs import client
 from dino_tracker_vfx.jobs import status as S
 from dino_tracker_vfx.tracks import TrackSet
@@ -150,13 +151,16 @@ def test_changed_inputs_invalidate_the_saved_tracks(tmp_path):
 def test_two_jobs_sharing_a_cache_never_train_the_same_shot_at_once(tmp_path):
     common = dict(iterations=250, step_s=0.02, cache="shared_cache")
     spec_a = tiny_job(tmp_path, "sh", **common)
+    # job b names the shot's whole range (frames: 1001-1006), job a names none: the same resolved shot, the same
+    # cache folder, so the same shot lock (it was keyed by the frames text, and b trained alongside a)
+    spec_b = write_spec(tmp_path / "sh_range.yaml", {**yaml.safe_load(spec_a.read_text()), "frames": "1001-1006"})
     job_a = client.submit(spec_a, job_dir=tmp_path / "a.dtvfx")
     job_b = None
     try:
         pid_a = wait_for(lambda: client.status(job_a)["state"] == "running" and
                          (client.status(job_a)["iteration"] or 0) >= 3 and client.status(job_a)["pid"],
                          what="job a training")
-        job_b = client.submit(spec_a, job_dir=tmp_path / "b.dtvfx")
+        job_b = client.submit(spec_b, job_dir=tmp_path / "b.dtvfx")
         st_b = wait_for(lambda: (lambda s: s if s["stage"] == "waiting" else None)(client.status(job_b)),
                         what="job b waiting")
         assert f"waiting for the shot lock held by pid {pid_a} on host {S.hostname()}" in st_b["message"]

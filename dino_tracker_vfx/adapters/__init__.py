@@ -31,6 +31,18 @@ def write_tracks(tracks, path: str | Path, name: str | None = None, options: Map
     return a
 
 
+def check_write_options(name: str, options: Mapping[str, Any] | None, context: Mapping[str, Any] | None = None,
+                        reg: Registry | None = None, where: str | None = None) -> dict:
+    """Validate write options of adapter ``name`` without writing anything: :func:`resolve_options`, then the
+    adapter's ``check`` hook with ``context`` (``track_names``, ``frame_numbers``, ``plate_size``; a missing
+    key is unknown). Returns the resolved options; raises ConfigError/InputError."""
+    a = (reg or registry()).get(name, "write")
+    opts = resolve_options(a, options, where=where or f"adapter {name}")
+    if a.check is not None:
+        a.check(opts, dict(context or {}))
+    return opts
+
+
 def read_queries(path: str | Path, shot=None, name: str | None = None,
                  options: Mapping[str, Any] | None = None, reg: Registry | None = None):
     """Read queries from a host file. With ``shot`` (Shot/TrackSet) returns ``list[Query]`` mapped to
@@ -49,4 +61,4 @@ def read_queries(path: str | Path, shot=None, name: str | None = None,
 
 __all__ = ["hookimpl", "hookspec", "ENTRY_POINT_GROUP", "Adapter", "OptionSpec", "ReadResult", "HostQuery",
            "CAPABILITIES", "CONTEXT_KEYS", "resolve_options", "parse_option_pairs", "Registry", "load_registry",
-           "registry", "write_tracks", "read_queries"]
+           "registry", "write_tracks", "read_queries", "check_write_options"]

@@ -9,6 +9,11 @@ Adapter contract
   in its docstring.
 * ``read_queries(path, options) -> ReadResult``: query points found in a host file.
 * ``read_tracks(path, options) -> TrackSet``: full tracks (for round trips / re-export).
+* ``check(options, context)`` (optional): validate resolved write options against what a caller knows
+  before any tracks exist, writing nothing; raise ConfigError/InputError naming the option. ``context``
+  keys: ``track_names`` (the names the tracks will have, or None when not known yet), ``frame_numbers``,
+  ``plate_size``. A job calls it when it is submitted, so e.g. a cornerpin naming 3 tracks fails then,
+  not after training (see :func:`dino_tracker_vfx.adapters.check_write_options`).
 * ``capabilities``: what the format carries, from :data:`CAPABILITIES`.
 * ``options``: the adapter options (:class:`OptionSpec`). The CLI passes them as
   ``--option name=value``; an option with ``flag`` set (e.g. ``"--blend"``) is ALSO a flag of
@@ -208,6 +213,7 @@ class Adapter:
     read_tracks: Callable[[Path, dict], TrackSet] | None = None
     capabilities: frozenset[str] = frozenset()
     options: tuple[OptionSpec, ...] = ()
+    check: Callable[[dict, dict], None] | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "suffixes", tuple(s.lower() for s in self.suffixes))

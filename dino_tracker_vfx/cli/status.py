@@ -1,4 +1,4 @@
-"""``dtvfx status JOBDIR``: state and progress of jobs."""
+"""``dtvfx status JOBDIR|BATCHDIR``: state and progress of jobs, or of every job of a batch."""
 
 from __future__ import annotations
 
@@ -9,19 +9,24 @@ HELP = "show the state, stage, progress and ETA of jobs (--json for hosts and sc
 DESCRIPTION = """Show a job's state: queued, running, done, failed, cancelled - or died (status says running
 but no worker holds the job: it was killed; 'dtvfx resume JOBDIR' continues from its last checkpoint).
 
+A batch folder (the jobs root 'dtvfx batch' prints last) shows one line per job, then the count of jobs
+per state; a job refused before it was queued shows as failed with its reason.
+
 --json prints the status dict (one object; a list for several directories). Fields: state, stage,
 stage_done, stage_total, progress (0..1), iteration, eta_s, message, pid, host, error, error_kind,
-attempt, created/started/updated/finished (ISO 8601 UTC), outputs [{format, path, written}], resumable.
+retryable, reused, attempt, created/started/updated/finished (ISO 8601 UTC), outputs [{format, path,
+written}], resumable. For a batch folder: {"batch": DIR, "jobs": [status dicts], "counts": {state: n}}.
 
 examples:
   dtvfx status shots/sh010.dtvfx
   dtvfx status shots/*.dtvfx
   dtvfx status shots/sh010.dtvfx --json
+  dtvfx status shots.dtvfx                  # the batch of shots.yaml
 """
 
 
 def add_arguments(p) -> None:
-    p.add_argument("job_dirs", nargs="+", metavar="JOBDIR")
+    p.add_argument("job_dirs", nargs="+", metavar="JOBDIR", help="job directory or batch folder")
     p.add_argument("--json", action="store_true", help="print the status as JSON")
 
 
@@ -49,14 +54,32 @@ def line(st: dict) -> str:
     return "  ".join(p for p in parts if p).rstrip()
 
 
-def run(args) -> int:
-    from ..jobs import client
+def counts_line(counts: dict) -> str:
+    n = sum(counts.values())
+    return f"{n} job(s): " + ", ".join(f"{counts[s]} {s}" for s in sorted(counts, key=_state_order))
 
-    sts = [client.status(d) for d in args.job_dirs]
+
+def _state_order(state: str) -> int:
+    from ..jobs.status import REPORTED
+
+    return REPORTED.index(state) if state in REPORTED else len(REPORTED)
+
+
+def run(args) -> int:
+    from ..jobs import batch, client
+
+    sts = [batch.batch_status(d) if not client.is_job_dir(d) and batch.is_batch_dir(d) else client.status(d)
+           for d in args.job_dirs]
     if args.json:
         print(json.dumps(sts[0] if len(sts) == 1 else sts, indent=2))
         return 0
     for st in sts:
+        if "batch" in st:
+            print(f"batch {st['batch']}")
+            for js in st["jobs"]:
+                print(line(js) if js.get("queued", True) else line({**js, "error": f"not queued: {js['error']}"}))
+            print(counts_line(st["counts"]))
+            continue
         print(line(st))
         if len(sts) == 1:
             if st["state"] == "died":

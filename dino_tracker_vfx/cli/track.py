@@ -12,7 +12,10 @@ HELP = "track query points through a shot (DINO-Tracker, trained on the shot)"
 DESCRIPTION = """Track query points through a shot with DINO-Tracker (test-time training per shot).
 
 Queries (CSV or JSON, plate pixels, origin top-left; see docs/tracker.md) name an image index `t` or a
-host `frame` each. Masks (mattes, palette PNGs, id EXRs; PATH or PATH@FRAME) mark the foreground that
+host `frame` each. A host file works as well: its trackers/markers become the queries (Nuke .nk,
+.nuke.txt; Blender .blend, .blender.json; After Effects .ae.txt; Fusion .setting; 3DEqualizer .3de.txt,
+.3de; SynthEyes .syntheyes.txt; PFTrack .2dt; mmSolver .uv; a dtvfx track file .json/.csv to re-track;
+'dtvfx plugins' lists them). Masks (mattes, palette PNGs, id EXRs; PATH or PATH@FRAME) mark the foreground that
 training samples favour. Every stage and the training checkpoints are cached under --cache, so a
 cancelled run (Ctrl-C: a checkpoint is saved, exit 130; press it twice to stop at once) resumes where
 it stopped, a second query file reuses the trained tracker, and a larger train.iterations (a YAML
@@ -36,7 +39,8 @@ def default_cache_dir() -> Path:
 def add_arguments(p) -> None:
     p.add_argument("shot", metavar="SHOT", help="sequence pattern, frame, folder or movie")
     add_shot_arguments(p)
-    p.add_argument("--queries", required=True, metavar="FILE", help="query points, .csv or .json")
+    p.add_argument("--queries", required=True, metavar="FILE",
+                   help="query points: .csv or .json, or a host file (.nk, .blend, .3de.txt, ...; see above)")
     p.add_argument("--masks", nargs="+", metavar="MASK", help="foreground masks: PATH or PATH@FRAME")
     p.add_argument("--preset", default="cpu-preview", metavar="NAME",
                    help="paper, balanced, fast, cpu-preview (default) or a YAML file")

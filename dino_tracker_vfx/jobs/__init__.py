@@ -2,6 +2,7 @@
 
 * :mod:`.spec`     job spec YAML -> validated :class:`JobSpec` (errors name file and field)
 * :mod:`.status`   status.json (atomic rewrites), ``died`` detection
+* :mod:`.preflight` what would fail after training (inputs, adapter options, folders, CUDA), checked first
 * :mod:`.lock`     flock-based worker and shot locks that survive a crashed holder
 * :mod:`.worker`   runs one job directory (the one code path of run / submit / batch / Ray)
 * :mod:`.runner`   job directories: prepare, detached worker, cancel, resume, wait

@@ -21,11 +21,14 @@ Batch file forms::
 
 A bare YAML list is form 1. Relative paths resolve against the batch file's folder. A job whose spec is
 invalid fails alone (its reason is in the summary); the others run. Job directories:
-``<jobs root>/<job name>`` (default jobs root: ``<batch dir>/<batch stem>.dtvfx``).
+``<jobs root>/<job name>`` (default jobs root: ``<batch dir>/<batch stem>.dtvfx``). The jobs root also
+holds ``batch.json`` (every job in batch order, with the reason of those refused before queueing, which
+have no job directory); ``dtvfx status JOBS_ROOT`` reads it (:func:`batch_status`).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import string
@@ -51,8 +54,10 @@ class BatchJob:
     job_dir: Path | None = None
     state: str = "queued"
     reason: str | None = None
-    attempts: int = 0
+    attempts: int = 0  # runs of the job in this batch (a Ray retry adds one)
+    reused: bool = False  # its saved tracks.json was up to date: nothing was tracked
     outputs: list = field(default_factory=list)
+    first_attempt: int = 0  # the job's status.json attempt when this batch prepared it
 
     @property
     def ok(self) -> bool:
@@ -165,13 +170,66 @@ def default_jobs_root(batch_path: str | os.PathLike) -> Path:
 
 
 def prepare_batch(jobs: list[BatchJob], jobs_root: Path, executor: str) -> None:
+    """Check every valid job (:func:`.preflight.check_job`; Ray: not the device, the driver may have no GPU)
+    and prepare its job directory; a job failing its checks fails alone, without a job directory."""
+    from .preflight import check_job
+
+    Path(jobs_root).mkdir(parents=True, exist_ok=True)
     for j in jobs:
         if j.spec is None:
             continue
         try:
+            check_job(j.spec, Path(jobs_root) / j.name, device=executor != "ray")
             j.job_dir = runner.prepare_job(j.spec, Path(jobs_root) / j.name, executor=executor)
+            j.first_attempt = int(_status.read_status(j.job_dir).get("attempt") or 1)
         except UserError as e:
             j.state, j.reason, j.error = "failed", str(e), str(e)
+    _status.write_json_shared(Path(jobs_root) / BATCH_FILE, {
+        "format": BATCH_FORMAT, "version": 1, "created": _status.now_iso(), "executor": executor,
+        "jobs": [{"name": j.name, "job_dir": str(j.job_dir) if j.job_dir else None, "error": j.error}
+                 for j in jobs]})
+
+
+BATCH_FILE = "batch.json"
+BATCH_FORMAT = "dtvfx.batch"
+
+
+def is_batch_dir(path: str | os.PathLike) -> bool:
+    """A jobs root made by ``dtvfx batch`` (its batch.json), or any folder holding job directories."""
+    p = Path(path)
+    if not p.is_dir() or (p / _status.STATUS_FILE).is_file():
+        return False
+    return (p / BATCH_FILE).is_file() or any((c / _status.STATUS_FILE).is_file() for c in p.iterdir() if c.is_dir())
+
+
+def batch_status(path: str | os.PathLike) -> dict:
+    """``{"batch": DIR, "jobs": [...], "counts": {state: n}}``: every job's status dict as
+    :func:`.client.status` gives it (batch order from batch.json, else by name); a job refused before it
+    was queued is ``{"job": NAME, "state": "failed", "queued": False, "error": REASON}``."""
+    from .client import status
+
+    root = Path(path).resolve()
+    entries: list[dict] = []
+    try:
+        d = json.loads((root / BATCH_FILE).read_text(encoding="utf-8"))
+        entries = [e for e in d.get("jobs", []) if isinstance(e, dict) and e.get("name")]
+    except (OSError, ValueError, AttributeError):
+        pass
+    seen = {e["name"] for e in entries}
+    entries += [{"name": c.name, "job_dir": str(c)} for c in sorted(root.iterdir())
+                if c.is_dir() and c.name not in seen and (c / _status.STATUS_FILE).is_file()]
+    jobs = []
+    for e in entries:
+        jd = e.get("job_dir")
+        if jd and (Path(jd) / _status.STATUS_FILE).is_file():
+            jobs.append(status(jd))
+        else:
+            jobs.append({"job": e["name"], "state": "failed", "queued": False,
+                         "error": e.get("error") or "no job directory", "outputs": []})
+    counts: dict[str, int] = {}
+    for st in jobs:
+        counts[st["state"]] = counts.get(st["state"], 0) + 1
+    return {"batch": str(root), "jobs": jobs, "counts": counts}
 
 
 def collect(j: BatchJob) -> None:
@@ -184,7 +242,9 @@ def collect(j: BatchJob) -> None:
         j.state, j.reason = "failed", str(e)
         return
     j.state = _status.effective_state(j.job_dir, st)
-    j.attempts = int(st.get("attempt") or 0)
+    attempt = int(st.get("attempt") or 0)
+    j.attempts = attempt - j.first_attempt + 1 if j.first_attempt else attempt  # not the job's earlier runs
+    j.reused = bool(st.get("reused"))
     j.outputs = [o["path"] for o in st.get("outputs") or [] if o.get("written")]
     if j.state == "failed":
         j.reason = st.get("error") or st.get("message")
@@ -303,6 +363,8 @@ def summary(jobs: list[BatchJob]) -> str:
     w = max([len(j.name) for j in jobs] + [4])
     for j in jobs:
         what = (f"{len(j.outputs)} output(s)" if j.state == "done" else (j.reason or ""))
+        if j.reused and j.state == "done":
+            what += " (reused its saved tracks)"
         tries = f" (attempts: {j.attempts})" if j.attempts > 1 else ""
         lines.append(f"{j.name:<{w}}  {j.state:<9}  {what}{tries}")
     failed = [j for j in jobs if not j.ok]
@@ -312,4 +374,4 @@ def summary(jobs: list[BatchJob]) -> str:
 
 
 __all__ = ["BatchJob", "load_batch", "default_jobs_root", "prepare_batch", "run_local", "collect", "summary",
-           "overall"]
+           "overall", "batch_status", "is_batch_dir"]

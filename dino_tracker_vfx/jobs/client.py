@@ -86,9 +86,14 @@ def _spec_of(spec: str | os.PathLike | Mapping | JobSpec, base_dir: str | os.Pat
 def prepare(spec: str | os.PathLike | Mapping | JobSpec, jobs_root: str | os.PathLike | None = None,
             job_dir: str | os.PathLike | None = None, base_dir: str | os.PathLike | None = None,
             executor: str = "local") -> JobDir:
-    """Validate ``spec`` and create its job directory (state queued), without starting anything."""
+    """Validate ``spec`` (the spec, then :func:`.preflight.check_job`: inputs, adapter options, writable
+    folders, device) and create its job directory (state queued), without starting anything. A failing
+    check raises a UserError and creates or changes nothing."""
+    from .preflight import check_job
+
     js, path, text = _spec_of(spec, base_dir)
     d = Path(job_dir) if job_dir is not None else runner.job_dir_for(js, path, jobs_root)
+    check_job(js, d, device=executor != "ray")
     return JobDir(runner.prepare_job(js, d, executor=executor, source_text=text))
 
 

@@ -9,14 +9,13 @@ Two locks are used by jobs:
 
 * the **worker lock** ``<job dir>/.worker.lock``: held by the process running the job; no lock holder while
   status.json says running means the worker died (see :func:`.status.effective_state`).
-* the **shot lock** ``<cache dir>/shot-<key>.lock``: keyed by the shot inside a tracker cache, so two workers
+* the **shot lock** ``<cache dir>/shot-<key>.lock``: keyed by the shot as the tracker cache keys it (resolved frames), so two workers
   never train the same shot into the same cache at once (two jobs sharing ``cache:`` for one shot, or a
   job resumed while its old worker still runs). The second one waits, showing who holds it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import time
@@ -148,12 +147,13 @@ def is_held(lock_path: str | os.PathLike) -> bool:
     return False
 
 
-def shot_key(shot_path: str, frames: str | None) -> str:
-    return hashlib.sha1(f"{os.path.abspath(shot_path)}|{frames or ''}".encode()).hexdigest()[:16]
+def shot_lock(cache_dir: str | os.PathLike, shot) -> FileLock:
+    """The lock of an opened ``shot`` inside ``cache_dir``, keyed exactly as the tracker cache keys the shot's
+    folder (:func:`dino_tracker_vfx.tracker.cache.shot_key` of its resolved frames and files), so
+    ``frames: 1001-1006`` and no ``frames:`` on a 6-frame shot are one lock, as they are one cache folder."""
+    from ..tracker.cache import shot_identity, shot_key
 
-
-def shot_lock(cache_dir: str | os.PathLike, shot_path: str, frames: str | None) -> FileLock:
-    return FileLock(Path(cache_dir) / f"shot-{shot_key(shot_path, frames)}.lock", what="shot lock")
+    return FileLock(Path(cache_dir) / f"shot-{shot_key(shot_identity(shot))}.lock", what="shot lock")
 
 
 def job_lock(job_dir: str | os.PathLike) -> FileLock:

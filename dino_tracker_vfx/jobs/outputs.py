@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UserError
 
 
 def _registry():
@@ -40,14 +40,14 @@ def resolve_format(fmt: str, fail: Callable[[str], Exception]) -> str:
     raise fail(f"unknown adapter {fmt!r} (known: {', '.join(writers)})")
 
 
-def check_options(name: str, options: dict, fail: Callable[[str], Exception]) -> dict:
-    """Validate adapter options now (unknown / missing required ones) but keep the spec's own values."""
-    from ..adapters import resolve_options
+def check_options(name: str, options: dict, fail: Callable[[str], Exception], context: dict | None = None) -> dict:
+    """Validate adapter options now (unknown / missing required ones, and the adapter's own ``check`` hook
+    against ``context``: track_names, frame_numbers, plate_size) but keep the spec's own values."""
+    from ..adapters import check_write_options
 
-    a = _registry().get(name)
     try:
-        resolve_options(a, options, where=f"adapter {name}")
-    except ConfigError as e:
+        check_write_options(name, options, context, reg=_registry(), where=f"adapter {name}")
+    except UserError as e:
         raise fail(str(e)) from None
     return options
 
@@ -61,9 +61,11 @@ def default_path(name: str, job_dir: Path, stem: str) -> Path:
 def write_output(tracks, fmt: str, path: Path, options: dict) -> Path:
     """Write one output; the adapter writes atomically. Returns the path written."""
     from ..adapters import resolve_options
+    from .preflight import writable_folder
 
     a = _registry().get(fmt, "write")
     path = Path(path)
+    writable_folder(path.parent, lambda msg: ConfigError(msg, where=str(path)))  # e.g. a file in the way
     path.parent.mkdir(parents=True, exist_ok=True)
     a.write(tracks, path, resolve_options(a, options, where=f"output {path.name}"))
     if not path.exists():  # an adapter that broke its contract; do not report a missing file as written

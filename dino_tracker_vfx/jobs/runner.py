@@ -222,11 +222,16 @@ def _mark(job_dir: Path, state: str, message: str) -> None:
 
 
 def status_progress(st: dict) -> Progress:
-    """A job's status as a :class:`Progress` (for ConsoleBar and host progress bars): 0..1000 of the job."""
+    """A job's status as a :class:`Progress` (for ConsoleBar and host progress bars): the stage's own counter
+    (``train`` 166/300), with the share of the whole job first in the message (``job 45%``; the overall
+    0..1 value stays ``st['progress']``). A stage outside ``stages.NAMES`` (an old status file) shows as
+    ``queued``."""
     stage = st.get("stage")
-    return Progress(stage=stage if stage in NAMES else "queued",
-                    done=int(round(1000 * float(st.get("progress") or 0.0))), total=1000,
-                    iteration=st.get("iteration"), eta_s=st.get("eta_s"), message=st.get("message") or "")
+    job = f"job {100 * float(st.get('progress') or 0.0):.0f}%"
+    message = st.get("message") or ""
+    return Progress(stage=stage if stage in NAMES else "queued", done=int(st.get("stage_done") or 0),
+                    total=int(st.get("stage_total") or 0), iteration=st.get("iteration"), eta_s=st.get("eta_s"),
+                    message=f"{job} {message}".strip())
 
 
 def wait_job(job_dir: str | os.PathLike, progress: ProgressFn | None = None, timeout: float | None = None,

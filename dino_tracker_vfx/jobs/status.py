@@ -15,6 +15,8 @@ It is always rewritten whole through :func:`dino_tracker_vfx.atomic.atomic_path`
     pid, host, executor       the worker (executor: local, foreground, batch, ray)
     attempt                   1 for the first run, +1 per resume
     error, error_kind         one-line reason and its type when failed (e.g. ShotError, ENOSPC, Killed)
+    retryable                 false for a failure a re-run would hit again (bad input, unwritable path)
+    reused                    true when this attempt reused the saved tracks.json (nothing was tracked)
     created, started, updated, finished   ISO 8601 UTC
     train_started_at          iteration this attempt's training started at (0, or the checkpoint resumed)
     outputs                   [{format, path, written}]

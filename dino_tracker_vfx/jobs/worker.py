@@ -10,7 +10,10 @@ there) -> object tracks -> outputs (each written atomically by its adapter) -> `
 
 Cancel: ``<job dir>/cancel`` (``dtvfx cancel``) or SIGTERM/SIGINT (a farm manager stopping the task)
 make the CancelFn return True; the tracker stops after saving a checkpoint and the job ends
-``cancelled``. Any error ends it ``failed`` with a one-line reason (a full disk: ``ENOSPC``).
+``cancelled``. Any error ends it ``failed`` with a one-line reason (a full disk: ``ENOSPC``) and
+``retryable``: false for the user's errors (a UserError, a full disk, a path that cannot be written:
+:data:`USER_ERRNOS`), which a re-run would hit again, so Ray does not retry them; true otherwise.
+``reused`` is true when the saved tracks.json was up to date and nothing was tracked.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ CANCEL_FILE = "cancel"
 TRACKS_FILE = "tracks.json"
 RESULT_META = "tracks.key"
 EXIT_CODES = {"done": 0, "failed": 1, "cancelled": 130}
+# OSErrors that are the user's paths, not the machine: not retryable (Ray does not re-run the task)
+USER_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR)
 
 
 def log_line(job_dir: Path, msg: str) -> None:
@@ -137,7 +142,7 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
     st = _status.read_status(job_dir)
     st.update(state="running", stage=None, stage_done=0, stage_total=0, progress=0.0, iteration=None, eta_s=None,
               message="", pid=os.getpid(), host=_status.hostname(), executor=executor, error=None,
-              error_kind=None, retryable=None, started=_status.now_iso(), finished=None)
+              error_kind=None, retryable=None, reused=False, started=_status.now_iso(), finished=None)
     w = _status.StatusWriter(job_dir, st)
     log_line(job_dir, f"start attempt {st.get('attempt', 1)} on {st['host']} (executor {executor})")
 
@@ -158,17 +163,18 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
         spec = load_job_spec(job_dir)
         prog(Progress("load", 0, 1, message="opening shot"))
         shot = spec.shot.open()
-        queries, masks = _read_inputs(spec, shot)
+        queries, masks = read_inputs(spec, shot)
         key = input_key(spec, shot)
         tracks = _valid_result(job_dir, key)
         segment = (spec.objects or {}).get("segment")
         seg_ok = segment is None or _segment_valid(job_dir, segment, key)
         if tracks is not None:
             log_line(job_dir, "tracks.json is up to date: tracking skipped")
+        st["reused"] = tracks is not None and seg_ok  # nothing tracked: the saved result was reused
         if tracks is None or not seg_ok:
             cache = Path(spec.cache) if spec.cache else job_dir / "cache"
             cache.mkdir(parents=True, exist_ok=True)
-            shot_lock = _lock.shot_lock(cache, spec.shot.path, spec.shot.frames)
+            shot_lock = _lock.shot_lock(cache, shot)
 
             def waiting(holder):
                 msg = f"waiting for the shot lock held by {_lock.describe(holder)}"
@@ -211,6 +217,9 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
             _status.release_reserve(job_dir)
             where = e.filename or "a file"
             _finish(w, job_dir, "failed", f"disk full (ENOSPC) while writing {where}", "ENOSPC", False)
+        elif e.errno in USER_ERRNOS:  # a path the user named cannot be written: a re-run fails the same way
+            where = e.filename or "a file"
+            _finish(w, job_dir, "failed", f"cannot write {where} ({e.strerror})", type(e).__name__, False)
         else:
             log_line(job_dir, traceback.format_exc().rstrip())
             _finish(w, job_dir, "failed", f"{type(e).__name__}: {e}", type(e).__name__, True)
@@ -235,7 +244,7 @@ def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kin
         print(f"dtvfx: cannot record job state {state} ({reason}): {e}", file=sys.stderr)
 
 
-def _read_inputs(spec: JobSpec, shot):
+def read_inputs(spec: JobSpec, shot):
     from .. import inputs
 
     queries = []

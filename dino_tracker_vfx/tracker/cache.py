@@ -78,10 +78,17 @@ def shot_identity(shot) -> dict[str, Any]:
     }
 
 
+def shot_key(identity: dict[str, Any]) -> str:
+    """The folder name of a shot in a cache: a hash of its :func:`shot_identity` (the resolved frames, not
+    the range text that chose them). The one definition: job shot locks (:mod:`dino_tracker_vfx.jobs.lock`)
+    use it too, so two jobs that train into the same folder always share one lock."""
+    return settings_hash(identity)
+
+
 class ShotCache:
     def __init__(self, root: str | Path | None, identity: dict[str, Any]):
         self.identity = identity
-        self.shot_key = settings_hash(identity)
+        self.shot_key = shot_key(identity)
         self.root = None if root is None else Path(root) / self.shot_key
         if self.root is not None:
             try:
