@@ -8,8 +8,8 @@ Conventions (docs/adapters.md, CONVENTIONS.md "After Effects" row), pinned by te
   (960, 540)): ``x_ae = x + 0.5``, ``y_ae = y + 0.5``. The centre of plate pixel (0, 0) is ``0.5 0.5``;
   of pixel (1919, 1079) ``1919.5 1079.5``.
 * **units**: pixels of the plate (``Source Width/Height`` = plate size; ``Source Pixel Aspect Ratio`` and
-  ``Comp Pixel Aspect Ratio`` = the plate's pixel aspect; ``Units Per Second`` = option ``fps``, default
-  ``meta["fps"]`` or 24).
+  ``Comp Pixel Aspect Ratio`` = the plate's pixel aspect; ``Units Per Second`` = option ``fps``, else
+  the shot's rate kept in the track file (``TrackSet.fps``), else 24).
 * **first frame**: AE frame 0 = option ``first_frame`` (default: the shot's first frame, e.g. 1001), so
   host frame 1003 is AE frame 2. Frames missing from the shot stay missing (no renumbering).
 * **occlusion**: Feature Center has no key at occluded frames (sparse keys); Confidence is keyed at
@@ -21,8 +21,9 @@ Reading returns Feature Center keys (visible) and Confidence; the query is the f
 needs the first frame (option ``first_frame`` or the shot) - it never guesses an offset.
 
 JSX: ``comp = app.project.activeItem``; per track ``comp.layers.addNull()`` named after the track,
-Position set with ``setValuesAtTimes`` at ``AE frame * comp.frameDuration`` (comp time 0 = first
-shot frame), scaled by ``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized;
+Position set with ``setValuesAtTimes`` at ``AE frame / fps`` seconds with the shot's rate (option ``fps``,
+else the track file's; the footage plays at its own rate whatever the comp's), or at
+``AE frame * comp.frameDuration`` when the rate is unknown (comp time 0 = first shot frame), scaled by ``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized;
 occluded frames omitted. One undo group.
 """
 
@@ -57,8 +58,7 @@ def _clean(s: str) -> str:
 
 
 def _fps(tracks: TrackSet, options: dict) -> float:
-    fps = options.get("fps") or tracks.meta.get("fps") or 24
-    return float(fps)
+    return tracks.rate(options.get("fps"))
 
 
 def _selected(tracks: TrackSet, options: dict, where: str) -> list[int]:
@@ -104,8 +104,16 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
         fr = ", ".join(str(tracks.frame_of(t) - ff) for t in np.nonzero(ok)[0])
         xy = ", ".join(f"[{num(ae[t, 0])}, {num(ae[t, 1])}]" for t in np.nonzero(ok)[0])
         rows.append(f"        {{name: {json.dumps(tracks.names[i])}, frames: [{fr}], xy: [{xy}]}}")
+    known = options.get("fps") or tracks.fps
+    if known:
+        rate_note = f"at the shot's {num(_fps(tracks, options))} fps (frame / fps seconds)"
+        rate_js = f"var frameTime = 1 / {num(_fps(tracks, options))};  // seconds per shot frame"
+    else:
+        rate_note = "at the comp's frame rate (the track file has no fps)"
+        rate_js = "var frameTime = comp.frameDuration;  // the track file has no fps: the comp's rate"
     return f"""// dino_tracker_vfx: one null layer per track in the active composition, Position keyed at
 // visible frames (occluded frames have no key). Frame 0 = host frame {ff} = comp time 0.
+// Key times: {rate_note}.
 // Positions: AE layer space of a {W}x{H} plate (top-left, y down, pixel corners: x + 0.5, y + 0.5),
 // scaled to the comp size if it differs. Run with File > Scripts > Run Script File.
 (function () {{
@@ -116,6 +124,7 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
     }}
     var plate = [{W}, {H}];
     var sx = comp.width / plate[0], sy = comp.height / plate[1];
+    {rate_js}
     var tracks = [
 {(","+chr(10)).join(rows)}
     ];
@@ -127,7 +136,7 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
         var pos = layer.property("ADBE Transform Group").property("ADBE Position");
         var times = [], values = [];
         for (var k = 0; k < tr.frames.length; k++) {{
-            times.push(tr.frames[k] * comp.frameDuration);
+            times.push(tr.frames[k] * frameTime);
             values.push([tr.xy[k][0] * sx, tr.xy[k][1] * sy]);
         }}
         pos.setValuesAtTimes(times, values);
@@ -262,7 +271,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
 
 _OPTS = (OptionSpec("track", "str", None, "write only this track"),
          OptionSpec("first_frame", "int", None, "host frame that is AE frame 0 (default: the shot's first frame)"),
-         OptionSpec("fps", "float", None, "Units Per Second (default: the track file's fps, else 24)"))
+         OptionSpec("fps", "float", None, "frames per second (default: the shot's rate kept in the track file, else 24)"))
 
 
 @hookimpl
@@ -272,5 +281,5 @@ def dtvfx_adapters():
                 "Confidence) to paste", write=_write_text, read_queries=_read_queries, read_tracks=_read_tracks,
                 capabilities=frozenset({"tracks", "groups", "visibility", "confidence", "queries"}), options=_OPTS),
         Adapter("aftereffects-jsx", (".jsx",), "After Effects script: one null layer per track with keyed Position",
-                write=_write_jsx, capabilities=frozenset({"tracks", "visibility"}), options=_OPTS[:2]),
+                write=_write_jsx, capabilities=frozenset({"tracks", "visibility"}), options=_OPTS),
     ]
