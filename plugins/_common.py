@@ -8,6 +8,7 @@
   clear error naming the unknown or empty one.
 * :func:`safe_name` - deterministic host-name sanitising: every character outside ``allowed`` becomes
   ``_``, a leading digit gets ``prefix``; names made equal by this are de-duplicated with ``_2``, ``_3``.
+* :func:`give_shot` - the wording of "this reader needs the shot" errors (names the real flags).
 * :func:`read_frames` / :func:`key_index` - the host frames a read track file covers and the image
   index of each key, with one error for a key outside the shot (Nuke, Fusion and After Effects readers).
 """
@@ -110,6 +111,12 @@ def key_index(fidx: dict[int, int], frames: Sequence[int], f: int, what: str, wh
     if f not in fidx:
         raise InputError(f"{what} has a key at frame {f}, outside the shot ({frames[0]}-{frames[-1]})", where=where)
     return fidx[f]
+
+
+def give_shot(option: str) -> str:
+    """How a reader asks for what only the shot knows (``option`` e.g. ``plate_size=WxH``): the one
+    wording of the ``dtvfx export`` flags (``--shot`` / ``--read-option``)."""
+    return f"give the shot (dtvfx export FILE --shot PLATE) or --read-option {option}"
 
 
 def first_frame(tracks: TrackSet, options: dict) -> int:

@@ -39,7 +39,7 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import first_frame, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
+from ._common import first_frame, give_shot, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
 
 HEADER = "Adobe After Effects 8.0 Keyframe Data"
 END = "End of Keyframe Data"
@@ -197,8 +197,8 @@ def _read(path: Path, options: dict):
     if ff is None and options.get("frame_numbers"):
         ff = int(options["frame_numbers"][0])
     if ff is None:
-        raise InputError("After Effects frames count from 0 = the first shot frame: give the shot or "
-                         "--option first_frame=N", where=where)
+        raise InputError("After Effects frames count from 0 = the first shot frame: " + give_shot("first_frame=N"),
+                         where=where)
     plate = None
     try:
         plate = (int(float(header["Source Width"])), int(float(header["Source Height"])))
@@ -248,7 +248,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
     pos, plate = _read(path, options)
     plate = plate or (tuple(options["plate_size"]) if options.get("plate_size") else None)
     if plate is None:
-        raise InputError("no Source Width/Height in the file; give the shot or --option plate_size=WxH",
+        raise InputError("no Source Width/Height in the file; " + give_shot("plate_size=WxH"),
                          where=where)
     frames, fidx = read_frames(None, options, (f for e in pos.values() for f in e["xy"]), where)
     N, T = len(pos), len(frames)

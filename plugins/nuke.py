@@ -54,7 +54,8 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs, safe_name, writable_tracks
+from ._common import (give_shot, key_index, keyed, num, pick_tracks, read_frames, read_host_text, runs, safe_name,
+                      writable_tracks)
 from ._tcl import TclSyntaxError, Word, parse_list, parse_script, quote
 
 MAGIC = "# dino_tracker_vfx"
@@ -392,8 +393,8 @@ def _read_nk(path: Path, options: dict):
         raise InputError(f"no tracks in {', '.join(empty)}", where=where)
     if plate is None:
         raise InputError("cannot convert Nuke y (measured from the bottom) without the plate height: the file "
-                         "has no '# dino_tracker_vfx plate' line or Root format; give the shot or "
-                         "--option plate_size=WxH", where=where)
+                         "has no '# dino_tracker_vfx plate' line or Root format; " + give_shot("plate_size=WxH"),
+                         where=where)
     notes = [f"skipped {e}: no tracks" for e in empty]
     return tracks, plate, frames, centroids, notes
 
@@ -587,7 +588,7 @@ def _read_ascii(path: Path, options: dict):
     if not entries:
         raise InputError("lists no track files", where=where)
     if plate is None:
-        raise InputError("Nuke y is measured from the bottom: give the shot or --option plate_size=WxH",
+        raise InputError("Nuke y is measured from the bottom: " + give_shot("plate_size=WxH"),
                          where=where)
     return entries, plate, frames
 
