@@ -4,6 +4,9 @@
 
 * movie: H.264 (libx264), yuv420p, even width/height (the plate is scaled to fit ``max_size`` and
   rounded down to even pixels), ``fps`` = the shot's rate or 24; written atomically.
+* the plate: exactly what the tracker sees, ``shot.read`` (the shot's one display transform,
+  :mod:`dino_tracker_vfx.shots.colour`: a linear EXR goes through the OCIO display/view), not dimmed
+  (``darken`` < 1 dims it under the marks; default 1).
 * marks: one colour per track; filled dot = visible, hollow ring = occluded (position still known);
   fading trail over the last ``trail`` images (thin where occluded); groups with an ObjectTrack get
   their bbox (dashed when the object is not visible), centroid cross and name.
@@ -80,7 +83,7 @@ def _open_encoder(path: str, wh: tuple[int, int], fps: float):
 
 def render_preview(shot, tracks: TrackSet, out_mp4, out_png=None, trail: int = 12,
                    progress: ProgressFn | None = None, *, fps: float | None = None, max_size: int | None = 1920,
-                   sheet_frames: int = 8, sheet_cols: int = 4, darken: float = 0.85,
+                   sheet_frames: int = 8, sheet_cols: int = 4, darken: float = 1.0,
                    cancel: CancelFn | None = None) -> dict:
     """Render the overlay movie ``out_mp4`` (and the contact sheet ``out_png``); returns
     ``{"mp4": path, "png": path or None, "size": (w, h), "frames": n}``."""
@@ -92,7 +95,7 @@ def render_preview(shot, tracks: TrackSet, out_mp4, out_png=None, trail: int = 1
         raise InputError("the tracks cover no images", where=str(out_mp4))
     wh = even_size(shot.size, max_size)
     style = OverlayStyle(tracks, wh, trail=max(0, int(trail)))
-    rate = float(fps or getattr(shot, "fps", None) or 24.0)
+    rate = tracks.rate(fps or getattr(shot, "fps", None))  # else the track file's, else 24
     picks = set(np.unique(np.round(np.linspace(0, T - 1, min(sheet_frames, T))).astype(int)).tolist()) \
         if out_png else set()
     sheet: dict[int, np.ndarray] = {}
