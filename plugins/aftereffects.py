@@ -23,8 +23,8 @@ needs the first frame (option ``first_frame`` or the shot) - it never guesses an
 JSX: ``comp = app.project.activeItem``; per track ``comp.layers.addNull()`` named after the track,
 Position set with ``setValuesAtTimes`` at ``AE frame / fps`` seconds with the shot's rate (option ``fps``,
 else the track file's; the footage plays at its own rate whatever the comp's), or at
-``AE frame * comp.frameDuration`` when the rate is unknown (comp time 0 = first shot frame), scaled by ``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized;
-occluded frames omitted. One undo group.
+``AE frame * comp.frameDuration`` when the rate is unknown (comp time 0 = first shot frame), scaled by
+``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized; occluded frames omitted. One undo group.
 """
 
 from __future__ import annotations
@@ -271,7 +271,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
 
 _OPTS = (OptionSpec("track", "str", None, "write only this track"),
          OptionSpec("first_frame", "int", None, "host frame that is AE frame 0 (default: the shot's first frame)"),
-         OptionSpec("fps", "float", None, "frames per second (default: the shot's rate kept in the track file, else 24)"))
+         OptionSpec("fps", "float", None, "frames per second (default: the shot's rate in the track file, else 24)"))
 
 
 @hookimpl

@@ -31,6 +31,14 @@ def track_colours(n: int, offset: float = 0.11) -> np.ndarray:
     return out
 
 
+def object_colours(groups) -> dict:
+    """Group/object name -> uint8 RGB tuple: one fixed palette for objects (sorted names), shared by
+    the overlays, the mask tints and the Blender track colours."""
+    names = sorted(groups)
+    cols = track_colours(len(names), offset=0.6)
+    return {g: tuple(int(c) for c in cols[i]) for i, g in enumerate(names)}
+
+
 @dataclass
 class OverlayStyle:
     tracks: TrackSet
@@ -49,9 +57,7 @@ class OverlayStyle:
         if self.colours is None:
             self.colours = track_colours(self.tracks.n_tracks)
         if self.group_colours is None:
-            names = sorted(self.tracks.groups)
-            cols = track_colours(len(names), offset=0.6)
-            self.group_colours = {g: tuple(int(c) for c in cols[i]) for i, g in enumerate(names)}
+            self.group_colours = object_colours(self.tracks.groups)
         scale = self.raster_wh[0] / 1000.0
         self.radius = max(3, int(round(self.radius * max(1.0, scale))))
         self.thickness = max(1, int(round(self.thickness * max(1.0, scale))))
