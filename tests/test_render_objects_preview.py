@@ -66,6 +66,11 @@ def test_legend_lists_objects_not_their_member_points(flat):
     style = OverlayStyle(ts, (W, H))
     cols = object_colours(["box", "disc"])
     assert legend_entries(ts, style) == [("box (24 pts)", cols["box"]), ("disc (24 pts)", cols["disc"])]
+    # a track outside every object keeps its own legend entry
+    lone = TrackSet(np.concatenate([ts.xy, ts.xy[:1]]), np.ones((49, T), bool), np.ones((49, T), np.float32),
+                    ts.names + ["lone"], qs + [Query(0, 1.0, 1.0, "lone")], shot.frame_numbers, shot.size, ts.groups)
+    assert [e[0] for e in legend_entries(lone, OverlayStyle(lone, (W, H)))] == ["box (24 pts)", "disc (24 pts)",
+                                                                                "lone"]
     # member points are drawn in their object's colour
     assert tuple(style.colours[0]) == cols["box"] and tuple(style.colours[47]) == cols["disc"]
 

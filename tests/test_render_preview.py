@@ -10,7 +10,7 @@ import pytest
 from dino_tracker_vfx.cli import main
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.evaluation.plots import plot_loss_curve
-from dino_tracker_vfx.render.overlay import track_colours
+from dino_tracker_vfx.render.overlay import object_colours, track_colours
 from dino_tracker_vfx.render.preview import even_size, render_preview
 from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet
@@ -50,6 +50,7 @@ def test_preview_movie_shows_tracks(tmp_path):
     (codec, pix, w, h), frames = decode(tmp_path / "p.mp4")
     assert (codec, pix, w, h) == ("h264", "yuv420p", 854, 480) and len(frames) == shot.n_images == 24
     cols = track_colours(4).astype(int)
+    cols[:2] = object_colours(["obj"])["obj"]  # a set with an object track: members in the object's colour
     for t in (0, 7, 20):
         plate = np.round(shot.read(t) * 255).astype(int)
         img = frames[t].astype(int)

@@ -166,14 +166,15 @@ def write_contact_sheet(images: list[np.ndarray], tracks: TrackSet, style: Overl
 
 
 def legend_entries(tracks: TrackSet, style: OverlayStyle) -> list[tuple[str, tuple[int, int, int]]]:
-    """(label, RGB) of every legend item: one per object in objects mode (``name (K pts)``), else one
-    per track."""
+    """(label, RGB) of every legend item: in objects mode one per object (``name (K pts)``) and one per
+    track outside every object; else one per track."""
     if style.objects_mode:
         out = []
         for g in sorted(style.group_colours):
             k = len(tracks.members(g))
             out.append((f"{g} ({k} pts)" if k else g, style.group_colours[g]))
-        return out
+        return out + [(tracks.names[i], tuple(int(v) for v in style.colours[i])) for i in range(tracks.n_tracks)
+                      if tracks.queries[i].group not in style.group_colours]
     return [(tracks.names[i], tuple(int(v) for v in style.colours[i])) for i in range(tracks.n_tracks)]
 
 
