@@ -9,6 +9,11 @@ Conventions (stated once, written into every file this module saves):
 * every track has a unique ``name``, an optional ``group`` (an object), and the ``Query`` it came from.
 * a group may carry an object-level track: centroid ``[T, 2]``, visibility ``[T]``, bbox ``[T, 4]``
   ``(x0, y0, x1, y1)`` in the same plate-pixel convention.
+* ``fps``: the shot's frame rate (frames per second) when known, else ``None``; ``timecode``: the SMPTE
+  timecode ``HH:MM:SS:FF`` of the first image when the plate carries one, else ``None``. Both are
+  optional in the files (``"time": {"fps": 10, "timecode": "01:00:00:00"}`` in JSON, ``# fps`` /
+  ``# timecode`` header lines in CSV); files without them read as unknown, and exporters that need a
+  rate then use :data:`DEFAULT_FPS`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ CONVENTIONS = {
     "confidence": "0..1 per track and image",
     "bbox": "x0, y0, x1, y1 in plate pixels",
 }
+DEFAULT_FPS = 24.0  # what exporters that need a rate use when the track file has none (documented)
 
 
 @dataclass(frozen=True)
@@ -92,8 +98,14 @@ class TrackSet:
     groups: dict[str, ObjectTrack | None] = field(default_factory=dict)
     pixel_aspect: float = 1.0
     meta: dict[str, Any] = field(default_factory=dict)
+    fps: float | None = None  # frames per second of the shot, None = unknown
+    timecode: str | None = None  # SMPTE timecode of the first image, None = none on the plate
 
     def __post_init__(self):
+        if self.fps is None and self.meta.get("fps") is not None:  # older writers kept the rate in meta
+            self.fps = self.meta["fps"]
+        self.fps = _check_fps(self.fps, "TrackSet.fps")
+        self.timecode = None if self.timecode in (None, "") else str(self.timecode)
         self.xy = np.asarray(self.xy, dtype=np.float64)
         d = check_shape(self.xy, "N T 2", "TrackSet.xy")
         N, T = d["N"], d["T"]
@@ -132,6 +144,17 @@ class TrackSet:
     def frame_of(self, t: int) -> int:
         return int(self.frame_numbers[t])
 
+    def rate(self, override: float | None = None) -> float:
+        """Frames per second for a writer: ``override`` (an adapter option), else the shot's ``fps``,
+        else :data:`DEFAULT_FPS`."""
+        return float(_check_fps(override, "fps") or self.fps or DEFAULT_FPS)
+
+    def with_time(self, fps: float | None, timecode: str | None = None) -> "TrackSet":
+        """Set the shot's rate and timecode (e.g. from a :class:`~dino_tracker_vfx.shots.Shot`); returns self."""
+        self.fps = _check_fps(fps, "fps")
+        self.timecode = timecode or None
+        return self
+
     def index_of_frame(self, frame: int) -> int:
         hits = np.nonzero(self.frame_numbers == int(frame))[0]
         if len(hits) == 0:
@@ -143,7 +166,7 @@ class TrackSet:
         groups = {g: o for g, o in self.groups.items() if any(self.queries[i].group == g for i in idx)}
         return TrackSet(self.xy[idx], self.visible[idx], self.confidence[idx], [self.names[i] for i in idx],
                         [self.queries[i] for i in idx], self.frame_numbers, self.plate_size, groups,
-                        self.pixel_aspect, dict(self.meta))
+                        self.pixel_aspect, dict(self.meta), self.fps, self.timecode)
 
     @classmethod
     def empty(cls, frame_numbers, plate_size) -> "TrackSet":
@@ -175,13 +198,17 @@ class TrackSet:
                 if obj.bbox is not None:
                     entry["bbox"] = [None if not np.isfinite(b).all() else [_num(v) for v in b] for b in obj.bbox]
             groups.append(entry)
-        return {
+        out = {
             "format": FORMAT_NAME, "version": FORMAT_VERSION, "conventions": CONVENTIONS,
             "plate": {"width": self.plate_size[0], "height": self.plate_size[1], "pixel_aspect": self.pixel_aspect},
             "frames": [int(f) for f in self.frame_numbers],
-            "meta": _jsonable(self.meta),
-            "tracks": tracks, "groups": groups,
         }
+        time = {k: v for k, v in (("fps", None if self.fps is None else _num(self.fps)),
+                                  ("timecode", self.timecode)) if v is not None}
+        if time:  # optional: files of unknown rate stay as they were
+            out["time"] = time
+        out.update({"meta": _jsonable(self.meta), "tracks": tracks, "groups": groups})
+        return out
 
     @classmethod
     def from_json_dict(cls, d: dict[str, Any], where: str = "tracks.json") -> "TrackSet":
@@ -221,12 +248,15 @@ class TrackSet:
                     obj = ObjectTrack(c, np.asarray(g["visible"], bool), bbox,
                                       np.asarray(g.get("confidence", g["visible"]), np.float32))
                 groups[str(g["name"])] = obj
+            time = d.get("time") or {}
+            fps = _check_fps(time.get("fps", (d.get("meta") or {}).get("fps")), "time.fps", where)
+            timecode = time.get("timecode")
         except (KeyError, TypeError, ValueError) as e:
             if isinstance(e, InputError):
                 raise
             raise InputError(f"malformed track file ({type(e).__name__}: {e})", where=where) from None
         return cls(xy, vis, conf, names, queries, frames, (W, H), groups,
-                   float(d["plate"].get("pixel_aspect", 1.0)), dict(d.get("meta") or {}))
+                   float(d["plate"].get("pixel_aspect", 1.0)), dict(d.get("meta") or {}), fps, timecode)
 
     def save_json(self, path: str | Path) -> None:
         atomic.write_json(path, self.to_json_dict(), indent=1)
@@ -253,6 +283,10 @@ class TrackSet:
         for k, v in CONVENTIONS.items():
             buf.write(f"# {k}: {v}\n")
         buf.write("# frames " + " ".join(str(int(f)) for f in self.frame_numbers) + "\n")
+        if self.fps is not None:
+            buf.write(f"# fps {_num(self.fps)}\n")
+        if self.timecode is not None:
+            buf.write(f"# timecode {self.timecode}\n")
         w = csv.writer(buf, lineterminator="\n")
         w.writerow(self.CSV_COLUMNS)
         for i in range(self.n_tracks):
@@ -291,6 +325,9 @@ class TrackSet:
         if plate is None or frames_h is None or not header or FORMAT_NAME not in header[0]:
             raise InputError(f"missing '# {FORMAT_NAME}' header with plate size and frames", where=str(p))
         frames = np.array([int(f) for f in frames_h], np.int64)
+        fps_h = next((h.split()[2] for h in header if h.startswith("# fps ") and len(h.split()) > 2), None)
+        tc_h = next((h.split()[2] for h in header if h.startswith("# timecode ") and len(h.split()) > 2), None)
+        fps = _check_fps(fps_h, "# fps", str(p))
         T = len(frames)
         order: list[str] = []
         data: dict[str, dict[str, Any]] = {}
@@ -321,7 +358,7 @@ class TrackSet:
         return cls(np.stack([data[n]["xy"] for n in order]) if order else np.zeros((0, T, 2)),
                    np.stack([data[n]["vis"] for n in order]) if order else np.zeros((0, T), bool),
                    np.stack([data[n]["conf"] for n in order]) if order else np.zeros((0, T), np.float32),
-                   order, queries, frames, (int(plate[0]), int(plate[1])))
+                   order, queries, frames, (int(plate[0]), int(plate[1])), fps=fps, timecode=tc_h)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrackSet":
@@ -345,6 +382,19 @@ def _num(v: float, nd: int = 6):
     v = float(v)
     r = round(v, nd)
     return int(r) if r == int(r) and abs(r) < 1e15 else r
+
+
+def _check_fps(v: Any, what: str, where: str | None = None) -> float | None:
+    """A frame rate: ``None`` (unknown) or a finite number > 0 (else InputError naming ``what``)."""
+    if v is None:
+        return None
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        f = float("nan")
+    if not math.isfinite(f) or f <= 0:
+        raise InputError(f"{what}={v!r} is not a frame rate (a number > 0)", where=where)
+    return f
 
 
 def _jsonable(o: Any) -> Any:

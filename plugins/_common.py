@@ -11,6 +11,7 @@
 * :func:`encode_name` / :func:`decode_name` - the reversible ``%XX`` encoding of the few characters a
   line-based host format cannot carry in a name (docs/adapters.md lists them per format).
 * :func:`double_quoted` - the double-quoted string literal of the Tcl and Lua writers.
+* :func:`give_shot` - the wording of "this reader needs the shot" errors (names the real flags).
 * :func:`read_frames` / :func:`key_index` - the host frames a read track file covers and the image
   index of each key, with one error for a key outside the shot (Nuke, Fusion and After Effects readers).
 """
@@ -118,6 +119,12 @@ def key_index(fidx: dict[int, int], frames: Sequence[int], f: int, what: str, wh
     if f not in fidx:
         raise InputError(f"{what} has a key at frame {f}, outside the shot ({frames[0]}-{frames[-1]})", where=where)
     return fidx[f]
+
+
+def give_shot(option: str) -> str:
+    """How a reader asks for what only the shot knows (``option`` e.g. ``plate_size=WxH``): the one
+    wording of the ``dtvfx export`` flags (``--shot`` / ``--read-option``)."""
+    return f"give the shot (dtvfx export FILE --shot PLATE) or --read-option {option}"
 
 
 def first_frame(tracks: TrackSet, options: dict) -> int:

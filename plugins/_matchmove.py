@@ -37,6 +37,8 @@ from dino_tracker_vfx.adapters import HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import ConfigError, InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
+from ._common import give_shot
+
 log = logging.getLogger("dino_tracker_vfx.adapters")
 
 
@@ -119,8 +121,8 @@ def plate_size(options: dict, path: Path, from_file: tuple[int, int] | None = No
                          f"{given[0]}x{given[1]}", where=str(path))
     size = tuple(from_file) if from_file is not None else given
     if size is None and needed:
-        raise ConfigError("the plate size is needed to convert this format's coordinates: pass the shot "
-                          "(dtvfx ... --shot) or plate_size=WxH", where=str(path))
+        raise ConfigError("the plate size is needed to convert this format's coordinates: "
+                          + give_shot("plate_size=WxH"), where=str(path))
     return size  # type: ignore[return-value]
 
 

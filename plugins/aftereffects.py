@@ -8,8 +8,8 @@ Conventions (docs/adapters.md, docs/conventions.md "After Effects" row), pinned 
   (960, 540)): ``x_ae = x + 0.5``, ``y_ae = y + 0.5``. The centre of plate pixel (0, 0) is ``0.5 0.5``;
   of pixel (1919, 1079) ``1919.5 1079.5``.
 * **units**: pixels of the plate (``Source Width/Height`` = plate size; ``Source Pixel Aspect Ratio`` and
-  ``Comp Pixel Aspect Ratio`` = the plate's pixel aspect; ``Units Per Second`` = option ``fps``, default
-  ``meta["fps"]`` or 24).
+  ``Comp Pixel Aspect Ratio`` = the plate's pixel aspect; ``Units Per Second`` = option ``fps``, else
+  the shot's rate kept in the track file (``TrackSet.fps``), else 24).
 * **first frame**: AE frame 0 = option ``first_frame`` (default: the shot's first frame, e.g. 1001), so
   host frame 1003 is AE frame 2. Frames missing from the shot stay missing (no renumbering).
 * **occlusion**: Feature Center has no key at occluded frames (sparse keys); Confidence is keyed at
@@ -23,9 +23,10 @@ Reading returns Feature Center keys (visible) and Confidence; the query is the f
 needs the first frame (option ``first_frame`` or the shot) - it never guesses an offset.
 
 JSX: ``comp = app.project.activeItem``; per track ``comp.layers.addNull()`` named after the track,
-Position set with ``setValuesAtTimes`` at ``AE frame * comp.frameDuration`` (comp time 0 = first
-shot frame), scaled by ``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized;
-occluded frames omitted. One undo group.
+Position set with ``setValuesAtTimes`` at ``AE frame / fps`` seconds with the shot's rate (option ``fps``,
+else the track file's; the footage plays at its own rate whatever the comp's), or at
+``AE frame * comp.frameDuration`` when the rate is unknown (comp time 0 = first shot frame), scaled by
+``comp.width / W`` and ``comp.height / H`` when the comp is not plate-sized; occluded frames omitted. One undo group.
 """
 
 from __future__ import annotations
@@ -40,7 +41,8 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import decode_name, encode_name, first_frame, key_index, keyed, num, pick_tracks, read_frames, writable_tracks
+from ._common import (decode_name, encode_name, first_frame, give_shot, key_index, keyed, num, pick_tracks, read_frames,
+                      writable_tracks)
 
 HEADER = "Adobe After Effects 8.0 Keyframe Data"
 END = "End of Keyframe Data"
@@ -59,8 +61,7 @@ def _clean(s: str) -> str:
 
 
 def _fps(tracks: TrackSet, options: dict) -> float:
-    fps = options.get("fps") or tracks.meta.get("fps") or 24
-    return float(fps)
+    return tracks.rate(options.get("fps"))
 
 
 def _selected(tracks: TrackSet, options: dict, where: str) -> list[int]:
@@ -108,8 +109,16 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
         # the one JavaScript string escaper: JSON with ensure_ascii (also escapes U+2028/U+2029, which end a
         # line in ExtendScript's ES3 syntax)
         rows.append(f"        {{name: {json.dumps(tracks.names[i], ensure_ascii=True)}, frames: [{fr}], xy: [{xy}]}}")
+    known = options.get("fps") or tracks.fps
+    if known:
+        rate_note = f"at the shot's {num(_fps(tracks, options))} fps (frame / fps seconds)"
+        rate_js = f"var frameTime = 1 / {num(_fps(tracks, options))};  // seconds per shot frame"
+    else:
+        rate_note = "at the comp's frame rate (the track file has no fps)"
+        rate_js = "var frameTime = comp.frameDuration;  // the track file has no fps: the comp's rate"
     return f"""// dino_tracker_vfx: one null layer per track in the active composition, Position keyed at
 // visible frames (occluded frames have no key). Frame 0 = host frame {ff} = comp time 0.
+// Key times: {rate_note}.
 // Positions: AE layer space of a {W}x{H} plate (top-left, y down, pixel corners: x + 0.5, y + 0.5),
 // scaled to the comp size if it differs. Run with File > Scripts > Run Script File.
 (function () {{
@@ -120,6 +129,7 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
     }}
     var plate = [{W}, {H}];
     var sx = comp.width / plate[0], sy = comp.height / plate[1];
+    {rate_js}
     var tracks = [
 {(","+chr(10)).join(rows)}
     ];
@@ -131,7 +141,7 @@ def jsx_text(tracks: TrackSet, options: dict, where: str = "aftereffects-jsx") -
         var pos = layer.property("ADBE Transform Group").property("ADBE Position");
         var times = [], values = [];
         for (var k = 0; k < tr.frames.length; k++) {{
-            times.push(tr.frames[k] * comp.frameDuration);
+            times.push(tr.frames[k] * frameTime);
             values.push([tr.xy[k][0] * sx, tr.xy[k][1] * sy]);
         }}
         pos.setValuesAtTimes(times, values);
@@ -192,8 +202,8 @@ def _read(path: Path, options: dict):
     if ff is None and options.get("frame_numbers"):
         ff = int(options["frame_numbers"][0])
     if ff is None:
-        raise InputError("After Effects frames count from 0 = the first shot frame: give the shot or "
-                         "--option first_frame=N", where=where)
+        raise InputError("After Effects frames count from 0 = the first shot frame: " + give_shot("first_frame=N"),
+                         where=where)
     plate = None
     try:
         plate = (int(float(header["Source Width"])), int(float(header["Source Height"])))
@@ -243,7 +253,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
     pos, plate = _read(path, options)
     plate = plate or (tuple(options["plate_size"]) if options.get("plate_size") else None)
     if plate is None:
-        raise InputError("no Source Width/Height in the file; give the shot or --option plate_size=WxH",
+        raise InputError("no Source Width/Height in the file; " + give_shot("plate_size=WxH"),
                          where=where)
     frames, fidx = read_frames(None, options, (f for e in pos.values() for f in e["xy"]), where)
     N, T = len(pos), len(frames)
@@ -266,7 +276,7 @@ def _read_tracks(path: Path, options: dict) -> TrackSet:
 
 _OPTS = (OptionSpec("track", "str", None, "write only this track"),
          OptionSpec("first_frame", "int", None, "host frame that is AE frame 0 (default: the shot's first frame)"),
-         OptionSpec("fps", "float", None, "Units Per Second (default: the track file's fps, else 24)"))
+         OptionSpec("fps", "float", None, "frames per second (default: the shot's rate in the track file, else 24)"))
 
 
 @hookimpl
@@ -276,5 +286,5 @@ def dtvfx_adapters():
                 "Confidence) to paste", write=_write_text, read_queries=_read_queries, read_tracks=_read_tracks,
                 capabilities=frozenset({"tracks", "groups", "visibility", "confidence", "queries"}), options=_OPTS),
         Adapter("aftereffects-jsx", (".jsx",), "After Effects script: one null layer per track with keyed Position",
-                write=_write_jsx, capabilities=frozenset({"tracks", "visibility"}), options=_OPTS[:2]),
+                write=_write_jsx, capabilities=frozenset({"tracks", "visibility"}), options=_OPTS),
     ]

@@ -17,11 +17,16 @@ Conventions (docs/conventions.md row "Blender clip", pinned by tests/test_adapte
   occlusion (at the tracker's estimated position, else the last visible one) and plain markers again
   when the point is visible again (what Blender's own tracker leaves). Reading: visible = an unmuted
   marker on that frame; a muted marker's position is kept as the estimate.
-* **groups**: option ``groups=objects`` (default): each group becomes a tracking object of that name
-  (``is_camera`` False) holding its tracks; ungrouped tracks go to the camera object. Reading maps
-  tracking objects back to groups. ``groups=prefix``: every track goes to the camera object named
-  ``group/name`` (reading gives those names, no groups). Object tracks (centroid, bbox) and confidence
+* **groups**: option ``groups=prefix`` (default): every track goes to the **camera** tracking object
+  (the one a camera solve uses), a grouped track named ``group/name`` and given its group's custom
+  colour (the preview's object palette), so a solve needs no option. ``groups=objects``: each group
+  becomes a tracking object of that name (``is_camera`` False; for object solves) holding its tracks;
+  ungrouped tracks go to the camera object. Reading maps tracking objects back to groups, and a
+  camera-object track named ``group/name`` back to track ``name`` of group ``group`` (so a name with
+  a ``/`` in the camera object reads as a group prefix). Object tracks (centroid, bbox) and confidence
   are not written.
+* **fps**: the track file's rate (``TrackSet.fps``) is kept in the document (``"fps"``) and becomes the
+  scene's frame rate when the writer sets the scene up (a new clip); unknown -> Blender's default.
 * **names**: kept exactly (Blender data names are plain strings, never evaluated), except that Blender
   names hold at most 63 bytes: longer names are cut (at a character boundary) and names made equal get
   ``_2``, ``_3``; an empty name becomes ``track``. A track never visible is left out (logged). Writing into an
@@ -175,9 +180,24 @@ def _unique_short(names: list[str]) -> list[str]:
     return fixed
 
 
+def group_colours(groups) -> dict[str, list[float]]:
+    """Group -> RGB 0..1: the preview's object palette (render.overlay), so a group looks the same in
+    Blender as in ``dtvfx ... --preview``."""
+    from dino_tracker_vfx.render.overlay import object_colours
+
+    return {g: [round(float(c) / 255.0, 6) for c in rgb] for g, rgb in object_colours(groups).items()}
+
+
+def split_prefix(name: str) -> tuple[str | None, str]:
+    """``"car/car_a"`` -> ``("car", "car_a")``; a name without ``/`` -> ``(None, name)``."""
+    g, sep, rest = name.partition("/")
+    return (g, rest) if sep and g and rest else (None, name)
+
+
 def tracks_to_doc(tracks: TrackSet, options: dict, path: Path) -> dict:
     keep = mm.writable(tracks, path)
-    mode = options.get("groups") or "objects"
+    mode = options.get("groups") or "prefix"
+    colours = group_colours(tracks.groups)
     raw = []
     for i in keep:
         g = tracks.queries[i].group
@@ -199,10 +219,17 @@ def tracks_to_doc(tracks: TrackSet, options: dict, path: Path) -> dict:
                 marks.append([f, float(p[0]), float(p[1]), True])
         g = tracks.queries[i].group
         obj = blender_name(g) if (g and mode == "objects") else None
-        out.append({"name": name, "object": obj, "select": True, "markers": marks})
-    return {"format": FORMAT, "version": VERSION, "conventions": CONVENTIONS,
-            "plate": {"width": tracks.plate_size[0], "height": tracks.plate_size[1]},
-            "frames": [int(f) for f in tracks.frame_numbers], "tracks": out}
+        entry = {"name": name, "object": obj, "select": True, "markers": marks}
+        if g and g in colours:
+            entry["color"] = colours[g]
+        out.append(entry)
+    doc = {"format": FORMAT, "version": VERSION, "conventions": CONVENTIONS,
+           "plate": {"width": tracks.plate_size[0], "height": tracks.plate_size[1]},
+           "frames": [int(f) for f in tracks.frame_numbers]}
+    if tracks.fps is not None:
+        doc["fps"] = tracks.fps
+    doc["tracks"] = out
+    return doc
 
 
 # ----------------------------------------------------------------------------- markers document -> core
@@ -233,7 +260,8 @@ def _doc_tracks(doc: dict, where: str, selected_only: bool) -> list[mm.Parsed]:
             raise InputError(f"tracks[{k}]: expected {{name, object, markers}}", where=where)
         if selected_only and not t.get("select", False):
             continue
-        p = mm.Parsed(t["name"], None, t.get("object") or None)
+        group, name = (t["object"], t["name"]) if t.get("object") else split_prefix(t["name"])
+        p = mm.Parsed(name, None, group)
         for j, m in enumerate(t["markers"]):
             try:
                 f, u, v, mute = int(m[0]), float(m[1]), float(m[2]), bool(m[3])
@@ -375,8 +403,9 @@ def _load_doc(path: Path) -> dict:
         raise InputError(f"line {e.lineno}: invalid JSON ({e.msg})", where=str(path)) from None
 
 
-GROUPS = OptionSpec("groups", "str", "objects", "objects: a tracking object per group; prefix: 'group/name' "
-                    "tracks in the camera object", choices=("objects", "prefix"))
+GROUPS = OptionSpec("groups", "str", "prefix", "prefix (default): every track in the camera tracking object (what a "
+                    "camera solve uses), named 'group/name' and coloured per group; objects: a tracking object "
+                    "per group (object solves)", choices=("prefix", "objects"))
 FRAME = OptionSpec("frame", "int", None, "reading queries: plate frame of the markers (default: the scene's "
                    "current frame)")
 SELECTED = OptionSpec("selected_only", "bool", None, "reading: only selected tracks (default: yes for queries, "
@@ -399,7 +428,8 @@ CAPS = frozenset({"tracks", "groups", "visibility", "queries"})
 
 ADAPTERS = [
     Adapter("blender", (".blend",), "Blender Movie Clip Editor .blend: markers 0..1 from the bottom-left, clip "
-            "frame 1 = first image, muted marker at each occlusion start; groups -> tracking objects",
+            "frame 1 = first image, muted marker at each occlusion start; all tracks in the camera object "
+            "(groups as name prefixes and colours; groups=objects: tracking objects)",
             write=write_blend, read_queries=read_queries_blend, read_tracks=read_tracks_blend,
             capabilities=CAPS, options=BLENDER_OPTIONS),
     Adapter("blender_markers", (".blender.json",), "Blender markers document (what the Blender add-on reads and "

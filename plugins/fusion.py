@@ -35,7 +35,8 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, ReadResult, hookimpl
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import Query, TrackSet, unique_names
 
-from ._common import key_index, keyed, num, read_frames, read_host_text, runs, safe_name, writable_tracks
+from ._common import (give_shot, key_index, keyed, num, read_frames, read_host_text, runs, safe_name,
+                      writable_tracks)
 from ._lua import LuaCall, LuaSyntaxError, LuaTable, lua_string, parse_lua_value
 
 ND = 9  # decimals of normalised values
@@ -188,7 +189,7 @@ def _read(path: Path, options: dict):
     if plate is None and options.get("plate_size"):
         plate = tuple(options["plate_size"])
     if plate is None:
-        raise InputError("Fusion positions are 0..1 of the plate: give the shot or --option plate_size=WxH",
+        raise InputError("Fusion positions are 0..1 of the plate: " + give_shot("plate_size=WxH"),
                          where=where)
     return out, plate, frames
 

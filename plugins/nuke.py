@@ -20,8 +20,10 @@ option ``reference_frame`` or the query frame of the node's first track. Option 
 true) adds the group's object track (centroid) as an extra track ``<group>_centroid``. Option
 ``cornerpin=a,b,c,d`` adds a CornerPin2D whose ``to1..to4`` (Nuke's order: lower-left, lower-right,
 upper-right, upper-left of the plane as seen in the image) follow those four tracks and whose
-``from1..from4`` hold their positions at the reference frame (option ``reference_frame``, default the
-first frame where all four are visible). Header comments ``# dino_tracker_vfx ...`` record the plate
+``from1..from4`` hold their positions at the reference frame. A file with a CornerPin2D has **one**
+reference frame, used by the CornerPin2D ``from`` and every Tracker4 ``reference_frame``: option
+``reference_frame``, else the query frame of the first corner-pin track when all four are visible
+there, else the first frame where all four are visible. Header comments ``# dino_tracker_vfx ...`` record the plate
 size, frames and centroid tracks for the reader; the file is a pasteable node snippet (no Root).
 
 Names: Nuke node names keep ``[A-Za-z0-9_]`` (others -> ``_``, a leading digit gets ``_``). Track
@@ -59,8 +61,8 @@ from dino_tracker_vfx.adapters import Adapter, HostQuery, OptionSpec, ReadResult
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.tracks import ObjectTrack, Query, TrackSet, unique_names
 
-from ._common import (check_names, decode_name, encode_name, key_index, keyed, num, pick_tracks, read_frames,
-                      read_host_text, runs, safe_name, writable_tracks)
+from ._common import (check_names, decode_name, encode_name, give_shot, key_index, keyed, num, pick_tracks,
+                      read_frames, read_host_text, runs, safe_name, writable_tracks)
 from ._tcl import TclSyntaxError, Word, name_word, parse_list, parse_script, subst_unescape
 
 MAGIC = "# dino_tracker_vfx"
@@ -165,6 +167,8 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
             if ok.any():
                 rows_plan.append((k, "centroid", f"{g}_centroid"))
     final = unique_names([r[2] for r in rows_plan])
+    cp = options.get("cornerpin")
+    cp_ref = _cornerpin_ref(tracks, list(cp), options, where) if cp else None
     lines = [f"{MAGIC} export for Nuke: paste into the Node Graph or File > Import Script",
              f"{MAGIC} plate {W} {H} pixel_aspect {num(tracks.pixel_aspect)}",
              f"{MAGIC} frames {_frames_text(frames)}",
@@ -189,7 +193,7 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
                     first_t = tracks.queries[i].t
                 xy_n = coords.to_bottom_left_corner(np.where(ok[:, None], tracks.xy[i], 0.0), H)
                 rows.append(_row(nm, frames, xy_n, ok, ok, tracks.confidence[i]))
-        ref = _ref_frame(tracks, options, first_t or 0)
+        ref = tracks.frame_of(cp_ref[1]) if cp_ref else _ref_frame(tracks, options, first_t or 0)
         lines += ["Tracker4 {", " inputs 0",
                   f" tracks {{ {{ 1 31 {len(rows)} }}",
                   "{ " + "\n ".join("{ " + c + " }" for c in T4_COLUMNS) + "\n}",
@@ -198,17 +202,15 @@ def nk_text(tracks: TrackSet, options: dict, where: str = "nuke") -> str:
         if g is not None:
             lines.append(f" label {name_word(g)}")
         lines += [f" xpos {110 * k}", " ypos 0", "}"]
-    cp = options.get("cornerpin")
-    if cp:
-        lines += _cornerpin(tracks, list(cp), options, where, len(groups))
+    if cp_ref:
+        lines += _cornerpin(tracks, list(cp), cp_ref, where, len(groups))
     return "\n".join(lines) + "\n"
 
 
-def _cornerpin(tracks: TrackSet, names: list[str], options: dict, where: str, xslot: int) -> list[str]:
+def _cornerpin_ref(tracks: TrackSet, names: list[str], options: dict, where: str) -> tuple[list[int], int]:
+    """(track indices, image index of the file's one reference frame) for option cornerpin."""
     _check_cornerpin_count(names, where)
     idx = pick_tracks(tracks, names, "cornerpin", where)
-    W, H = tracks.plate_size
-    frames = np.asarray(tracks.frame_numbers, np.int64)
     ok = np.stack([keyed(tracks, i) for i in idx])
     rf = options.get("reference_frame")
     if rf is None:
@@ -216,12 +218,20 @@ def _cornerpin(tracks: TrackSet, names: list[str], options: dict, where: str, xs
         if not len(all4):
             raise InputError(f"option cornerpin: tracks {', '.join(names)} are never visible at the same frame; "
                              f"give --option reference_frame=N", where=where)
-        t_ref = int(all4[0])
-    else:
-        t_ref = tracks.index_of_frame(_ref_frame(tracks, options, 0))
-        missing = [names[k] for k in range(4) if not ok[k, t_ref]]
-        if missing:
-            raise InputError(f"option cornerpin: {', '.join(missing)} not visible at reference frame {rf}", where=where)
+        tq = tracks.queries[idx[0]].t
+        return idx, int(tq) if ok[:, tq].all() else int(all4[0])
+    t_ref = tracks.index_of_frame(_ref_frame(tracks, options, 0))
+    missing = [names[k] for k in range(4) if not ok[k, t_ref]]
+    if missing:
+        raise InputError(f"option cornerpin: {', '.join(missing)} not visible at reference frame {rf}", where=where)
+    return idx, t_ref
+
+
+def _cornerpin(tracks: TrackSet, names: list[str], ref: tuple[list[int], int], where: str, xslot: int) -> list[str]:
+    idx, t_ref = ref
+    H = tracks.plate_size[1]
+    frames = np.asarray(tracks.frame_numbers, np.int64)
+    ok = np.stack([keyed(tracks, i) for i in idx])
     out = ["CornerPin2D {", " inputs 0"]
     for k, i in enumerate(idx):
         xy_n = coords.to_bottom_left_corner(np.where(ok[k][:, None], tracks.xy[i], 0.0), H)
@@ -414,8 +424,8 @@ def _read_nk(path: Path, options: dict):
         raise InputError(f"no tracks in {', '.join(empty)}", where=where)
     if plate is None:
         raise InputError("cannot convert Nuke y (measured from the bottom) without the plate height: the file "
-                         "has no '# dino_tracker_vfx plate' line or Root format; give the shot or "
-                         "--option plate_size=WxH", where=where)
+                         "has no '# dino_tracker_vfx plate' line or Root format; " + give_shot("plate_size=WxH"),
+                         where=where)
     notes = [f"skipped {e}: no tracks" for e in empty]
     return tracks, plate, frames, centroids, notes
 
@@ -609,7 +619,7 @@ def _read_ascii(path: Path, options: dict):
     if not entries:
         raise InputError("lists no track files", where=where)
     if plate is None:
-        raise InputError("Nuke y is measured from the bottom: give the shot or --option plate_size=WxH",
+        raise InputError("Nuke y is measured from the bottom: " + give_shot("plate_size=WxH"),
                          where=where)
     return entries, plate, frames
 

@@ -54,9 +54,11 @@ def png_sequence(tmp_path):
     return make
 
 
-def write_exr(path, pixels: np.ndarray, data_window=None, display_size=None, pixel_type: str = "half") -> None:
+def write_exr(path, pixels: np.ndarray, data_window=None, display_size=None, pixel_type: str = "half",
+              fps: int | None = None, timecode: int | None = None) -> None:
     """Write float RGB ``pixels`` [h, w, 3] as EXR with an optional data window (x, y) offset inside a
-    display window of ``display_size`` (W, H)."""
+    display window of ``display_size`` (W, H); ``fps`` -> ``FramesPerSecond`` (fps/1), ``timecode`` ->
+    ``smpte:TimeCode`` (its BCD time word, e.g. 0x01000000 = 01:00:00:00)."""
     import OpenImageIO as oiio
 
     h, w = pixels.shape[:2]
@@ -66,6 +68,10 @@ def write_exr(path, pixels: np.ndarray, data_window=None, display_size=None, pix
     if display_size is not None:
         spec.full_x, spec.full_y = 0, 0
         spec.full_width, spec.full_height = display_size
+    if fps is not None:
+        spec.attribute("FramesPerSecond", oiio.TypeRational, (int(fps), 1))
+    if timecode is not None:
+        spec.attribute("smpte:TimeCode", oiio.TypeTimeCode, (int(timecode), 0))
     out = oiio.ImageOutput.create(str(path))
     assert out.open(str(path), spec), oiio.geterror()
     assert out.write_image(np.ascontiguousarray(pixels, np.float32)), out.geterror()

@@ -48,7 +48,13 @@ def test_markers_document_hand_values_and_golden(tmp_path):
     check_golden(p, "blender")
     doc = json.loads(p.read_text())
     t = {x["name"]: x for x in doc["tracks"]}
-    assert (t["car_a"]["object"], t["car_b"]["object"], t["corner 1"]["object"]) == ("car", "car", None)
+    # default groups=prefix: every track in the camera object (what a camera solve uses), the group kept
+    # as the name prefix and as the group's colour (the preview's object palette: one group -> hue 0.6,
+    # s 0.9, v 1 -> RGB (0.1, 0.46, 1) -> uint8 (25, 117, 255))
+    assert set(t) == {"car/car_a", "car/car_b", "corner 1"} and all(x["object"] is None for x in doc["tracks"])
+    assert t["car/car_a"]["color"] == t["car/car_b"]["color"] == pytest.approx([25 / 255, 117 / 255, 1.0], abs=1e-6)
+    assert "color" not in t["corner 1"] and "fps" not in doc  # no rate in the track file: none written
+    t = {x.pop("name").split("/")[-1]: x for x in doc["tracks"]}
     f, u, v, mute = t["car_a"]["markers"][0]
     assert (f, mute) == (1001, False) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
     mb = {m[0]: m for m in t["car_b"]["markers"]}
@@ -63,10 +69,19 @@ def test_markers_document_only_first_occluded_image_is_muted():
     ts = golden_trackset()
     ts.visible[0, 1:4] = False  # car_a occluded 1002-1004
     ts.xy[0, 2] = np.nan  # unknown position at 1003
-    doc = _blender_mod().tracks_to_doc(ts, {"groups": "prefix"}, Path("x.blend"))
+    doc = _blender_mod().tracks_to_doc(ts, {}, Path("x.blend"))
     t = {x["name"]: x for x in doc["tracks"]}
-    assert set(t) == {"car/car_a", "car/car_b", "corner 1"} and all(x["object"] is None for x in doc["tracks"])
     assert [(m[0], m[3]) for m in t["car/car_a"]["markers"]] == [(1001, False), (1002, True), (1005, False)]
+
+
+def test_markers_document_groups_objects_option_and_fps():
+    ts = golden_trackset().with_time(10)
+    doc = _blender_mod().tracks_to_doc(ts, {"groups": "objects"}, Path("x.blend"))
+    t = {x["name"]: x for x in doc["tracks"]}
+    assert (t["car_a"]["object"], t["car_b"]["object"], t["corner 1"]["object"]) == ("car", "car", None)
+    assert doc["fps"] == 10
+    assert _blender_mod().split_prefix("car/car_a") == ("car", "car_a")
+    assert _blender_mod().split_prefix("plain") == (None, "plain") and _blender_mod().split_prefix("/x") == (None, "/x")
 
 
 def test_markers_document_round_trip_and_queries_at_a_frame(tmp_path):
@@ -134,14 +149,36 @@ def test_write_blend_then_reopen_markers_mute_and_frames(bpy, plate, tmp_path):
     clip, scene = mk["clip"], mk["scene"]
     assert tuple(clip.size) == (W, H) and clip.frame_start == 1001 and clip.frame_offset == 0
     assert (scene.frame_start, scene.frame_end, scene.active_clip) == (1001, 1005, clip)
-    obj, m = mk["car_a"]
-    assert obj == "car" and [x[0] for x in m] == [1, 2, 3, 4, 5]  # clip frame 1 = plate.1001.png
+    # default: every track in the camera object (a camera solve needs no option), groups as prefixes
+    assert [o.name for o in clip.tracking.objects if not o.is_camera] == []
+    obj, m = mk["car/car_a"]
+    assert obj is None and [x[0] for x in m] == [1, 2, 3, 4, 5]  # clip frame 1 = plate.1001.png
     assert m[0][1:3] == pytest.approx(CAR_A_0, abs=1e-7) and not any(x[3] for x in m)
-    obj, m = mk["car_b"]
+    cam = next(o for o in clip.tracking.objects if o.is_camera)
+    car_a = cam.tracks["car/car_a"]
+    assert car_a.use_custom_color and tuple(car_a.color) == pytest.approx((25 / 255, 117 / 255, 1.0), abs=1e-6)
+    assert not cam.tracks["corner 1"].use_custom_color
+    obj, m = mk["car/car_b"]
     assert [(x[0], x[3]) for x in m] == [(1, False), (2, False), (3, True), (4, False), (5, False)]
     assert m[2][1:3] == pytest.approx(CAR_B_MUTED, abs=1e-7)
     obj, m = mk["corner 1"]
     assert obj is None and m[0][1:3] == pytest.approx((1919.5 / W, 0.5 / H), abs=1e-7)
+    assert scene.render.fps == 24  # no rate in the track file: Blender's default
+
+
+@pytest.mark.blender
+def test_groups_objects_option_and_the_shot_rate(bpy, plate, tmp_path):
+    out = tmp_path / "obj.blend"
+    write_tracks(golden_trackset().with_time(23.976), out, "blender",
+                 {"clip": str(plate / "plate.####.png"), "groups": "objects"})
+    mk = _markers(bpy, out)
+    assert (mk["car_a"][0], mk["car_b"][0], mk["corner 1"][0]) == ("car", "car", None)
+    r = mk["scene"].render
+    assert (r.fps, r.fps / r.fps_base) == (24, pytest.approx(23.976, abs=1e-4))
+    a = registry().get("blender")
+    back = a.read_tracks(out, resolve_options(a, {"frame_numbers": FRAMES}))
+    assert {n: back.queries[i].group for i, n in enumerate(back.names)} == {"car_a": "car", "car_b": "car",
+                                                                             "corner 1": None}
 
 
 @pytest.mark.blender
@@ -178,10 +215,10 @@ def test_write_into_existing_blend_refills_same_named_tracks(bpy, plate, tmp_pat
     mk = _markers(bpy, out)
     assert len(bpy.data.movieclips) == 1
     assert sum(len(o.tracks) for o in mk["clip"].tracking.objects) == 3  # refilled, not duplicated
-    m = mk["car_a"][1]
+    m = mk["car/car_a"][1]
     assert [(x[0], x[3]) for x in m] == [(1, False), (2, False), (3, False), (4, False), (5, True)]
     assert m[0][1] == pytest.approx(7.5 / W, abs=1e-7)
-    with pytest.raises(InputError, match="already has a track 'car_a'"):
+    with pytest.raises(InputError, match="already has a track 'car/car_a'"):
         write_tracks(moved, out, "blender", {"replace": False})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["upd.blend"]
 
@@ -199,7 +236,7 @@ def test_gaps_and_bad_input(bpy, plate, tmp_path):
                   [1001, 1002, 1004], ts.plate_size, ts.groups)
     out = tmp_path / "gap.blend"
     write_tracks(ts, out, "blender", {"clip": str(seq / "plate.####.png")})
-    assert [x[0] for x in _markers(bpy, out)["car_a"][1]] == [1, 2, 4]  # plate 1004 = clip frame 4
+    assert [x[0] for x in _markers(bpy, out)["car/car_a"][1]] == [1, 2, 4]  # plate 1004 = clip frame 4
     with pytest.raises(ConfigError, match="--clip"):
         write_tracks(ts, tmp_path / "new.blend", "blender", {})
     small = TrackSet(ts.xy, ts.visible, ts.confidence, ts.names, ts.queries, ts.frame_numbers, (640, 360))
@@ -303,7 +340,7 @@ def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
         clip, scene = bpy.data.movieclips[0], bpy.data.scenes[0]
         for o in clip.tracking.objects:
             for t in o.tracks:
-                t.select = t.name in ("car_a", "corner 1")
+                t.select = t.name in ("car/car_a", "corner 1")
         scene.frame_set(1002)  # queries at plate frame 1002
         cfg = {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
                "poll_seconds": 0.05}
@@ -317,15 +354,15 @@ def test_addon_submits_selected_tracks_polls_and_imports(bpy, plate, tmp_path):
             time.sleep(0.05)
         assert addon.STATE["phase"] == "done", addon.STATE["message"]
         assert addon.STATE["job_dir"] == str(Path(job_dir) / "job")  # the last line of 'dtvfx submit' 
-        assert sorted(addon.STATE["imported"]) == ["car_a", "corner 1"]
+        assert sorted(addon.STATE["imported"]) == ["car/car_a", "corner 1"]  # the group survives the trip
         m = {t.name: t for o in clip.tracking.objects for t in o.tracks}
-        mk = [(x.frame, x.co[0], x.mute) for x in m["car_a"].markers]
+        mk = [(x.frame, x.co[0], x.mute) for x in m["car/car_a"].markers]
         # car_a at 1002 was (10, 5); fake tracker: x = 10 + 3 (t - 1); occluded on image 3 (muted marker)
         assert [(f, mu) for f, _, mu in mk] == [(1, False), (2, False), (3, True), (4, False), (5, False)]
         assert mk[0][1] == pytest.approx((7 + 0.5) / W, abs=1e-6) and mk[3][1] == pytest.approx((16.5) / W, abs=1e-6)
-        assert m["car_b"].markers[2].mute and len(m["car_b"].markers) == 5  # not selected: untouched
+        assert m["car/car_b"].markers[2].mute and len(m["car/car_b"].markers) == 5  # not selected: untouched
         # a track with no unmuted marker on the current frame is refused before anything runs
-        m["car_b"].select = True
+        m["car/car_b"].select = True
         scene.frame_set(1003)
         with pytest.raises(addon.clipio.ClipIOError, match="no unmuted marker on the current frame .*car_b"):
             addon.start_job(clip, scene, cfg)

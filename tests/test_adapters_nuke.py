@@ -9,6 +9,7 @@ corner 1 t=0 (1919, 1079) -> 1919.5 0.5.
 
 from __future__ import annotations
 
+import re
 import subprocess
 import textwrap
 
@@ -69,6 +70,21 @@ def test_nk_cornerpin_golden(tmp_path):
     assert " from1 {108.5 875.5}" in out2.read_text()
 
 
+def test_nk_cornerpin_and_trackers_share_one_reference_frame(tmp_path):
+    """Issue 16: CornerPin2D from at 1001 while Tracker4 reference_frame was 1003 in the same file."""
+    ts = corner_trackset()
+    ts.queries = [Query(2, *ts.xy[i, 2], n, q.group) for i, (n, q) in enumerate(zip(ts.names, ts.queries))]
+    text = write_with("nuke", ts, tmp_path / "q.nk", cornerpin="bl,br,tr,tl").read_text()
+    refs = re.findall(r"^ reference_frame (\d+)$", text, re.M)
+    assert refs == ["1003"]  # the first corner track's query frame (all four visible there)
+    assert " from1 {108.5 875.5}" in text and 'label "bl br tr tl ref 1003"' in text  # bl (108, 204) at 1003
+    ts.visible[1, 2] = False  # br occluded at the query frame: the first frame all four are visible
+    text = write_with("nuke", ts, tmp_path / "q2.nk", cornerpin="bl,br,tr,tl").read_text()
+    assert re.findall(r"^ reference_frame (\d+)$", text, re.M) == ["1001"] and " from1 {100.5 879.5}" in text
+    text = write_with("nuke", ts, tmp_path / "q3.nk", cornerpin="bl,br,tr,tl", reference_frame=1002).read_text()
+    assert re.findall(r"^ reference_frame (\d+)$", text, re.M) == ["1002"] and 'ref 1002"' in text
+
+
 def test_nk_round_trip_and_queries(tmp_path):
     ts = golden_trackset()
     nk = write_with("nuke", ts, tmp_path / "t.nk", cornerpin="car_a,car_b,corner 1,car_a")
@@ -76,7 +92,11 @@ def test_nk_round_trip_and_queries(tmp_path):
     assert_same_tracks(ts, back, confidence=True)
     np.testing.assert_allclose(back.groups["car"].centroid, ts.groups["car"].centroid)
     assert np.isnan(back.xy[1, 2]).all() and not back.visible[1, 2]  # occluded: no key, not invented
+    # a file with a CornerPin2D has one reference frame (1001: car_a's query, all four visible there),
+    # so every query comes back at 1001; without a corner pin each node keeps its first query frame
     rr = read_with("nuke", nk, "read_queries")
+    assert [(q.frame, q.name) for q in rr.queries] == [(1001, "car_a"), (1001, "car_b"), (1001, "corner 1")]
+    rr = read_with("nuke", write_with("nuke", ts, tmp_path / "u.nk"), "read_queries")
     assert [(q.frame, q.x, q.y, q.name, q.group) for q in rr.queries] == [
         (1001, 0.0, 0.0, "car_a", "car"), (1001, 100.25, 200.5, "car_b", "car"),
         (1003, 1916.0, 1074.0, "corner 1", None)]

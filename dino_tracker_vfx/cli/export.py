@@ -4,9 +4,13 @@
     dtvfx export tracks.json --out shot.nk --option cornerpin=bl,br,tr,tl
     dtvfx export tracks.json --to blender --blend out.blend --clip plate.####.exr
     dtvfx export shot.nk --read-option plate_size=1920x1080 --to json --out tracks.json
+    dtvfx export points.3de.txt --shot "plate.####.exr" --to json --out tracks.json
 
-The input is a core track file (``.json`` / ``.csv``) or any host file an adapter can read
-(``--from NAME`` when its suffix is ambiguous). ``--to NAME`` picks the writer, else the suffix of
+The input is a core track file (``.json`` / ``.csv``) or any host file an adapter can read, picked by
+its longest suffix (``x.blender.json`` is a Blender markers document, not a core ``.json``; ``--from
+NAME`` when the suffix is ambiguous). Host formats in plate-relative units (3DE, PFTrack, SynthEyes,
+mmSolver...) need the plate: ``--shot PLATE`` reads its size, frame numbers, fps and timecode (or give
+``--read-option plate_size=WxH``). ``--to NAME`` picks the writer, else the suffix of
 ``--out`` does. Adapter options: ``--option key=value`` (repeatable); options that an adapter declares
 with a flag (``OptionSpec(flag="--blend")``) are also flags of this command. ``dtvfx plugins``
 lists adapters, suffixes and options.
@@ -25,7 +29,8 @@ HELP = "write tracks for a host (Nuke, After Effects, Fusion, Blender, ...) via 
 DESCRIPTION = __doc__
 
 log = logging.getLogger("dino_tracker_vfx")
-_OWN = {"--to", "--out", "--option", "--from", "--read-option", "--help", "-h", "--quiet", "-o", "-q"}
+_OWN = {"--to", "--out", "--option", "--from", "--read-option", "--shot", "--fps", "--help", "-h", "--quiet", "-o",
+        "-q"}
 _FLAG_OWNERS: dict[str, list[tuple[str, str]]] = {}  # flag -> [(adapter, option name)]
 
 
@@ -42,6 +47,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from", dest="from_", metavar="NAME", help="adapter that reads the input (default: by suffix)")
     p.add_argument("--read-option", action="append", default=[], metavar="KEY=VALUE",
                    help="option for reading a host file, e.g. plate_size=1920x1080 or first_frame=1001")
+    p.add_argument("--shot", metavar="PLATE",
+                   help="reading a host file: the shot it belongs to (sequence pattern, folder or movie); "
+                        "gives the plate size, frame numbers, fps and timecode")
+    p.add_argument("--fps", type=float, metavar="RATE",
+                   help="frame rate of the shot for every exporter that writes time (default: the track file's, "
+                        "else the --shot's, else 24)")
     p.add_argument("--quiet", "-q", action="store_true", help="print nothing on success")
     _FLAG_OWNERS.clear()
     try:
@@ -71,25 +82,59 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
             group.add_argument(o.flag, **kw)
 
 
-def _load_input(path: Path, from_: str | None, read_opts: dict, reg):
+CORE_READERS = ("json", "csv")  # the core track file adapters (plugins/core_formats.py)
+
+
+def _load_input(path: Path, from_: str | None, read_opts: dict, reg, shot=None):
     from ..adapters import resolve_options
     from ..errors import InputError
     from ..tracks import TrackSet
 
     if not path.exists():
         raise InputError("file not found", where=str(path))
-    if from_ is None and path.suffix.lower() in (".json", ".csv") and not read_opts:
-        return TrackSet.load(path)
-    a = reg.select(from_, path, "read_tracks")
-    return a.read_tracks(path, resolve_options(a, read_opts, where=f"--read-option ({a.name})"))
+    if shot is not None:  # the shot gives what a plate-relative host format cannot say itself
+        read_opts.setdefault("plate_size", tuple(shot.size))
+        read_opts.setdefault("frame_numbers", [int(f) for f in shot.frame_numbers])
+    a = reg.select(from_, path, "read_tracks")  # by the longest suffix: .blender.json is not core .json
+    if a.name in CORE_READERS and from_ is None and not read_opts:
+        try:
+            tracks = TrackSet.load(path)
+        except InputError as e:
+            raise _with_reader_hint(e, path, reg) from None
+    else:
+        tracks = a.read_tracks(path, resolve_options(a, read_opts, where=f"--read-option ({a.name})"))
+    if shot is not None and tracks.fps is None:
+        tracks.with_time(shot.fps, tracks.timecode or shot.timecode)
+    return tracks
+
+
+def _with_reader_hint(err, path: Path, reg):
+    """A JSON document of another format (``"format": "dino_tracker_vfx.<adapter>"``): name the
+    ``--from`` that reads it."""
+    import json
+
+    from ..errors import InputError
+
+    try:
+        fmt = json.loads(path.read_text(encoding="utf-8")).get("format")
+    except (OSError, ValueError, AttributeError):
+        return err
+    name = str(fmt).rsplit(".", 1)[-1] if fmt else None
+    if name and name in reg.names() and reg.get(name).can("read_tracks") and name not in CORE_READERS:
+        return InputError(f"{err.args[0]}; it is a {name} document: read it with --from {name}")
+    return err
 
 
 def run(args) -> int:
     from ..adapters import parse_option_pairs, registry, resolve_options
+    from .info import open_from_args
 
     reg = registry()
     src = Path(args.tracks)
-    tracks = _load_input(src, args.from_, parse_option_pairs(args.read_option, "--read-option"), reg)
+    shot = open_from_args(args, args.shot) if args.shot else None
+    tracks = _load_input(src, args.from_, parse_option_pairs(args.read_option, "--read-option"), reg, shot)
+    if args.fps is not None:
+        tracks.with_time(args.fps, tracks.timecode)
     if args.to is None and args.out is None:
         raise ConfigError("say where to write: --to NAME and/or --out FILE (see 'dtvfx plugins')")
     adapter = reg.select(args.to, args.out, "write")

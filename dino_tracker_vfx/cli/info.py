@@ -26,6 +26,9 @@ def add_shot_arguments(p) -> None:
                    help="source colour space of the plate (default: file tag; float data lin_rec709; else sRGB)")
     p.add_argument("--display", metavar="NAME", help="OCIO display for the fixed display transform")
     p.add_argument("--view", metavar="NAME", help="OCIO view for the fixed display transform")
+    p.add_argument("--fps", type=float, metavar="RATE",
+                   help="frame rate of the shot (default: the movie's, or EXR/DPX metadata; unknown -> "
+                        "exporters use 24); kept in the track file for the exporters")
 
 
 def open_from_args(args, spec: str | None = None):
@@ -33,7 +36,7 @@ def open_from_args(args, spec: str | None = None):
 
     return open_shot(spec or args.shot, frame_range=getattr(args, "frame_range", None),
                      colorspace=getattr(args, "colorspace", None), display=getattr(args, "display", None),
-                     view=getattr(args, "view", None))
+                     view=getattr(args, "view", None), fps=getattr(args, "fps", None))
 
 
 def add_arguments(p) -> None:
@@ -63,6 +66,8 @@ def run(args) -> int:
     ]
     if "fps" in info:
         lines.append(("fps", f"{info['fps']:g}"))
+    if "timecode" in info:
+        lines.append(("timecode", info["timecode"]))
     for k, v in lines:
         print(f"{k:<12} {v}")
     return 0

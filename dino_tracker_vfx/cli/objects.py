@@ -15,6 +15,8 @@ mask centroid (MAD outlier rejection, similarity motion model), a bounding box, 
 The output track file holds the member tracks <object>_pNN (group = object) and one object track per group;
 exporters write them as one named group per object. Objects are named obj<id> unless --names is given.
 Masks at more frames (repeat --masks) mark an object invisible where its id is absent.
+--preview also renders <out>.preview.mp4 and a contact sheet <out>.preview.png: object boxes and
+centroids, member points in their object's colour, the given masks tinted, a legend of the objects.
 
 examples:
   dtvfx objects "plate.####.exr" --masks roto.1001.png --out objects.json
@@ -27,7 +29,7 @@ def add_arguments(p) -> None:
     from ..objects.api import POINT_TRACKERS
     from ..objects.centroids import MOTION_MODELS, CentroidParams
     from .info import add_shot_arguments
-    from .segment import add_mask_arguments
+    from .segment import add_mask_arguments, add_preview_argument
 
     d = CentroidParams()
     p.add_argument("shot", metavar="SHOT", help="sequence pattern, frame, folder or movie")
@@ -48,6 +50,7 @@ def add_arguments(p) -> None:
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_preview_argument(p, "<out>.preview.mp4 and a contact sheet <out>.preview.png")
 
 
 def run(args) -> int:
@@ -57,7 +60,7 @@ def run(args) -> int:
     from ..objects.smoothing import parse_smooth
     from ..progress import ConsoleBar
     from .info import open_from_args
-    from .segment import read_cli_masks, show_warnings
+    from .segment import read_cli_masks, render_object_preview, show_warnings
 
     shot = open_from_args(args)
     smooth = parse_smooth(args.smooth)
@@ -79,4 +82,9 @@ def run(args) -> int:
         vis = int(ts.groups[name].visible.sum())
         print(f"{name}: id {o['id']}, {o['points']} points, visible in {vis}/{ts.n_images} frames")
     print(args.out)
+    if args.preview:
+        from pathlib import Path
+
+        ids = {int(o["id"]): name for name, o in objs.items()}
+        render_object_preview(shot, ts, Path(args.out).with_suffix(".preview.mp4"), masks.get, ids, args.quiet)
     return 0

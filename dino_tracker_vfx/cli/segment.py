@@ -19,6 +19,9 @@ MASK: a palette PNG (DAVIS style: index = id), a binary matte (-> id 1), or an i
 MASK@FRAME names its host frame; otherwise the frame number in the file name, else --frame, else the
 first frame. Give --masks several times for masks at several frames.
 
+--preview also renders DIR/segment.preview.mp4 and a contact sheet DIR/segment.preview.png: every
+object's mask tinted in its colour, its box and centroid, and a legend of the object names.
+
 features (--features): auto = DINOv2 when weights are installed, else the weight-free colour-texture
 features (with a warning). tracker = train the shot's tracker (--preset, --cache) and use its refined
 features; without DINO weights that is the weight-free Delta-CNN, which measured worse than
@@ -69,6 +72,21 @@ def add_arguments(p) -> None:
                    help="per-object mattes: hard (argmax), soft (probability) or none")
     p.add_argument("--matte-format", choices=MATTE_FORMATS, default="png")
     p.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    add_preview_argument(p, "DIR/segment.preview.mp4 and a contact sheet DIR/segment.preview.png")
+
+
+def add_preview_argument(p, what: str) -> None:
+    p.add_argument("--preview", action="store_true", help=f"also render {what} (mask tints, boxes, centroids)")
+
+
+def render_object_preview(shot, tracks, out_mp4, masks, mask_names: dict[int, str], quiet: bool) -> None:
+    """``--preview`` of ``segment`` and ``objects``: the overlay movie and contact sheet beside the output."""
+    from ..progress import ConsoleBar
+    from ..render.preview import render_preview
+
+    res = render_preview(shot, tracks, out_mp4, out_mp4.with_suffix(".png"), masks=masks, mask_names=mask_names,
+                         progress=None if quiet else ConsoleBar())
+    print(f"{res['mp4']}, {res['png']}")
 
 
 def read_cli_masks(args, shot):
@@ -108,4 +126,19 @@ def run(args) -> int:
     show_warnings(caught)
     objs = ", ".join(f"{o['name']} (id {o['id']})" for o in rep["objects"])
     print(f"{len(rep['frames'])} frames, objects {objs}, features {rep['features']['features']} -> {args.out}")
+    if args.preview:
+        from pathlib import Path
+
+        from ..inputs import read_mask
+        from ..objects.masks_io import index_path
+        from ..render.preview import mask_objects
+        from ..tracks import TrackSet
+
+        def labels(t: int):
+            return read_mask(index_path(args.out, t, args.index_format))
+
+        names = {int(o["id"]): o["name"] for o in rep["objects"]}
+        ts = TrackSet.empty(shot.frame_numbers, shot.size)
+        ts.groups = mask_objects(labels, shot.n_images, names)
+        render_object_preview(shot, ts, Path(args.out) / "segment.preview.mp4", labels, names, args.quiet)
     return 0

@@ -318,7 +318,7 @@ def merge_tracks(a, b):
     qs = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(list(a.queries) + list(b.queries), names)]
     return TrackSet(np.concatenate([a.xy, b.xy]), np.concatenate([a.visible, b.visible]),
                     np.concatenate([a.confidence, b.confidence]), names, qs, a.frame_numbers, a.plate_size,
-                    {**a.groups, **b.groups}, a.pixel_aspect, {**a.meta, **b.meta})
+                    {**a.groups, **b.groups}, a.pixel_aspect, {**a.meta, **b.meta}, a.fps, a.timecode)
 
 
 SEGMENT_KEY = "segment.key"

@@ -206,7 +206,8 @@ def flow_point_tracker(shot, queries: list[Query], masks=None, *, max_side: int 
         xy_p[n, q.t] = (q.x, q.y)
     return TrackSet(xy_p, valid, valid.astype(np.float32), [q.name for q in queries], list(queries),
                     shot.frame_numbers, shot.size, meta={"tracker": {"method": "flow", "flow": "dis",
-                                                                      "working_size": list(wh)}})
+                                                                      "working_size": list(wh)}},
+                    fps=getattr(shot, "fps", None), timecode=getattr(shot, "timecode", None))
 
 
 def sample_object_queries(shot, masks: dict[int, np.ndarray], ids: list[int], names: dict[int, str],
@@ -267,7 +268,7 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
                            f"queries ({queries[0].name}...): order or names differ")
     # names/groups exactly as sampled (a tracker may have renamed duplicates; there are none here)
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
-                  ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta))
+                  ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta), ts.fps, ts.timecode)
     fr = [int(f) for f in shot.frame_numbers]
     info: dict[str, Any] = {}
     for i in ids:

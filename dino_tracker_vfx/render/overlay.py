@@ -4,6 +4,11 @@ A :class:`OverlayStyle` is built once per TrackSet and raster; :func:`draw_frame
 ``t``: fading trails over the last ``trail`` images, a filled dot where the point is visible, a hollow
 ring where it is occluded (position known, not visible), and for groups with an
 :class:`~dino_tracker_vfx.tracks.ObjectTrack` the bbox, a centroid cross and the group name.
+``labels`` (an int id map on the raster, e.g. a propagated or given instance mask) tints the pixels of
+every object id named in ``style.mask_names`` with its object colour (:func:`tint_masks`: ``(1 - a)
+plate + a colour`` with ``a`` = :data:`MASK_ALPHA`) and outlines it. Objects (groups and mask objects)
+share one fixed palette, :func:`object_colours`; in *objects mode* (a track set with object tracks, or
+masks) member points take their object's colour and the legend lists objects, not member points.
 Positions are mapped from the TrackSet's plate pixels to the drawing raster with
 :class:`~dino_tracker_vfx.coords.Resize` (pixel-centre exact).
 """
@@ -19,6 +24,7 @@ from ..coords import Resize
 from ..tracks import TrackSet
 
 GOLDEN = 0.618033988749895
+MASK_ALPHA = 0.45
 
 
 def track_colours(n: int, offset: float = 0.11) -> np.ndarray:
@@ -31,6 +37,14 @@ def track_colours(n: int, offset: float = 0.11) -> np.ndarray:
     return out
 
 
+def object_colours(groups) -> dict:
+    """Group/object name -> uint8 RGB tuple: one fixed palette for objects (sorted names), shared by
+    the overlays, the mask tints and the Blender track colours."""
+    names = sorted(groups)
+    cols = track_colours(len(names), offset=0.6)
+    return {g: tuple(int(c) for c in cols[i]) for i, g in enumerate(names)}
+
+
 @dataclass
 class OverlayStyle:
     tracks: TrackSet
@@ -41,17 +55,22 @@ class OverlayStyle:
     radius: int = 4
     thickness: int = 2
     xy: np.ndarray | None = None  # [N, T, 2] on the raster (filled in __post_init__)
+    mask_names: dict | None = None  # mask id -> object name (objects drawn from masks)
 
     def __post_init__(self):
         rs = Resize(self.tracks.plate_size, self.raster_wh)
         self.xy = rs.to_working(self.tracks.xy) if self.tracks.n_tracks else np.zeros((0, self.tracks.n_images, 2))
         self.resize = rs
+        self.mask_names = dict(self.mask_names or {})
+        self.objects_mode = bool(self.mask_names) or any(o is not None for o in self.tracks.groups.values())
+        if self.group_colours is None:
+            self.group_colours = object_colours(set(self.tracks.groups) | set(self.mask_names.values()))
         if self.colours is None:
             self.colours = track_colours(self.tracks.n_tracks)
-        if self.group_colours is None:
-            names = sorted(self.tracks.groups)
-            cols = track_colours(len(names), offset=0.6)
-            self.group_colours = {g: tuple(int(c) for c in cols[i]) for i, g in enumerate(names)}
+            if self.objects_mode:  # member points in their object's colour
+                for i, q in enumerate(self.tracks.queries):
+                    if q.group in self.group_colours:
+                        self.colours[i] = self.group_colours[q.group]
         scale = self.raster_wh[0] / 1000.0
         self.radius = max(3, int(round(self.radius * max(1.0, scale))))
         self.thickness = max(1, int(round(self.thickness * max(1.0, scale))))
@@ -62,11 +81,32 @@ def _pt(p) -> tuple[int, int]:
     return int(round(p[0] * 16)), int(round(p[1] * 16))
 
 
-def draw_frame(img: np.ndarray, style: OverlayStyle, t: int, label: str | None = None) -> np.ndarray:
-    """Draw image index ``t`` of ``style.tracks`` on ``img`` (uint8 RGB ``[H, W, 3]`` on the style's raster)."""
+def tint_masks(img: np.ndarray, labels: np.ndarray, colours: dict, alpha: float = MASK_ALPHA) -> np.ndarray:
+    """uint8 RGB ``img`` with the pixels of each id of ``colours`` ({id: RGB}) in ``labels`` (int ``[H, W]``
+    on the same raster) tinted ``(1 - alpha) img + alpha colour`` and outlined in that colour."""
+    import cv2
+
+    out = np.ascontiguousarray(img).copy()
+    for i, c in colours.items():
+        m = labels == i
+        if not m.any():
+            continue
+        out[m] = np.round(out[m].astype(np.float32) * (1.0 - alpha) + np.asarray(c, np.float32) * alpha
+                          ).astype(np.uint8)
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+        cv2.drawContours(out, contours, -1, tuple(int(v) for v in c), 1, cv2.LINE_AA)
+    return out
+
+
+def draw_frame(img: np.ndarray, style: OverlayStyle, t: int, label: str | None = None,
+               labels: np.ndarray | None = None) -> np.ndarray:
+    """Draw image index ``t`` of ``style.tracks`` on ``img`` (uint8 RGB ``[H, W, 3]`` on the style's raster);
+    ``labels``: the object id map of that image on the same raster (tinted per ``style.mask_names``)."""
     import cv2
 
     out = np.ascontiguousarray(img)
+    if labels is not None and style.mask_names:
+        out = tint_masks(out, labels, {i: style.group_colours[n] for i, n in style.mask_names.items()})
     xy, vis = style.xy, style.tracks.visible
     N = xy.shape[0]
     finite = np.isfinite(xy).all(-1)

@@ -4,11 +4,20 @@
 
 * movie: H.264 (libx264), yuv420p, even width/height (the plate is scaled to fit ``max_size`` and
   rounded down to even pixels), ``fps`` = the shot's rate or 24; written atomically.
+* the plate: exactly what the tracker sees, ``shot.read`` (the shot's one display transform,
+  :mod:`dino_tracker_vfx.shots.colour`: a linear EXR goes through the OCIO display/view), not dimmed
+  (``darken`` < 1 dims it under the marks; default 1).
 * marks: one colour per track; filled dot = visible, hollow ring = occluded (position still known);
   fading trail over the last ``trail`` images (thin where occluded); groups with an ObjectTrack get
   their bbox (dashed when the object is not visible), centroid cross and name.
 * contact sheet: ``sheet_frames`` images spread over the shot in a grid, frame numbers on each, and a
-  colour legend of the track names.
+  colour legend of the track names - or, for objects (a track set with object tracks, e.g. from
+  ``dtvfx objects``, or ``masks``), of the object names with their member-point counts.
+* objects: ``masks(t)`` gives the int id map (plate size; ``None`` where there is none) of track image
+  ``t`` and ``mask_names`` ``{id: object name}``: those pixels are tinted with the object's colour
+  (one palette for boxes, centroids, member points and tints; ``overlay.object_colours``).
+  :func:`mask_objects` turns id maps into object tracks (mask centroid and box per image) for
+  ``dtvfx segment --preview``.
 
 ``tracks`` may cover all images of the shot or a subset of its frame numbers; images are matched by
 host frame number. Track positions are in the TrackSet's own plate size and mapped to the drawing
@@ -19,6 +28,7 @@ from __future__ import annotations
 
 from fractions import Fraction
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -27,6 +37,8 @@ from ..errors import InputError
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from ..tracks import TrackSet
 from .overlay import OverlayStyle, draw_frame
+
+MaskFn = Callable[[int], "np.ndarray | None"]
 
 H264_ENCODERS = ("libx264", "h264", "libopenh264")
 
@@ -80,19 +92,21 @@ def _open_encoder(path: str, wh: tuple[int, int], fps: float):
 
 def render_preview(shot, tracks: TrackSet, out_mp4, out_png=None, trail: int = 12,
                    progress: ProgressFn | None = None, *, fps: float | None = None, max_size: int | None = 1920,
-                   sheet_frames: int = 8, sheet_cols: int = 4, darken: float = 0.85,
-                   cancel: CancelFn | None = None) -> dict:
+                   sheet_frames: int = 8, sheet_cols: int = 4, darken: float = 1.0,
+                   cancel: CancelFn | None = None, masks: MaskFn | None = None,
+                   mask_names: dict[int, str] | None = None) -> dict:
     """Render the overlay movie ``out_mp4`` (and the contact sheet ``out_png``); returns
     ``{"mp4": path, "png": path or None, "size": (w, h), "frames": n}``."""
     import av
+    import cv2
 
     idx = _shot_indices(shot, tracks)
     T = len(idx)
     if T == 0:
         raise InputError("the tracks cover no images", where=str(out_mp4))
     wh = even_size(shot.size, max_size)
-    style = OverlayStyle(tracks, wh, trail=max(0, int(trail)))
-    rate = float(fps or getattr(shot, "fps", None) or 24.0)
+    style = OverlayStyle(tracks, wh, trail=max(0, int(trail)), mask_names=mask_names if masks else None)
+    rate = tracks.rate(fps or getattr(shot, "fps", None))  # else the track file's, else 24
     picks = set(np.unique(np.round(np.linspace(0, T - 1, min(sheet_frames, T))).astype(int)).tolist()) \
         if out_png else set()
     sheet: dict[int, np.ndarray] = {}
@@ -105,7 +119,10 @@ def render_preview(shot, tracks: TrackSet, out_mp4, out_png=None, trail: int = 1
                 base = _frame_rgb(shot, int(idx[t]), wh)
                 if darken != 1.0:
                     base = (base.astype(np.float32) * darken).astype(np.uint8)
-                img = draw_frame(base, style, t, label=f"frame {tracks.frame_of(t)}")
+                ids = masks(t) if (masks is not None and style.mask_names) else None
+                if ids is not None and ids.shape[::-1] != tuple(wh):
+                    ids = cv2.resize(ids.astype(np.int32), wh, interpolation=cv2.INTER_NEAREST)
+                img = draw_frame(base, style, t, label=f"frame {tracks.frame_of(t)}", labels=ids)
                 if t in picks:
                     sheet[t] = img
                 for pkt in stream.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
@@ -148,26 +165,62 @@ def write_contact_sheet(images: list[np.ndarray], tracks: TrackSet, style: Overl
     return Path(out_png)
 
 
+def legend_entries(tracks: TrackSet, style: OverlayStyle) -> list[tuple[str, tuple[int, int, int]]]:
+    """(label, RGB) of every legend item: in objects mode one per object (``name (K pts)``) and one per
+    track outside every object; else one per track."""
+    if style.objects_mode:
+        out = []
+        for g in sorted(style.group_colours):
+            k = len(tracks.members(g))
+            out.append((f"{g} ({k} pts)" if k else g, style.group_colours[g]))
+        return out + [(tracks.names[i], tuple(int(v) for v in style.colours[i])) for i in range(tracks.n_tracks)
+                      if tracks.queries[i].group not in style.group_colours]
+    return [(tracks.names[i], tuple(int(v) for v in style.colours[i])) for i in range(tracks.n_tracks)]
+
+
 def _legend(tracks: TrackSet, style: OverlayStyle, width: int, max_items: int = 48) -> np.ndarray:
     import cv2
 
+    entries = legend_entries(tracks, style)
     item_w, item_h = 150, 20
     per_row = max(1, (width - 8) // item_w)
-    n = min(tracks.n_tracks, max_items)
-    extra = tracks.n_tracks - n
+    n = min(len(entries), max_items)
+    extra = len(entries) - n
     rows = max(1, (n + (1 if extra else 0) + per_row - 1) // per_row)
     strip = np.full((rows * item_h + 28, width, 3), 24, np.uint8)
-    cv2.putText(strip, "filled dot: visible   ring: occluded   line: trail   box/cross: object", (8, 16),
-                cv2.FONT_HERSHEY_SIMPLEX, 0.45, (220, 220, 220), 1, cv2.LINE_AA)
-    for i in range(n):
+    key = ("objects - tint: mask   box: bbox   cross: centroid"
+           + ("   dots: member points (ring: occluded)" if tracks.n_tracks else "")
+           if style.objects_mode else "filled dot: visible   ring: occluded   line: trail   box/cross: object")
+    cv2.putText(strip, key, (8, 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (220, 220, 220), 1, cv2.LINE_AA)
+    for i, (text, col) in enumerate(entries[:n]):
         r, c = divmod(i, per_row)
         x, y = 8 + c * item_w, 28 + r * item_h + 10
-        col = tuple(int(v) for v in style.colours[i])
-        cv2.circle(strip, (x + 6, y), 6, col, -1, cv2.LINE_AA)
-        cv2.putText(strip, tracks.names[i][:18], (x + 16, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
+        cv2.circle(strip, (x + 6, y), 6, tuple(int(v) for v in col), -1, cv2.LINE_AA)
+        cv2.putText(strip, text[:18], (x + 16, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.42,
                     (235, 235, 235), 1, cv2.LINE_AA)
     if extra:
         r, c = divmod(n, per_row)
         cv2.putText(strip, f"+{extra} more", (8 + c * item_w, 28 + r * item_h + 15), cv2.FONT_HERSHEY_SIMPLEX,
                     0.42, (235, 235, 235), 1, cv2.LINE_AA)
     return strip
+
+
+def mask_objects(masks: MaskFn, n_images: int, names: dict[int, str]) -> dict:
+    """Object tracks from id maps: per object name, an :class:`~dino_tracker_vfx.tracks.ObjectTrack` with
+    the mask centroid and box (plate px) of every image ``0..n_images-1``; visible where the mask has
+    pixels of that id (images where ``masks(t)`` is None: unknown, not visible)."""
+    from ..objects.centroids import mask_box
+    from ..objects.metrics import mask_centroid
+    from ..tracks import ObjectTrack
+
+    cen = {n: np.full((n_images, 2), np.nan) for n in names.values()}
+    box = {n: np.full((n_images, 4), np.nan) for n in names.values()}
+    for t in range(n_images):
+        ids = masks(t)
+        if ids is None:
+            continue
+        for i, n in names.items():
+            m = ids == i
+            cen[n][t] = mask_centroid(m)[0]
+            box[n][t] = mask_box(m)
+    return {n: ObjectTrack(cen[n], np.isfinite(cen[n]).all(-1), box[n]) for n in names.values()}

@@ -23,6 +23,8 @@ class ImageInfo:
     is_float: bool
     colorspace_tag: str | None
     format: str
+    fps: float | None = None  # EXR framesPerSecond / DPX frame rate, when the file says
+    timecode: str | None = None  # SMPTE timecode (EXR smpte:TimeCode, DPX time code), when the file has one
 
     @property
     def size(self) -> tuple[int, int]:
@@ -53,7 +55,30 @@ def _info(path: str, s, fmt: str) -> ImageInfo:
     tag = s.getattribute("oiio:ColorSpace")
     return ImageInfo(path, (s.full_x, s.full_y, s.full_width, s.full_height), (s.x, s.y, s.width, s.height),
                      tuple(s.channelnames), float(s.get_float_attribute("PixelAspectRatio", 1.0) or 1.0),
-                     is_float, str(tag) if tag else None, fmt)
+                     is_float, str(tag) if tag else None, fmt, _fps(s), _timecode(s))
+
+
+def _fps(s) -> float | None:
+    """Frame rate from the file's metadata: ``FramesPerSecond`` (EXR rational), else DPX's
+    ``dpx:FrameRate`` / ``dpx:TemporalFrameRate``; ``None`` when absent or not > 0."""
+    v = s.getattribute("FramesPerSecond")
+    if isinstance(v, (tuple, list)) and len(v) == 2 and v[1]:
+        v = v[0] / v[1]
+    for cand in (v, s.getattribute("dpx:FrameRate"), s.getattribute("dpx:TemporalFrameRate")):
+        try:
+            f = float(cand)
+        except (TypeError, ValueError):
+            continue
+        if np.isfinite(f) and 0 < f < 1000:
+            return f
+    return None
+
+
+def _timecode(s) -> str | None:
+    if s.getattribute("smpte:TimeCode") is None:
+        return None
+    tc = s.get_string_attribute("smpte:TimeCode").strip()  # OIIO formats the timecode as HH:MM:SS:FF
+    return tc or None
 
 
 def read_rgb(path: str) -> tuple[np.ndarray, ImageInfo]:

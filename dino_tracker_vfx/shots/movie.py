@@ -52,6 +52,9 @@ class Movie:
         self.width, self.height = st.codec_context.width, st.codec_context.height
         sar = st.codec_context.sample_aspect_ratio
         self.pixel_aspect = float(sar) if sar else 1.0
+        # SMPTE timecode of the first frame: the stream's tag (MOV tmcd / MXF), else the container's
+        tc = (st.metadata or {}).get("timecode") or (self._container.metadata or {}).get("timecode")
+        self.timecode: str | None = (str(tc).strip() or None) if tc else None
         self._next = None  # PTS we expect the decoder to yield next (sequential fast path)
         self._decoder = None
 

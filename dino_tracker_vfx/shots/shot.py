@@ -4,6 +4,10 @@ Contract
 --------
 * ``shot.frame_numbers``: int64 ``[T]``, host frame number of each 0-based image index ``t``.
 * ``shot.size``: ``(W, H)`` of the display window in plate pixels; ``shot.pixel_aspect``.
+* ``shot.fps``: frames per second - a movie's nominal rate, a sequence's from its first file's
+  metadata (EXR ``FramesPerSecond``, DPX frame rate), ``open_shot(fps=...)`` (``--fps``) overrides;
+  ``None`` when unknown (exporters then use ``tracks.DEFAULT_FPS`` = 24). ``shot.timecode``: SMPTE
+  timecode of the first image (EXR ``smpte:TimeCode``, DPX time code, a movie's ``timecode`` tag) or None.
 * ``shot.read(t)``: float32 ``[H, W, 3]`` display-referred RGB in 0..1 (after the shot's one fixed
   display transform), display window, plate resolution. Checked: readable, same size as the shot,
   finite (NaN/Inf -> :class:`ShotError` naming file and frame).
@@ -47,6 +51,7 @@ class Shot:
     channels: tuple[str, ...] = ()
     file_format: str = ""
     fps: float | None = None
+    timecode: str | None = None  # SMPTE timecode of the first image, when the plate carries one
     seconds: np.ndarray | None = None  # movie: timestamp of each image
     _movie: Movie | None = None
     _array: np.ndarray | None = None  # from_array: uint8 [T, H, W, 3] display-referred RGB
@@ -133,6 +138,8 @@ class Shot:
         }
         if self.fps:
             d["fps"] = self.fps
+        if self.timecode:
+            d["timecode"] = self.timecode
         return d
 
 
@@ -165,9 +172,21 @@ def from_array(frames, frame_numbers=None, fps: float | None = None, name: str =
 
 
 def open_shot(spec: str | os.PathLike, frame_range: str | None = None, colorspace: str | None = None,
-              display: str | None = None, view: str | None = None, movie_first_frame: int = 1) -> Shot:
+              display: str | None = None, view: str | None = None, movie_first_frame: int = 1,
+              fps: float | None = None) -> Shot:
     """Open a shot from a pattern (``plate.####.exr``, ``%04d``, ``@``, optional ``1001-1100`` range),
-    a single frame of a sequence, a folder of images, or a movie file."""
+    a single frame of a sequence, a folder of images, or a movie file. ``fps`` overrides the frame rate
+    the shot reports (a sequence without rate metadata, a movie with a wrong nominal rate); it never
+    changes which image is which frame."""
+    if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0):
+        raise ShotError(f"--fps {fps!r} is not a frame rate (a number > 0)")
+    shot = _open_any(str(spec), frame_range, colorspace, display, view, movie_first_frame)
+    if fps is not None:
+        shot.fps = float(fps)
+    return shot
+
+
+def _open_any(spec: str, frame_range, colorspace, display, view, movie_first_frame) -> Shot:
     spec = str(spec)
     pattern_text, frames = patterns.split_range(spec)
     if frame_range:
@@ -218,7 +237,7 @@ def _open_files(paths: list[str], frames: np.ndarray, colorspace, display, view,
     return Shot(source=source, kind="sequence", frame_numbers=frames, size=first.size,
                 pixel_aspect=first.pixel_aspect, transform=tr, paths=paths,
                 display_window=first.display_window, data_window=first.data_window,
-                channels=first.channels, file_format=first.format)
+                channels=first.channels, file_format=first.format, fps=first.fps, timecode=first.timecode)
 
 
 def _open_movie(path: str, colorspace, display, view, first_frame: int, frames: list[int] | None) -> Shot:
@@ -228,7 +247,8 @@ def _open_movie(path: str, colorspace, display, view, first_frame: int, frames: 
     shot = Shot(source=path, kind="movie", frame_numbers=mv.frame_numbers, size=(mv.width, mv.height),
                 pixel_aspect=mv.pixel_aspect, transform=tr, display_window=(0, 0, mv.width, mv.height),
                 data_window=(0, 0, mv.width, mv.height), channels=("R", "G", "B"),
-                file_format=mv._stream.codec_context.name, fps=float(mv.rate), seconds=mv.seconds, _movie=mv)
+                file_format=mv._stream.codec_context.name, fps=float(mv.rate), timecode=mv.timecode,
+                seconds=mv.seconds, _movie=mv)
     if frames is not None:
         raise ShotError("explicit frame ranges apply to image sequences; trim movies in the host", where=path)
     return shot

@@ -440,7 +440,7 @@ class ShotTracker:
         meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
                             "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
         return TrackSet(xy_p, vis.cpu().numpy(), conf.float().cpu().numpy(), names, out_q, fr, self.shot.size,
-                        meta=meta)
+                        meta=meta, fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None))
 
 
 def track(shot, queries: list[Query], *, preset: str | Path | dict = "cpu-preview",

@@ -16,7 +16,9 @@ Markers document (``dino_tracker_vfx.blender_markers`` v1)::
     {"format": "dino_tracker_vfx.blender_markers", "version": 1,
      "plate": {"width": W, "height": H}, "frames": [1001, ...],
      "clip": {...},                                    # in dumps: the clip's frame mapping (see dump_clip)
+     "fps": 10.0,                                      # optional: the shot's rate (scene fps of a new clip)
      "tracks": [{"name": "car_a", "object": "car" | null, "select": true,
+                 "color": [r, g, b],                   # optional: the track's custom colour (its group's)
                  "markers": [[plate_frame, u, v, mute], ...]}]}
 
 ``u, v``: Blender's ``marker.co``, 0..1 of the clip's width/height from the bottom-left corner.
@@ -180,6 +182,9 @@ def apply_doc(clip, doc: dict, replace: bool = True, select: bool = True) -> lis
         keep = {f[0] for f in frames}
         for m in [m.frame for m in tr.markers if m.frame not in keep]:
             tr.markers.delete_frame(m)
+        if tdoc.get("color"):
+            tr.color = [float(c) for c in tdoc["color"][:3]]
+            tr.use_custom_color = True
         tr.select = select
         made.append(name)
     return made
@@ -259,6 +264,10 @@ def write_blend(req: dict) -> dict:
         scene.frame_current = scene.frame_start
         scene.render.resolution_x, scene.render.resolution_y = size
         scene.render.resolution_percentage = 100
+        fps = req["doc"].get("fps")
+        if fps:  # the shot's rate; fps_base carries NTSC rates (23.976 = 24 / 1.001)
+            scene.render.fps = max(1, int(round(float(fps))))
+            scene.render.fps_base = scene.render.fps / float(fps)
     made = apply_doc(clip, req["doc"], replace=bool(req.get("replace", True)), select=True)
     bpy.ops.wm.save_as_mainfile(filepath=req["save_to"], check_existing=False, copy=True)
     return {"ok": True, "clip": clip_info(clip, scene), "tracks": made}
