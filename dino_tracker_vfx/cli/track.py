@@ -48,7 +48,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from ..errors import ConfigError, InputError
     from ..inputs import read_masks, read_queries
     from ..progress import ConsoleBar
     from ..tracker.api import ShotTracker
@@ -57,6 +57,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(args.queries).with_suffix(".tracks.json")
     if out.suffix.lower() not in (".json", ".csv"):
         raise InputError("--out must end in .json or .csv", where=str(out))
+    if out.resolve() == Path(args.queries).resolve():
+        raise ConfigError(f"output {out} would overwrite the query file; give another --out", where=args.queries)
     cfg = load_preset(args.preset)  # bad preset: fail before reading any frame
     shot = open_from_args(args)
     queries = read_queries(args.queries, shot)
