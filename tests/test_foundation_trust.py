@@ -124,3 +124,121 @@ def test_track_refuses_to_overwrite_its_query_file(tmp_path, capsys):
     assert rc == 2
     _one_line_error(capsys, "q.csv", "would overwrite the query file")
     assert q.read_bytes() == before
+
+
+# --------------------------------------------------------------------------- files that are not what they claim
+def _pal_png_with_300_entries(path: Path) -> Path:
+    """A palette PNG whose PLTE chunk holds 300 colours (a PNG allows at most 256)."""
+    import struct
+    import zlib
+
+    from PIL import Image
+
+    im = Image.fromarray(np.array([[0, 1], [1, 0]], np.uint8), "P")
+    im.putpalette([0, 0, 0, 255, 255, 255] + [0] * 762)
+    im.save(path)
+    raw = path.read_bytes()
+    i = raw.index(b"PLTE") - 4
+    n = struct.unpack(">I", raw[i:i + 4])[0]
+    data = bytes(300 * 3)
+    chunk = struct.pack(">I", len(data)) + b"PLTE" + data + struct.pack(">I", zlib.crc32(b"PLTE" + data))
+    path.write_bytes(raw[:i] + chunk + raw[i + 12 + n:])
+    return path
+
+
+@pytest.mark.parametrize("name, body, needle", [
+    ("latin1.csv", "name,frame,x,y\ncaf\xe9,1001,3,4\n".encode("latin-1"),
+     "latin1.csv: not UTF-8 CSV text: byte 0xe9 at line 2"),
+    ("binary.csv", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)), "binary.csv: a binary file, not CSV text"),
+    ("latin1.json", '[{"name": "caf\xe9", "frame": 1001, "x": 3, "y": 4}]'.encode("latin-1"),
+     "latin1.json: not UTF-8 JSON text: byte 0xe9 at line 1"),
+    ("nameobj.json", json.dumps([{"name": {"first": "a"}, "frame": 1001, "x": 3, "y": 4}]).encode(),
+     "nameobj.json: queries[0]: field 'name' must be text, got dict"),
+    ("groupnum.json", json.dumps([{"group": 7, "frame": 1001, "x": 3, "y": 4}]).encode(),
+     "groupnum.json: queries[0]: field 'group' must be text, got int"),
+    ("boolx.json", json.dumps([{"frame": 1001, "x": True, "y": 4}]).encode(),
+     "boolx.json: queries[0]: field 'x'=True is not a number"),
+    ("boolframe.json", json.dumps({"queries": [{"frame": 1001, "x": 3, "y": 4}, {"t": False, "x": 3, "y": 4}]}).encode(),
+     "boolframe.json: queries[1]: field 't'=False is not a number"),
+])
+def test_query_files_that_are_not_utf8_or_have_wrong_types(tmp_path, capsys, name, body, needle):
+    shot = write_shot(tmp_path / "shot")
+    q = tmp_path / name
+    q.write_bytes(body)
+    rc = main(["track", str(shot), "--queries", str(q), "--preset", "cpu-preview", "--out", str(tmp_path / "t.json")])
+    assert rc == 2
+    _one_line_error(capsys, needle)
+
+
+def test_palette_png_with_more_than_256_entries_is_a_one_line_error(tmp_path, capsys):
+    shot = write_shot(tmp_path / "shot")
+    q = write_queries(tmp_path / "q.csv", [("a", 0, 20, 20, "")])
+    mask = _pal_png_with_300_entries(tmp_path / "m.1001.png")
+    rc = main(["track", str(shot), "--queries", str(q), "--masks", str(mask), "--out", str(tmp_path / "t.json")])
+    assert rc == 2
+    _one_line_error(capsys, "m.1001.png: cannot read mask")
+
+
+def test_status_of_a_file_is_a_one_line_error(tmp_path, capsys):
+    f = tmp_path / "notes.txt"
+    f.write_text("hello\n")
+    assert main(["status", str(f)]) == 2
+    _one_line_error(capsys, "notes.txt: a file, not a job directory")
+
+
+# --------------------------------------------------------------------------- presets
+def test_binary_preset_file_is_a_one_line_error(tmp_path, capsys):
+    p = tmp_path / "p.yaml"
+    p.write_bytes(bytes(range(256)) * 4)
+    assert main(["track", "no-such-shot.mov", "--queries", "q.csv", "--preset", str(p)]) == 2
+    _one_line_error(capsys, "p.yaml: a binary file, not YAML text")
+    p.write_bytes("name: caf\xe9\n".encode("latin-1"))
+    assert main(["track", "no-such-shot.mov", "--queries", "q.csv", "--preset", str(p)]) == 2
+    _one_line_error(capsys, "p.yaml: not UTF-8 YAML text: byte 0xe9 at line 1")
+
+
+@pytest.mark.parametrize("params, needle", [
+    ({"finest_scale": "x"}, "flow.params.finest_scale: must be an integer in 0..10, got 'x'"),
+    ({"patch_size": 0}, "flow.params.patch_size: must be an integer in 1..128, got 0"),
+    ({"var_alpha": True}, "flow.params.var_alpha: must be a number in 0..1e+06, got True"),
+    ({"spatial_propagation": "yes"}, "flow.params.spatial_propagation: must be true or false, got 'yes'"),
+    ({"preset": "slow"}, "flow.params.preset: must be one of ultrafast, fast, medium, got 'slow'"),
+    ({"iters": 12}, "flow.params.iters: unknown dis setting"),
+])
+def test_bad_flow_params_fail_when_the_preset_is_loaded(tmp_path, capsys, params, needle):
+    """Found when the preset is read, before the shot is opened (the shot here does not even exist)."""
+    p = tmp_path / "p.yaml"
+    p.write_text(json.dumps({"base": "cpu-preview", "flow": {"params": params}}))
+    assert main(["track", str(tmp_path / "missing.####.png"), "--queries", "q.csv", "--preset", str(p)]) == 2
+    _one_line_error(capsys, f"p.yaml: {needle}")
+
+
+def test_raft_flow_params_are_checked_too():
+    from dino_tracker_vfx.errors import ConfigError
+    from dino_tracker_vfx.tracker.presets import load_preset
+
+    assert load_preset({"base": "paper", "flow": {"params": {"iters": 20}}})["flow.params"] == {"iters": 20}
+    with pytest.raises(ConfigError, match=r"flow\.params\.iters: must be an integer in 1\.\.1000, got 0"):
+        load_preset({"base": "paper", "flow": {"params": {"iters": 0}}})
+    with pytest.raises(ConfigError, match=r"flow\.params\.finest_scale: unknown raft_large setting"):
+        load_preset({"base": "paper", "flow": {"params": {"finest_scale": 0}}})
+
+
+def test_preset_base_path_is_relative_to_the_preset_file(tmp_path, monkeypatch, capsys):
+    from dino_tracker_vfx.tracker.presets import load_preset
+
+    d = tmp_path / "presets"
+    (d / "sub").mkdir(parents=True)
+    (d / "parent.yaml").write_text("base: cpu-preview\ntrain: {iterations: 7}\n")
+    (d / "sub" / "child.yaml").write_text("base: ../parent.yaml\ntrain: {lr: 0.02}\n")
+    (d / "sub" / "orphan.yaml").write_text("base: nowhere.yaml\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "parent.yaml").write_text("base: cpu-preview\ntrain: {iterations: 99}\n")  # must NOT be used
+    monkeypatch.chdir(elsewhere)
+    cfg = load_preset(str(d / "sub" / "child.yaml"))
+    assert cfg["train.iterations"] == 7 and cfg["train.lr"] == 0.02
+    monkeypatch.chdir(d / "sub")
+    assert load_preset("child.yaml")["train.iterations"] == 7  # a relative preset path itself: from the cwd
+    assert main(["track", "x.mov", "--queries", "q.csv", "--preset", str(d / "sub" / "orphan.yaml")]) == 2
+    _one_line_error(capsys, "orphan.yaml: base: unknown preset 'nowhere.yaml'", str(d / "sub" / "nowhere.yaml"))
