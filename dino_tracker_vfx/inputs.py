@@ -198,11 +198,15 @@ def _read_mask_oiio(p: Path) -> np.ndarray:
     """EXR/TIFF/DPX masks in their native pixel type: whole numbers are ids, soft float mattes > 0.5."""
     import OpenImageIO as oiio
 
+    from .shots.images import check_window
+
     inp = oiio.ImageInput.open(str(p))
     if inp is None:
         raise InputError(f"cannot read mask ({oiio.geterror().strip()})", where=str(p))
     try:
         s = inp.spec()
+        check_window(str(p), "display", s.full_width, s.full_height)  # before allocating either
+        check_window(str(p), "data", s.width, s.height)
         px = inp.read_image(s.format)  # native type: uint8/uint16/uint32 stay integers
     finally:
         inp.close()

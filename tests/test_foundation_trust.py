@@ -242,3 +242,65 @@ def test_preset_base_path_is_relative_to_the_preset_file(tmp_path, monkeypatch, 
     assert load_preset("child.yaml")["train.iterations"] == 7  # a relative preset path itself: from the cwd
     assert main(["track", "x.mov", "--queries", "q.csv", "--preset", str(d / "sub" / "orphan.yaml")]) == 2
     _one_line_error(capsys, "orphan.yaml: base: unknown preset 'nowhere.yaml'", str(d / "sub" / "nowhere.yaml"))
+
+
+# --------------------------------------------------------------------------- sizes that would exhaust memory or time
+@pytest.mark.parametrize("how", ["pattern", "flag"])
+@pytest.mark.parametrize("frames, count", [("1-99999999", 99999999), ("1001-1500000", 1499000),
+                                           ("1-10,1-200000x2", 100010)])
+def test_huge_frame_ranges_are_refused_at_once(png_sequence, capsys, how, frames, count):
+    import time
+
+    pat = png_sequence(first=1001, n=3)
+    args = ["info", f"{pat} {frames}"] if how == "pattern" else ["info", pat, "--range", frames]
+    t0 = time.perf_counter()
+    assert main(args) == 2
+    assert time.perf_counter() - t0 < 1.0
+    _one_line_error(capsys, f"frame range '{frames}' names {count} frames; a shot has at most 100000")
+
+
+def test_a_long_range_of_missing_frames_is_reported_quickly(png_sequence, capsys):
+    import time
+
+    pat = png_sequence(first=1001, n=3)
+    t0 = time.perf_counter()
+    assert main(["info", pat, "--range", "1001-100000"]) == 2
+    assert time.perf_counter() - t0 < 1.0
+    _one_line_error(capsys, "plate.1004.png: frame 1004 is missing from range 1001-100000 (98997 missing in all)")
+
+
+def test_huge_exr_display_window_is_refused_before_allocating(tmp_path, capsys):
+    from conftest import write_exr
+    from dino_tracker_vfx.errors import ShotError
+    from dino_tracker_vfx.inputs import read_mask
+
+    exr = tmp_path / "big.1001.exr"
+    write_exr(exr, np.ones((16, 16, 3), np.float32), data_window=(0, 0), display_size=(60000, 60000))
+    assert main(["info", str(exr)]) == 2
+    _one_line_error(capsys, "big.1001.exr: display window 60000x60000 is too large or empty "
+                            "(at most 32768 px a side and 268 Mpx)")
+    with pytest.raises(ShotError, match=r"big\.1001\.exr: display window 60000x60000 is too large"):
+        read_mask(exr)  # masks read id EXRs through the same check
+    ok = tmp_path / "ok.1001.exr"
+    write_exr(ok, np.ones((16, 16, 3), np.float32), data_window=(0, 0), display_size=(4096, 2160))
+    assert main(["info", str(ok)]) == 0
+
+
+# --------------------------------------------------------------------------- gaps
+def test_a_sequence_with_gaps_and_no_range_warns_once_naming_the_frames(png_sequence, caplog):
+    import logging
+
+    from dino_tracker_vfx.shots import open_shot
+
+    pat = png_sequence(first=1001, n=12, gaps=(1003, 1004, 1008))
+    with caplog.at_level(logging.WARNING, logger="dino_tracker_vfx"):
+        shot = open_shot(pat)
+    msgs = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert msgs == [f"{pat}: missing frames 1003-1004, 1008; using the 9 frames on disk (1001-1012). "
+                    "Give a range to say which frames you mean"]
+    assert shot.n_images == 9
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="dino_tracker_vfx"):
+        open_shot(pat + " 1005-1007")  # a range: the user said which frames
+        open_shot(png_sequence(first=1, n=4, name="whole"))  # no gaps
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

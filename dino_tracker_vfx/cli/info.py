@@ -49,7 +49,7 @@ def run(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     dw, dd = info["display_window"], info["data_window"]
-    gaps = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in info["gaps"]) or "none"
+    gaps = shot.gaps_text(limit=50)
     lines = [
         ("shot", info["source"]),
         ("kind", f"{info['kind']} ({info['format']})"),

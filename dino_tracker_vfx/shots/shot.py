@@ -14,6 +14,7 @@ Contract
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from ..coords import Resize
 from ..errors import ShotError
 from . import colour, images, patterns
 from .movie import MOVIE_SUFFIXES, Movie
+
+log = logging.getLogger("dino_tracker_vfx")
 
 IMAGE_SUFFIXES = {".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".cin", ".hdr", ".tga", ".bmp",
                   ".sgi", ".rgb", ".webp", ".jp2"}
@@ -71,6 +74,13 @@ class Shot:
         """Missing frame-number runs ``(first, last)`` inside the shot's range."""
         f = self.frame_numbers
         return [(int(a) + 1, int(b) - 1) for a, b in zip(f[:-1], f[1:]) if b - a > 1]
+
+    def gaps_text(self, limit: int = 8) -> str:
+        """The gaps compactly, ``"1004-1005, 1010"`` (the first ``limit`` runs, then a count); ``"none"``."""
+        g = self.gaps()
+        runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in g[:limit]]
+        more = f" and {len(g) - limit} more runs" if len(g) > limit else ""
+        return ", ".join(runs) + more if runs else "none"
 
     def label(self, t: int) -> str:
         return self.paths[t] if self.paths else f"{self.source} frame {self.frame_of(t)}"
@@ -162,18 +172,23 @@ def open_shot(spec: str | os.PathLike, frame_range: str | None = None, colorspac
 def _open_sequence(seq: patterns.SeqPattern, frames: list[int] | None, colorspace, display, view,
                    source: str) -> Shot:
     on_disk = seq.glob()
+    given = frames
     if frames is None:
         if not on_disk:
             raise ShotError("no frames on disk match the pattern", where=seq.display)
         frames = list(on_disk)
     else:
-        missing = [f for f in frames if f not in on_disk and not os.path.isfile(seq.path(f))]
+        missing = [f for f in frames if f not in on_disk]  # glob finds every name seq.path makes
         if missing:
             raise ShotError(f"frame {missing[0]} is missing from range {frames[0]}-{frames[-1]}"
                             f"{f' ({len(missing)} missing in all)' if len(missing) > 1 else ''}",
                             where=seq.path(missing[0]))
     paths = [on_disk.get(f) or seq.path(f) for f in frames]
-    return _open_files(paths, np.array(frames, np.int64), colorspace, display, view, seq.display)
+    shot = _open_files(paths, np.array(frames, np.int64), colorspace, display, view, seq.display)
+    if given is None and shot.gaps():  # no range given: say which frames are missing (once, here)
+        log.warning("%s: missing frames %s; using the %d frames on disk (%s). Give a range to say which "
+                    "frames you mean", seq.display, shot.gaps_text(), shot.n_images, shot.range_text())
+    return shot
 
 
 def _open_files(paths: list[str], frames: np.ndarray, colorspace, display, view, source: str) -> Shot:
