@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -304,3 +305,111 @@ def test_a_sequence_with_gaps_and_no_range_warns_once_naming_the_frames(png_sequ
         open_shot(pat + " 1005-1007")  # a range: the user said which frames
         open_shot(png_sequence(first=1, n=4, name="whole"))  # no gaps
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+# --------------------------------------------------------------------------- movies: damage and ranges
+def _movie(path: Path, n: int = 24, codec: str = "libx264") -> Path:
+    """A movie of ``n`` frames of smooth texture sliding 1 px per frame (P-frames between keyframes every 6)."""
+    from fractions import Fraction
+
+    import av
+
+    from conftest import textured_frame
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=24)
+        s.width, s.height, s.pix_fmt = 64, 48, "yuv420p"
+        s.time_base = Fraction(1, 24)
+        s.options = {"crf": "10", "g": "6", "bf": "0"} if codec == "libx264" else {"g": "6"}
+        for k in range(n):
+            fr = av.VideoFrame.from_ndarray(textured_frame(k), format="rgb24")
+            fr.pts, fr.time_base = k, Fraction(1, 24)
+            for pkt in s.encode(fr):
+                c.mux(pkt)
+        for pkt in s.encode():
+            c.mux(pkt)
+    return path
+
+
+@pytest.mark.parametrize("name, codec", [("clip.mp4", "libx264"), ("clip.avi", "mpeg4")])
+def test_movie_with_bytes_overwritten_mid_stream_names_the_corrupt_frame(tmp_path, capsys, name, codec):
+    from dino_tracker_vfx.errors import ShotError
+    from dino_tracker_vfx.shots import open_shot
+
+    import av
+
+    good = _movie(tmp_path / name, codec=codec)
+    with av.open(str(good)) as c:  # where image 12 (frame 13, a keyframe) lies in the file
+        pkt = [p for p in c.demux(c.streams.video[0]) if p.pts is not None][12]
+        pos, size = pkt.pos, pkt.size
+    data = bytearray(good.read_bytes())
+    n = min(200, size - 24)
+    data[pos + 16:pos + 16 + n] = np.random.default_rng(0).integers(0, 256, n, dtype=np.uint8).tobytes()
+    bad = tmp_path / f"bad_{name}"
+    bad.write_bytes(bytes(data))
+
+    ref = open_shot(str(good))
+    ref.load()  # the intact movie decodes cleanly
+    shot = open_shot(str(bad))
+    assert len(shot) == 24  # the index (timestamps) is intact; the pixels are not
+    first_bad = None
+    for t in range(len(shot)):
+        try:
+            img = shot.read(t)
+        except ShotError as e:
+            first_bad = t
+            f = shot.frame_of(t)
+            assert re.fullmatch(rf".*bad_{re.escape(name)}: (frame {f} (is corrupt|is predicted from corrupt frame 1\d) "
+                                rf"\(damaged data; the decoder would hide it\)|decode error at frame {f} \(.*\))",
+                                str(e)), str(e)  # h264 conceals the damage (flagged corrupt); mpeg4 refuses it
+            break
+        np.testing.assert_allclose(img, ref.read(t), atol=1e-6)  # frames before the damage are exact
+    assert first_bad == 12, first_bad
+    with pytest.raises(ShotError, match=rf"bad_{re.escape(name)}: .*frame {shot.frame_of(first_bad)} "):
+        open_shot(str(bad)).load()
+    rc = main(["track", str(bad), "--queries", str(write_queries(tmp_path / "q.csv", [("a", 0, 20, 20, "")])),
+               "--preset", "cpu-preview", "--cache", str(tmp_path / "c"), "--out", str(tmp_path / "t.json")])
+    assert rc == 2
+    _one_line_error(capsys, f"bad_{name}: ", f"frame {shot.frame_of(first_bad)} ")
+    assert not (tmp_path / "t.json").exists()
+
+
+def test_movie_cut_in_half_reports_header_and_file_counts(tmp_path, capsys):
+    import av
+
+    avi = _movie(tmp_path / "clip.avi", codec="mpeg4")
+    with av.open(str(avi)) as c:  # cut in the middle of the frame data (the first half is mostly header)
+        cut = [p for p in c.demux(c.streams.video[0]) if p.pts is not None][12].pos
+    (tmp_path / "half.avi").write_bytes(avi.read_bytes()[:cut])
+    assert main(["info", str(tmp_path / "half.avi")]) == 2
+    _one_line_error(capsys, "half.avi: truncated: the header counts 24 frames, the file holds 12 "
+                            "(frames 13-24 are missing)")
+    mp4 = _movie(tmp_path / "clip.mp4")  # an .mp4 cut short loses its index (moov): it cannot be opened at all
+    data = mp4.read_bytes()
+    (tmp_path / "half.mp4").write_bytes(data[: len(data) // 2])
+    assert main(["info", str(tmp_path / "half.mp4")]) == 2
+    _one_line_error(capsys, "half.mp4: cannot open movie")
+
+
+def test_movie_frame_range(tmp_path, capsys):
+    from dino_tracker_vfx.shots import open_shot
+
+    mv = _movie(tmp_path / "vtest.avi", codec="mpeg4")
+    whole = open_shot(str(mv))
+    assert list(whole.frame_numbers) == list(range(1, 25))  # movie frames are numbered from 1, as info shows
+    for spec, kw in ((f"{mv} 11-20", {}), (f"{mv}:11-20", {}), (str(mv), {"frame_range": "11-20"})):
+        part = open_shot(spec, **kw)
+        assert list(part.frame_numbers) == list(range(11, 21)) and part.source == str(mv), spec
+        for t in (9, 0, 4, 5):  # backwards and forwards
+            np.testing.assert_array_equal(part.read(t), whole.read(t + 10))
+    steps = open_shot(f"{mv} 2-24x11")
+    assert list(steps.frame_numbers) == [2, 13, 24]
+    np.testing.assert_array_equal(steps.read(2), whole.read(23))
+    assert main(["info", f"{mv} 21-24", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["frame_range"] == [21, 24] and info["images"] == 4
+    assert info["movie_frames"] == {"range": [1, 24], "images": 24}
+    assert main(["info", str(mv), "--range", "21-60"]) == 2
+    _one_line_error(capsys, "vtest.avi: frame 25 of range 21-60 is not in the movie (frames 1-24); 36 missing in all")
+    assert main(["info", f"{tmp_path / 'nothere.avi'} 21-60"]) == 2
+    _one_line_error(capsys, "nothere.avi: no such file")

@@ -1,6 +1,6 @@
 """Frame-sequence patterns: ``plate.####.exr``, ``plate.@.png``, ``plate.%04d.dpx``, ``plate.$F4.exr``
 and explicit ranges (``plate.####.exr 1001-1100`` or ``...:1001-1100``, ``1-10x2`` steps,
-``1001,1003,1005-1010`` lists).
+``1001,1003,1005-1010`` lists), which movies take too (``clip.mov 21-60``).
 
 ``####`` is 4 digits (zero padded), ``@`` is one digit per ``@``, ``%0Nd`` is N digits. Frame numbers
 may start anywhere and may be negative (``-001``). A range names at most :data:`MAX_RANGE_FRAMES` frames
@@ -79,10 +79,14 @@ def parse_frame_range(text: str) -> list[int]:
 
 
 def split_range(spec: str) -> tuple[str, list[int] | None]:
-    """Split a trailing explicit range off a shot spec: ``"a.####.exr 1001-1010"`` -> (pattern, frames)."""
+    """Split a trailing explicit range off a shot spec: ``"a.####.exr 1001-1010"`` -> (pattern, frames);
+    movies too: ``"clip.mov 21-60"`` (the movie's frame numbers, 1 for its first frame by default)."""
+    from .movie import MOVIE_SUFFIXES
+
     m = _RANGE_SUFFIX.search(spec)
-    if m and any(tok in spec[: m.start()] for tok in ("#", "@", "%", "$F")):
-        return spec[: m.start()], parse_frame_range(m.group(1))
+    head = spec[: m.start()] if m else ""
+    if m and (any(tok in head for tok in ("#", "@", "%", "$F")) or Path(head).suffix.lower() in MOVIE_SUFFIXES):
+        return head, parse_frame_range(m.group(1))
     return spec, None
 
 

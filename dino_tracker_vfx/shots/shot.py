@@ -136,13 +136,17 @@ class Shot:
         }
         if self.fps:
             d["fps"] = self.fps
+        if self._movie is not None:  # the whole movie (frame_range is the part in use)
+            d["movie_frames"] = {"range": list(self._movie.span[:2]), "images": self._movie.span[2]}
         return d
 
 
 def open_shot(spec: str | os.PathLike, frame_range: str | None = None, colorspace: str | None = None,
               display: str | None = None, view: str | None = None, movie_first_frame: int = 1) -> Shot:
     """Open a shot from a pattern (``plate.####.exr``, ``%04d``, ``@``, optional ``1001-1100`` range),
-    a single frame of a sequence, a folder of images, or a movie file."""
+    a single frame of a sequence, a folder of images, or a movie file (optional range of its frame
+    numbers, which start at ``movie_first_frame``: ``clip.mov 21-60``). ``frame_range`` overrides a range
+    in ``spec``."""
     spec = str(spec)
     pattern_text, frames = patterns.split_range(spec)
     if frame_range:
@@ -203,12 +207,12 @@ def _open_files(paths: list[str], frames: np.ndarray, colorspace, display, view,
 
 def _open_movie(path: str, colorspace, display, view, first_frame: int, frames: list[int] | None) -> Shot:
     mv = Movie(path, first_frame=first_frame)
+    if frames is not None:
+        mv.select(frames)
     cs = colorspace or "sRGB"
     tr = colour.make_transform(cs, display, view)
     shot = Shot(source=path, kind="movie", frame_numbers=mv.frame_numbers, size=(mv.width, mv.height),
                 pixel_aspect=mv.pixel_aspect, transform=tr, display_window=(0, 0, mv.width, mv.height),
                 data_window=(0, 0, mv.width, mv.height), channels=("R", "G", "B"),
                 file_format=mv._stream.codec_context.name, fps=float(mv.rate), seconds=mv.seconds, _movie=mv)
-    if frames is not None:
-        raise ShotError("explicit frame ranges apply to image sequences; trim movies in the host", where=path)
     return shot
