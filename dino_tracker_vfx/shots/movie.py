@@ -73,6 +73,7 @@ class Movie:
         self.pixel_aspect = float(sar) if sar else 1.0
         self._first = first_frame
         self._damaged: int | None = None
+        self._key_pts = int(self.pts[0])
         self._next = None  # PTS we expect the decoder to yield next (sequential fast path)
         self._decoder = None
 
@@ -88,14 +89,15 @@ class Movie:
             self._container.seek(target, stream=self._stream, backward=True, any_frame=False)
             self._decoder = self._container.decode(self._stream)
             self._damaged = None  # frame number of a corrupt frame since the last keyframe
+            self._key_pts = int(self.pts[0])
         try:
             for frame in self._decoder:
                 if frame.pts is None:
                     continue
                 if frame.key_frame:
-                    self._damaged = None
-                if frame.is_corrupt:
-                    self._damaged = self._frame_number(frame.pts)
+                    self._damaged, self._key_pts = None, frame.pts
+                if frame.is_corrupt and frame.pts >= self._key_pts:  # not a leading picture of an open GOP,
+                    self._damaged = self._frame_number(frame.pts)    # whose references a seek skipped
                 if frame.pts >= target:
                     idx = np.searchsorted(self.pts, frame.pts)
                     self._next = int(self.pts[idx + 1]) if idx + 1 < len(self.pts) else None
