@@ -1,9 +1,16 @@
 """Write files so a reader never sees them half-written: write a temp file beside the
-target, fsync, then ``os.replace`` (atomic on POSIX and Windows for same-volume paths)."""
+target, fsync, then ``os.replace`` (atomic on POSIX and Windows for same-volume paths).
+
+An ``OSError`` while writing (disk full, quota, permissions) is re-raised with ``filename`` = the
+*target* (not the hidden temp file), so the message names the file the user asked for; the temp file is
+removed and an older target is left as it was. :func:`is_disk_full` tells the CLI which errors are a
+full disk (one line, exit 2).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -19,20 +26,30 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     ``suffix`` keeps the extension for writers that pick a format by it (default: the target's).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix if suffix is not None else path.suffix,
-                               dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=suffix if suffix is not None else path.suffix,
+                                   dir=path.parent)
+        os.close(fd)
+        tmp_path = Path(tmp)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
         os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp makes 0600; outputs on farm storage must be shared
         os.replace(tmp_path, path)
+    except OSError as e:
+        if e.errno is None or e.filename not in (None, str(tmp_path), str(path)):
+            raise  # not about this file (e.g. a reader inside the writer)
+        raise OSError(e.errno, e.strerror, str(path)) from e  # the target, not the hidden temp file
     finally:
-        if tmp_path.exists():
+        if tmp_path is not None and tmp_path.exists():
             tmp_path.unlink()
+
+
+def is_disk_full(e: BaseException) -> bool:
+    """True for the errors of a full disk or an exceeded quota."""
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _umask() -> int:

@@ -34,6 +34,7 @@ from typing import Iterable
 import numpy as np
 
 from .errors import InputError
+from .textfiles import read_user_text
 from .tracks import Query, unique_names
 
 
@@ -78,16 +79,8 @@ def _is_host_file(p: Path) -> bool:
     return True
 
 
-def _query_text(p: Path) -> str:
-    try:
-        return p.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"cannot decode as UTF-8 text (byte {e.start}); a query file is CSV or JSON text, "
-                         f"or a host file an adapter reads (see dtvfx plugins)", where=str(p)) from None
-
-
 def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:
-    lines = [(i, ln) for i, ln in enumerate(_query_text(p).splitlines(), start=1)
+    lines = [(i, ln) for i, ln in enumerate(read_user_text(p, what="CSV text").splitlines(), start=1)
              if ln.strip() and not ln.lstrip().startswith("#")]
     if not lines:
         return []
@@ -105,7 +98,7 @@ def _query_rows_csv(p: Path) -> list[tuple[dict, str]]:
 
 def _query_rows_json(p: Path) -> list[tuple[dict, str]]:
     try:
-        d = json.loads(_query_text(p))
+        d = json.loads(read_user_text(p, what="JSON text"))
     except json.JSONDecodeError as e:
         raise InputError(f"invalid JSON at line {e.lineno}: {e.msg}", where=str(p)) from None
     items = d.get("queries") if isinstance(d, dict) else d
@@ -121,6 +114,8 @@ def _validate_query(row: dict, where: str, shot, path: str) -> Query:
 
     def num(key: str) -> float:
         v = row.get(key)
+        if isinstance(v, bool):  # JSON true/false would pass as 1/0
+            raise InputError(f"{loc}: field {key!r}={v!r} is not a number")
         try:
             f = float(v)
         except (TypeError, ValueError):
@@ -149,9 +144,16 @@ def _validate_query(row: dict, where: str, shot, path: str) -> Query:
     if not (-0.5 <= x <= W - 0.5 and -0.5 <= y <= H - 0.5):
         raise InputError(f"{loc}: point ({x:g}, {y:g}) is outside the {W}x{H} plate "
                          f"(x in -0.5..{W - 0.5}, y in -0.5..{H - 0.5}, origin top-left)")
-    name = (row.get("name") or "").strip() or None
-    group = (row.get("group") or "").strip() or None
-    return Query(t, x, y, name, group)
+    return Query(t, x, y, _text(row, "name", loc), _text(row, "group", loc))
+
+
+def _text(row: dict, key: str, loc: str) -> str | None:
+    v = row.get(key)
+    if v is None:
+        return None
+    if not isinstance(v, str):
+        raise InputError(f"{loc}: field {key!r} must be text, got {type(v).__name__} {v!r}")
+    return v.strip() or None
 
 
 # ----------------------------------------------------------------------------- masks
@@ -175,8 +177,8 @@ def _read_mask_pil(p: Path) -> np.ndarray:
             im.load()
             mode = im.mode
             a = np.asarray(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise InputError(f"cannot read mask ({e})", where=str(p)) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as e:  # ValueError: e.g. a palette
+        raise InputError(f"cannot read mask ({e})", where=str(p)) from None            # of more than 256 entries
     if mode == "P":
         return a.astype(np.int32)
     if mode in ("I", "I;16", "I;16B", "I;16L"):
@@ -196,11 +198,15 @@ def _read_mask_oiio(p: Path) -> np.ndarray:
     """EXR/TIFF/DPX masks in their native pixel type: whole numbers are ids, soft float mattes > 0.5."""
     import OpenImageIO as oiio
 
+    from .shots.images import check_window
+
     inp = oiio.ImageInput.open(str(p))
     if inp is None:
         raise InputError(f"cannot read mask ({oiio.geterror().strip()})", where=str(p))
     try:
         s = inp.spec()
+        check_window(str(p), "display", s.full_width, s.full_height)  # before allocating either
+        check_window(str(p), "data", s.width, s.height)
         px = inp.read_image(s.format)  # native type: uint8/uint16/uint32 stay integers
     finally:
         inp.close()

@@ -81,7 +81,7 @@ CASES = {
     "cache-under-a-file": (lambda p: (p / "blocker").write_text("x") and {"cache": "blocker/cache"},
                            "cache: cannot create {p}/blocker/cache: {p}/blocker is a file, not a folder"),
     "cuda-index": (lambda p: {"device": "cuda:64"}, "device: cuda:64 was asked for but "),
-    "undecodable-queries": (lambda p: {"queries": _bad_queries(p)}, "{p}/bin_q.csv: cannot decode as UTF-8 text"),
+    "undecodable-queries": (lambda p: {"queries": _bad_queries(p)}, "{p}/bin_q.csv: a binary file, not CSV text"),
     "query-outside-the-shot": (lambda p: {"queries": _frame_outside(p)},
                                "{p}/far_q.csv: line 2: frame 2001 is not in the shot (1001-1006)"),
     "all-zero-mask": (lambda p: {"masks": [_zero_mask(p)]}, "{p}/matte.png: mask is empty (no object) at frame 1001"),

@@ -56,7 +56,7 @@ def test_progress_cancel_and_bad_input():
         fl.compute_flow(frames, cancel=lambda: True)
     with pytest.raises(ConfigError, match="flow.method"):
         fl.compute_flow(frames, method="farneback")
-    with pytest.raises(ConfigError, match="unknown DIS setting"):
+    with pytest.raises(ConfigError, match="flow.params.finest: unknown dis setting"):
         fl.compute_flow(frames, params={"finest": 0})
     with pytest.raises(TypeError, match="uint8"):
         fl.compute_flow(frames.astype(np.float32))

@@ -7,7 +7,7 @@
 
 Modules are discovered automatically (sorted by name), so adding a command is adding a file.
 User errors (:class:`~dino_tracker_vfx.errors.UserError`) print one line ``dtvfx: error: ...`` and
-exit with their code (2); Ctrl-C exits 130 after the command has saved what it can.
+exit with their code (2), as does a full disk (the file being written is named, see ``atomic``); Ctrl-C exits 130 after the command has saved what it can.
 """
 
 from __future__ import annotations
@@ -75,6 +75,14 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as e:
         print(f"dtvfx: error: {e}", file=sys.stderr)
         return e.exit_code
+    except OSError as e:
+        from ..atomic import is_disk_full
+
+        if not is_disk_full(e):
+            raise
+        print(f"dtvfx: error: {e.filename or 'output'}: cannot write it, disk full ({e.strerror}); "
+              "files written before are unchanged", file=sys.stderr)
+        return 2
     except (KeyboardInterrupt, Cancelled):
         print("dtvfx: cancelled", file=sys.stderr)
         return 130

@@ -9,19 +9,22 @@ HELP = "show a shot's frame range, size, pixel aspect, colour space, windows and
 DESCRIPTION = """Show what a shot holds, without reading every frame.
 
 SHOT is an image sequence pattern (plate.####.exr, plate.%04d.dpx, plate.@@@@.png), optionally followed
-by a range (``plate.####.exr 1001-1100``), a single frame of a sequence, a folder of images, or a movie.
+by a range (``plate.####.exr 1001-1100``), a single frame of a sequence, a folder of images, or a movie,
+optionally followed by a range of its frames, numbered from 1 (``clip.mov 21-60``, as ``dtvfx info clip.mov``
+lists them). ``--range`` does the same for any shot.
 
 examples:
   dtvfx info "plate.####.exr"
   dtvfx info "plate.%04d.exr 1001-1100" --json
   dtvfx info clip.mov
+  dtvfx info "clip.mov 21-60"
 """
 
 
 def add_shot_arguments(p) -> None:
     """Shot options shared by every command that reads a shot."""
     p.add_argument("--range", dest="frame_range", metavar="FRAMES",
-                   help="frames to use, e.g. 1001-1100, 1-50x2 or 1001,1005-1010 (image sequences)")
+                   help="frames to use, e.g. 1001-1100, 1-50x2 or 1001,1005-1010 (sequences; movies: their frame numbers, 1 = first)")
     p.add_argument("--colorspace", metavar="NAME",
                    help="source colour space of the plate (default: file tag; float data lin_rec709; else sRGB)")
     p.add_argument("--display", metavar="NAME", help="OCIO display for the fixed display transform")
@@ -52,7 +55,7 @@ def run(args) -> int:
         print(json.dumps(info, indent=2))
         return 0
     dw, dd = info["display_window"], info["data_window"]
-    gaps = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in info["gaps"]) or "none"
+    gaps = shot.gaps_text(limit=50)
     lines = [
         ("shot", info["source"]),
         ("kind", f"{info['kind']} ({info['format']})"),
@@ -68,6 +71,9 @@ def run(args) -> int:
         lines.append(("fps", f"{info['fps']:g}"))
     if "timecode" in info:
         lines.append(("timecode", info["timecode"]))
+    if "movie_frames" in info:
+        (a, b), n = info["movie_frames"]["range"], info["movie_frames"]["images"]
+        lines.append(("movie", f"frames {a}-{b} ({n} images; a range picks some: \"{info['source']} {a}-{b}\")"))
     for k, v in lines:
         print(f"{k:<12} {v}")
     return 0

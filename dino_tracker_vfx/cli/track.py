@@ -54,7 +54,7 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from ..errors import InputError
+    from ..errors import ConfigError, InputError
     from ..inputs import read_masks, read_queries
     from ..progress import ConsoleBar, SignalCancel
     from ..tracker.api import ShotTracker
@@ -63,6 +63,8 @@ def run(args) -> int:
     out = Path(args.out) if args.out else Path(args.queries).with_suffix(".tracks.json")
     if out.suffix.lower() not in (".json", ".csv"):
         raise InputError("--out must end in .json or .csv", where=str(out))
+    if out.resolve() == Path(args.queries).resolve():
+        raise ConfigError(f"output {out} would overwrite the query file; give another --out", where=args.queries)
     cfg = load_preset(args.preset)  # bad preset: fail before reading any frame
     shot = open_from_args(args)
     queries = read_queries(args.queries, shot)

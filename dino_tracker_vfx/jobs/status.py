@@ -85,6 +85,10 @@ def new_status(job_dir: Path, name: str, outputs: list[dict], executor: str = "l
 def read_status(job_dir: str | os.PathLike, retries: int = 20) -> dict:
     """Read status.json. A reader never sees a torn file (atomic replace); the retries only cover
     shared file systems that briefly show no file during a rename."""
+    if Path(job_dir).is_file():
+        from ..errors import UserError
+
+        raise UserError("a file, not a job directory (give the folder 'dtvfx submit' made)", where=str(job_dir))
     p = status_path(job_dir)
     last: Exception | None = None
     for _ in range(max(1, retries)):

@@ -2,6 +2,10 @@
 
 Returns RGB float32 of the **display window** (the data window is placed into it, outside is black),
 so plate pixel ``(x, y)`` is ``pixels[y, x]`` whatever the file's data window is.
+
+Windows are checked when a file is probed, before any pixel is allocated: each side of the display and
+data windows at most :data:`MAX_SIDE` px and each window at most :data:`MAX_PIXELS` (a 60000x60000 display
+window would otherwise allocate 40 GiB).
 """
 
 from __future__ import annotations
@@ -11,6 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ShotError
+
+MAX_SIDE = 32768            # px, each side of the display and the data window
+MAX_PIXELS = 16384 * 16384  # px per window (1 GiB of float32 RGB): 16K plates fit, typos do not
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ def _info(path: str, s, fmt: str) -> ImageInfo:
     base = str(s.format).split("(")[0].lower()
     is_float = any(k in base for k in ("half", "float", "double"))
     tag = s.getattribute("oiio:ColorSpace")
+    check_window(path, "display", s.full_width, s.full_height)
+    check_window(path, "data", s.width, s.height)
     return ImageInfo(path, (s.full_x, s.full_y, s.full_width, s.full_height), (s.x, s.y, s.width, s.height),
                      tuple(s.channelnames), float(s.get_float_attribute("PixelAspectRatio", 1.0) or 1.0),
                      is_float, str(tag) if tag else None, fmt, _fps(s), _timecode(s))
@@ -79,6 +88,13 @@ def _timecode(s) -> str | None:
         return None
     tc = s.get_string_attribute("smpte:TimeCode").strip()  # OIIO formats the timecode as HH:MM:SS:FF
     return tc or None
+
+
+def check_window(path: str, which: str, w: int, h: int) -> None:
+    """Refuse a window too large to read (see the module docstring), naming the file."""
+    if not (0 < w <= MAX_SIDE and 0 < h <= MAX_SIDE and w * h <= MAX_PIXELS):
+        raise ShotError(f"{which} window {w}x{h} is too large or empty (at most {MAX_SIDE} px a side and "
+                        f"{MAX_PIXELS // 1_000_000} Mpx)", where=path)
 
 
 def read_rgb(path: str) -> tuple[np.ndarray, ImageInfo]:

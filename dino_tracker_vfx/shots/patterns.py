@@ -1,9 +1,10 @@
 """Frame-sequence patterns: ``plate.####.exr``, ``plate.@.png``, ``plate.%04d.dpx``, ``plate.$F4.exr``
 and explicit ranges (``plate.####.exr 1001-1100`` or ``...:1001-1100``, ``1-10x2`` steps,
-``1001,1003,1005-1010`` lists).
+``1001,1003,1005-1010`` lists), which movies take too (``clip.mov 21-60``).
 
 ``####`` is 4 digits (zero padded), ``@`` is one digit per ``@``, ``%0Nd`` is N digits. Frame numbers
-may start anywhere and may be negative (``-001``)."""
+may start anywhere and may be negative (``-001``). A range names at most :data:`MAX_RANGE_FRAMES` frames
+(counted before any list is built, so ``1-99999999`` is refused at once)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ _PRINTF = re.compile(r"%(0?)(\d*)d")
 _HOUDINI = re.compile(r"\$F(\d*)")
 _RANGE_SUFFIX = re.compile(r"(?:\s+|:)(-?\d+(?:-\-?\d+)?(?:x\d+)?(?:,-?\d+(?:-\-?\d+)?(?:x\d+)?)*)$")
 _TRAILING_DIGITS = re.compile(r"^(.*?)(-?\d+)(\.[A-Za-z0-9]+)$")
+MAX_RANGE_FRAMES = 100_000  # over an hour at 24 fps; a longer range is a typo (1-99999999), not a shot
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,7 @@ class SeqPattern:
 
 def parse_frame_range(text: str) -> list[int]:
     """``"1001-1100"``, ``"1-20x2"``, ``"1001,1005,1010-1012"`` -> sorted unique frame list."""
-    frames: set[int] = set()
+    parts = []
     for part in text.split(","):
         m = re.fullmatch(r"\s*(-?\d+)(?:-(-?\d+))?(?:x(\d+))?\s*", part)
         if not m:
@@ -66,15 +68,25 @@ def parse_frame_range(text: str) -> list[int]:
         step = int(m.group(3) or 1)
         if b < a or step < 1:
             raise ShotError(f"bad frame range {text!r}: end before start or step < 1")
-        frames.update(range(a, b + 1, step))
+        parts.append(range(a, b + 1, step))
+    n = sum(len(r) for r in parts)  # an upper bound of the unique count, without building anything
+    if n > MAX_RANGE_FRAMES:
+        raise ShotError(f"frame range {text!r} names {n} frames; a shot has at most {MAX_RANGE_FRAMES}")
+    frames: set[int] = set()
+    for r in parts:
+        frames.update(r)
     return sorted(frames)
 
 
 def split_range(spec: str) -> tuple[str, list[int] | None]:
-    """Split a trailing explicit range off a shot spec: ``"a.####.exr 1001-1010"`` -> (pattern, frames)."""
+    """Split a trailing explicit range off a shot spec: ``"a.####.exr 1001-1010"`` -> (pattern, frames);
+    movies too: ``"clip.mov 21-60"`` (the movie's frame numbers, 1 for its first frame by default)."""
+    from .movie import MOVIE_SUFFIXES
+
     m = _RANGE_SUFFIX.search(spec)
-    if m and any(tok in spec[: m.start()] for tok in ("#", "@", "%", "$F")):
-        return spec[: m.start()], parse_frame_range(m.group(1))
+    head = spec[: m.start()] if m else ""
+    if m and (any(tok in head for tok in ("#", "@", "%", "$F")) or Path(head).suffix.lower() in MOVIE_SUFFIXES):
+        return head, parse_frame_range(m.group(1))
     return spec, None
 
 

@@ -21,6 +21,7 @@ frames, for the array API and the evaluation harness).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,8 @@ from ..coords import Resize
 from ..errors import ShotError
 from . import colour, images, patterns
 from .movie import MOVIE_SUFFIXES, Movie
+
+log = logging.getLogger("dino_tracker_vfx")
 
 IMAGE_SUFFIXES = {".exr", ".dpx", ".tif", ".tiff", ".png", ".jpg", ".jpeg", ".cin", ".hdr", ".tga", ".bmp",
                   ".sgi", ".rgb", ".webp", ".jp2"}
@@ -81,6 +84,13 @@ class Shot:
         """Missing frame-number runs ``(first, last)`` inside the shot's range."""
         f = self.frame_numbers
         return [(int(a) + 1, int(b) - 1) for a, b in zip(f[:-1], f[1:]) if b - a > 1]
+
+    def gaps_text(self, limit: int = 8) -> str:
+        """The gaps compactly, ``"1004-1005, 1010"`` (the first ``limit`` runs, then a count); ``"none"``."""
+        g = self.gaps()
+        runs = [f"{a}" if a == b else f"{a}-{b}" for a, b in g[:limit]]
+        more = f" and {len(g) - limit} more runs" if len(g) > limit else ""
+        return ", ".join(runs) + more if runs else "none"
 
     def label(self, t: int) -> str:
         return self.paths[t] if self.paths else f"{self.source} frame {self.frame_of(t)}"
@@ -140,6 +150,8 @@ class Shot:
             d["fps"] = self.fps
         if self.timecode:
             d["timecode"] = self.timecode
+        if self._movie is not None:  # the whole movie (frame_range is the part in use)
+            d["movie_frames"] = {"range": list(self._movie.span[:2]), "images": self._movie.span[2]}
         return d
 
 
@@ -175,9 +187,10 @@ def open_shot(spec: str | os.PathLike, frame_range: str | None = None, colorspac
               display: str | None = None, view: str | None = None, movie_first_frame: int = 1,
               fps: float | None = None) -> Shot:
     """Open a shot from a pattern (``plate.####.exr``, ``%04d``, ``@``, optional ``1001-1100`` range),
-    a single frame of a sequence, a folder of images, or a movie file. ``fps`` overrides the frame rate
-    the shot reports (a sequence without rate metadata, a movie with a wrong nominal rate); it never
-    changes which image is which frame."""
+    a single frame of a sequence, a folder of images, or a movie file (optional range of its frame
+    numbers, which start at ``movie_first_frame``: ``clip.mov 21-60``). ``frame_range`` overrides a range
+    in ``spec``. ``fps`` overrides the frame rate the shot reports (a sequence without rate metadata, a movie
+    with a wrong nominal rate); it never changes which image is which frame."""
     if fps is not None and not (np.isfinite(float(fps)) and float(fps) > 0):
         raise ShotError(f"--fps {fps!r} is not a frame rate (a number > 0)")
     shot = _open_any(str(spec), frame_range, colorspace, display, view, movie_first_frame)
@@ -216,18 +229,23 @@ def _open_any(spec: str, frame_range, colorspace, display, view, movie_first_fra
 def _open_sequence(seq: patterns.SeqPattern, frames: list[int] | None, colorspace, display, view,
                    source: str) -> Shot:
     on_disk = seq.glob()
+    given = frames
     if frames is None:
         if not on_disk:
             raise ShotError("no frames on disk match the pattern", where=seq.display)
         frames = list(on_disk)
     else:
-        missing = [f for f in frames if f not in on_disk and not os.path.isfile(seq.path(f))]
+        missing = [f for f in frames if f not in on_disk]  # glob finds every name seq.path makes
         if missing:
             raise ShotError(f"frame {missing[0]} is missing from range {frames[0]}-{frames[-1]}"
                             f"{f' ({len(missing)} missing in all)' if len(missing) > 1 else ''}",
                             where=seq.path(missing[0]))
     paths = [on_disk.get(f) or seq.path(f) for f in frames]
-    return _open_files(paths, np.array(frames, np.int64), colorspace, display, view, seq.display)
+    shot = _open_files(paths, np.array(frames, np.int64), colorspace, display, view, seq.display)
+    if given is None and shot.gaps():  # no range given: say which frames are missing (once, here)
+        log.warning("%s: missing frames %s; using the %d frames on disk (%s). Give a range to say which "
+                    "frames you mean", seq.display, shot.gaps_text(), shot.n_images, shot.range_text())
+    return shot
 
 
 def _open_files(paths: list[str], frames: np.ndarray, colorspace, display, view, source: str) -> Shot:
@@ -242,6 +260,8 @@ def _open_files(paths: list[str], frames: np.ndarray, colorspace, display, view,
 
 def _open_movie(path: str, colorspace, display, view, first_frame: int, frames: list[int] | None) -> Shot:
     mv = Movie(path, first_frame=first_frame)
+    if frames is not None:
+        mv.select(frames)
     cs = colorspace or "sRGB"
     tr = colour.make_transform(cs, display, view)
     shot = Shot(source=path, kind="movie", frame_numbers=mv.frame_numbers, size=(mv.width, mv.height),
@@ -249,6 +269,4 @@ def _open_movie(path: str, colorspace, display, view, first_frame: int, frames: 
                 data_window=(0, 0, mv.width, mv.height), channels=("R", "G", "B"),
                 file_format=mv._stream.codec_context.name, fps=float(mv.rate), timecode=mv.timecode,
                 seconds=mv.seconds, _movie=mv)
-    if frames is not None:
-        raise ShotError("explicit frame ranges apply to image sequences; trim movies in the host", where=path)
     return shot

@@ -223,6 +223,9 @@ def _check(d: dict, where: str) -> None:
             if not isinstance(v, dict):
                 raise bad("a mapping")
     # cross-field rules
+    from .preprocess.flow import check_params  # the flow engines own their settings
+
+    check_params(d["flow"]["method"], d["flow"]["params"], where=where)
     if d["infer"]["drift_correct"] and not d["infer"]["flow_guided"]:
         raise ConfigError("infer.drift_correct: corrects the flow-guided tracks; set infer.flow_guided true too",
                           where=where)

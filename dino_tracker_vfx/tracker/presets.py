@@ -1,5 +1,6 @@
 """Named presets: YAML files in the top-level ``presets/`` folder (``paper``, ``balanced``, ``fast``,
-``cpu-preview``) or any YAML path, or a dict. A preset may start from another with ``base: NAME``;
+``cpu-preview``) or any YAML path, or a dict. A preset may start from another with ``base: NAME`` (a
+preset name, or a YAML path; a relative path is relative to the folder of the file that names it);
 what it does not set comes from :data:`config.DEFAULTS` (the paper's values).
 
 ``load_preset("cpu-preview")``, ``load_preset("my.yaml")``, ``load_preset({"base": "fast", "train":
@@ -14,6 +15,7 @@ from typing import Any
 import yaml
 
 from ..errors import ConfigError
+from ..textfiles import read_user_text
 from .config import DEFAULTS, TrackerConfig
 
 _HERE = Path(__file__).resolve()
@@ -41,10 +43,10 @@ def preset_path(name: str) -> Path | None:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError("preset file not found", where=str(path))
     try:
-        d = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("preset file not found", where=str(path)) from None
+        d = yaml.safe_load(read_user_text(path, ConfigError, "YAML text"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
@@ -56,18 +58,23 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     return d
 
 
-def _resolve(spec: Any, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
-    """-> (merged raw dict incl. defaults, where)."""
+def _resolve(spec: Any, seen: tuple[str, ...] = (), folder: Path | None = None) -> tuple[dict[str, Any], str]:
+    """-> (merged raw dict incl. defaults, where). ``folder``: where a relative ``base:`` path is looked up
+    (the folder of the preset file that names it; the working directory for the preset given directly)."""
     if isinstance(spec, dict):
         d, where = dict(spec), "<settings>"
     else:
         s = str(spec)
         p = preset_path(s) if "/" not in s and not s.endswith((".yaml", ".yml")) else None
         if p is None:
-            p = Path(s)
+            p = Path(s).expanduser()
+            if folder is not None and not p.is_absolute():
+                p = folder / p
             if not p.is_file():
                 known = ", ".join(preset_names()) or "none found"
-                raise ConfigError(f"unknown preset {s!r} (known: {known}; or give a YAML file)", where="preset")
+                what = f"base: unknown preset {s!r} (looked for {p}" if seen else f"unknown preset {s!r} ("
+                raise ConfigError(f"{what}known: {known}; or give a YAML file)" if not seen else
+                                  f"{what}; known: {known})", where=seen[-1] if seen else "preset")
         where = p.name if p.parent in PRESET_DIRS else str(p)
         if where in seen:
             raise ConfigError(f"base presets form a loop: {' -> '.join(seen + (where,))}", where=where)
@@ -75,7 +82,7 @@ def _resolve(spec: Any, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str
         d.setdefault("name", p.stem)
     base = d.pop("base", None)
     if base is not None:
-        raw, _ = _resolve(base, seen + (where,))
+        raw, _ = _resolve(base, seen + (where,), None if isinstance(spec, dict) else p.parent)
         d.setdefault("name", raw.get("name"))
         return TrackerConfig.from_dict(d, where, base=raw).data, where
     return TrackerConfig.from_dict(d, where, base=DEFAULTS).data, where

@@ -89,13 +89,8 @@ class _DIS:
     def __init__(self, params: dict | None):
         import cv2
 
-        unknown = set(params or {}) - set(DIS_KEYS)
-        if unknown:
-            raise ConfigError(f"unknown DIS setting(s) {sorted(unknown)}; known: {list(DIS_KEYS)}", where="flow.dis")
+        check_params("dis", params or {})
         p = {**DIS_DEFAULTS, **(params or {})}
-        if p["preset"] not in DIS_PRESETS:
-            raise ConfigError(f"DIS preset {p['preset']!r} is not one of {sorted(DIS_PRESETS)}",
-                              where="flow.dis.preset")
         d = cv2.DISOpticalFlow_create(DIS_PRESETS[p["preset"]])
         for key, (setter, cast) in self._SETTERS.items():
             if key in p:
@@ -200,10 +195,39 @@ def _engine(method: str, weights=None, params: dict | None = None, device=None, 
     if method == "dis":
         return _DIS(params)
     params = dict(params or {})
-    iters = params.pop("iters", RAFT_DEFAULT_ITERS)
-    if params:
-        raise ConfigError(f"unknown RAFT setting(s) {sorted(params)}; known: ['iters']", where="flow.raft")
-    return _RAFT(method, weights, iters, device, batch)
+    check_params(method, params)
+    return _RAFT(method, weights, params.get("iters", RAFT_DEFAULT_ITERS), device, batch)
+
+
+# value ranges of the engine settings (``flow.params``); the types are those of _DIS._SETTERS / RAFT iters
+_PARAM_RANGES = {"finest_scale": (0, 10), "patch_size": (1, 128), "patch_stride": (1, 128),
+                 "grad_iters": (0, 10_000), "var_iters": (0, 10_000), "var_alpha": (0.0, 1e6),
+                 "var_delta": (0.0, 1e6), "var_gamma": (0.0, 1e6), "iters": (1, 1000)}
+
+
+def check_params(method: str, params: dict, where: str = "flow.params") -> None:
+    """Refuse an engine setting ``method`` does not know or a bad value, naming ``flow.params.<key>``.
+
+    Presets call this when they are loaded (config.py), so a bad value fails before any frame is read."""
+    _check_method(method)
+    kinds = {k: cast for k, (_, cast) in _DIS._SETTERS.items()} if method == "dis" else {"iters": int}
+    known = list(DIS_KEYS) if method == "dis" else ["iters"]
+    for k, v in params.items():
+        field_ = f"flow.params.{k}"
+        if k not in known:
+            raise ConfigError(f"{field_}: unknown {method} setting; known: {', '.join(known)}", where=where)
+        if k == "preset":
+            if v not in DIS_PRESETS:
+                raise ConfigError(f"{field_}: must be one of {', '.join(DIS_PRESETS)}, got {v!r}", where=where)
+            continue
+        cast, (lo, hi) = kinds[k], _PARAM_RANGES.get(k, (None, None))
+        if cast is bool:
+            if not isinstance(v, bool):
+                raise ConfigError(f"{field_}: must be true or false, got {v!r}", where=where)
+        elif (isinstance(v, bool) or not isinstance(v, (int, float)) or (cast is int and not isinstance(v, int))
+              or not lo <= v <= hi):
+            kind = "an integer" if cast is int else "a number"
+            raise ConfigError(f"{field_}: must be {kind} in {lo:g}..{hi:g}, got {v!r}", where=where)
 
 
 def _check_frames(frames: np.ndarray, name: str = "frames") -> None:
