@@ -15,6 +15,7 @@ deleted and recomputed. A checkpoint whose recorded settings differ from the one
 or a checkpoint is loaded explicitly).
 
 ``root=None`` keeps nothing on disk (everything is recomputed; training cannot resume).
+Listing, cleaning, the size limit and the in-use lock every ShotCache holds: :mod:`.cache_admin`.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import CacheError
+from . import cache_admin
 from .config import diff_settings, settings_hash
 
 log = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class ShotCache:
         self.root = None if root is None else Path(root) / self.shot_key
         if self.root is not None:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                self._in_use = cache_admin.hold(self.root)  # `dtvfx cache clean` never deletes a held entry
             except OSError as e:
                 raise CacheError(f"cannot create the cache folder ({e.strerror})", where=str(self.root)) from None
             info = self.root / "shot.json"
