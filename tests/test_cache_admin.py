@@ -171,3 +171,16 @@ def test_job_worker_applies_the_limit_and_keeps_its_shot(tmp_path, monkeypatch):
     monkeypatch.setenv(ca.LIMIT_ENV, "huge")
     worker._enforce_cache_limit(job, root, shot)  # a bad setting is logged; the job's work stands
     assert "cache size limit not applied: DTVFX_CACHE_MAX: 'huge' is not a size" in (job / "job.log").read_text()
+
+
+def test_listing_does_not_count_as_a_use(cache):
+    root, keys = cache
+    for e in ca.list_entries(root):  # entries written before the in-use lock existed have no lock file
+        (e.path / ca.LOCK_NAME).unlink(missing_ok=True)
+        t = e.last_used
+        for dirpath, _dirs, files in os.walk(e.path):
+            for f in files:
+                os.utime(os.path.join(dirpath, f), (t, t))
+    before = {e.key: e.last_used for e in ca.list_entries(root)}
+    after = {e.key: e.last_used for e in ca.list_entries(root)}
+    assert after == before and not any((root / k / ca.LOCK_NAME).exists() for k in keys.values())

@@ -133,12 +133,16 @@ def hold(entry: Path) -> EntryHold:
         os.close(fd)
 
 
-def _lock_exclusive(entry: Path) -> int | None:
-    """The exclusive lock of an entry without waiting (fd), or None when a run holds it."""
+def _lock_exclusive(entry: Path, create: bool = True) -> int | None:
+    """The exclusive lock of an entry without waiting (fd), or None when a run holds it. ``create=False``
+    (probing): a missing lock file means no holder (holders create it), and probing must not add a file
+    (its time would count as a use)."""
     if fcntl is None:  # pragma: no cover
         return None
     try:
-        fd = os.open(entry / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        fd = os.open(entry / LOCK_NAME, os.O_RDWR | (os.O_CREAT if create else 0), 0o666)
+    except FileNotFoundError:
+        return -1 if not create else None
     except OSError:
         return None
     try:
@@ -152,10 +156,11 @@ def _lock_exclusive(entry: Path) -> int | None:
 
 
 def in_use(entry: Path) -> bool:
-    fd = _lock_exclusive(entry)
+    fd = _lock_exclusive(entry, create=False)
     if fd is None:
         return True
-    os.close(fd)
+    if fd >= 0:
+        os.close(fd)
     return False
 
 
