@@ -119,3 +119,9 @@ def test_missing_prerequisite_skips_locally_and_fails_under_ci(monkeypatch, tmp_
     conftest.pytest_runtest_setup(_Item("slow"))  # other markers: nothing to check
     monkeypatch.setattr(conftest, "SHARED_DATA", str(tmp_path))
     conftest.pytest_runtest_setup(_Item("shared_data"))  # present: runs
+
+
+def test_the_default_cache_of_a_test_session_is_private(tmp_path_factory):
+    from dino_tracker_vfx.tracker.cache_admin import default_root
+
+    assert str(default_root()).startswith(str(tmp_path_factory.getbasetemp()))
