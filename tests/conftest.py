@@ -27,6 +27,15 @@ def missing(reason: str):
     pytest.skip(reason)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_default_cache(tmp_path_factory):
+    """`dtvfx track` without --cache writes to $DTVFX_CACHE: keep it out of the user's ~/.cache."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DTVFX_CACHE", str(tmp_path_factory.mktemp("default-cache")))
+    yield
+    mp.undo()
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("shared_data") and not os.path.isdir(SHARED_DATA):
         missing(f"needs the project's shared data at {SHARED_DATA}")
