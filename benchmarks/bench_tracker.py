@@ -161,6 +161,7 @@ def run_variant(conf: dict, variant: str, device: str | None, skip_infer: bool, 
                                      if k in st.timings}
             out["infer_peak_mb"] = _peak(dev)
             out["queries"] = len(qs)
+            out["tracks_shape"] = list(tracks.xy.shape)  # [N queries, T images, 2]
             out["visible_fraction"] = float(tracks.visible.mean())
         out["total_extrapolated_s"] = out["preprocess_s"] + out["train_extrapolated_s"] + out.get("infer_s", 0.0)
         return out

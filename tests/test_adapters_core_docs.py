@@ -4,7 +4,6 @@ it, its suffixes and its conventions (origin / y, units, first frame, occlusion)
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from _adapter_helpers import REPO, registry
 

@@ -52,6 +52,7 @@ def test_rgb_stacking_list_without_video_is_normalised(tmp_path):
     assert v.scaled_to((64, 48)).plate_size == (64, 48)
 
 
+@pytest.mark.shared_data
 def test_dino_tracker_pickle_dev_split():
     vids = D.read_gt(DEV_PKL, "strided")
     assert len(vids) == 22 and sum(v.n_queries for v in vids) == 2438
@@ -66,6 +67,7 @@ def test_dino_tracker_pickle_dev_split():
         v.scaled_to((427, 240))
 
 
+@pytest.mark.shared_data
 def test_pickle_and_npz_agree():
     pk, nz = D.read_gt(DEV_PKL, "strided"), D.read_gt(NPZ_DIR, "strided")
     for a, b in zip(pk, nz):
@@ -80,6 +82,7 @@ def test_pickle_and_npz_agree():
         assert sorted(a.query_t.tolist()) == sorted(b.query_t.tolist())
 
 
+@pytest.mark.shared_data
 def test_select_and_frames_dir():
     vids = D.read_gt(DEV_PKL, "strided")
     assert [v.index for v in D.select(vids, ["29", "0"])] == [29, 0]

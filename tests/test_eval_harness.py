@@ -18,6 +18,7 @@ from dino_tracker_vfx.evaluation.baselines import make_method
 from _eval_helpers import BADJA_DIR, DEV_PKL, FRAMES480, official_entry, write_frames_root, write_pickle
 
 
+@pytest.mark.shared_data
 def test_static_dev_split_pinned(tmp_path, capsys):
     out = tmp_path / "static"
     rc = main(["eval", "tapvid", "--gt", DEV_PKL, "--frames", FRAMES480, "--method", "static", "--mode", "strided",
@@ -36,6 +37,7 @@ def test_static_dev_split_pinned(tmp_path, capsys):
     assert "AJ 0.184" in capsys.readouterr().out
 
 
+@pytest.mark.shared_data
 def test_resume_after_interrupt_and_settings_change(tmp_path):
     out = tmp_path / "run"
     calls = []
@@ -74,6 +76,7 @@ def test_flow_baseline_on_embedded_and_folder_frames(tmp_path):
     assert static["delta_avg"] < s["delta_avg"] - 0.3
 
 
+@pytest.mark.shared_data
 def test_cli_errors_are_one_line(tmp_path, capsys):
     rc = main(["eval", "tapvid", "--gt", str(tmp_path / "nope.pkl"), "--method", "static", "--out", str(tmp_path)])
     err = capsys.readouterr().err.strip()
@@ -90,6 +93,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         make_method("magic")
 
 
+@pytest.mark.shared_data
 def test_badja_static(tmp_path):
     out = tmp_path / "badja"
     rc = main(["eval", "badja", "--data", BADJA_DIR, "--frames", FRAMES480, "--method", "static", "--out", str(out),
@@ -108,6 +112,7 @@ def test_badja_static(tmp_path):
     assert os.path.getsize(out / "per_video.png") > 1000
 
 
+@pytest.mark.shared_data
 def test_dino_without_weights_is_a_clear_weights_error(tmp_path, monkeypatch, capsys):
     pytest.importorskip("dino_tracker_vfx.tracker.presets")
     pytest.importorskip("dino_tracker_vfx.tracker.preprocess.weights")
@@ -137,6 +142,7 @@ def test_normalised_gt_goes_to_the_frames_raster(tmp_path):
     assert q["x"] == pytest.approx(e["points"][0, q["t"], 0] * 128, abs=1e-4)
 
 
+@pytest.mark.shared_data
 def test_tracker_method_calls_the_api_with_preset_cache_and_masks(tmp_path, monkeypatch):
     """The harness glue around tracker.api.track (the real tracker is exercised by the tracker's own tests)."""
     import sys

@@ -72,6 +72,7 @@ def test_nan_prediction_counts_as_miss_and_bad_mode():
         M.tapvid_metrics(qt, gt, gv, pr, pv, mode="middle")
 
 
+@pytest.mark.shared_data
 @pytest.mark.parametrize("mode", ["strided", "first"])
 def test_ground_truth_scores_one(mode):
     for path in (DEV_PKL, NPZ_DIR):

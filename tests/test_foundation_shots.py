@@ -116,6 +116,41 @@ def test_exr_default_display_transform_tone_maps_highlights(tmp_path):
     assert abs(img[1, 1, 0] - srgb_encode(0.18)) > 0.01
 
 
+def test_exr_default_display_transform_is_pinned_not_the_oiio_default(tmp_path, monkeypatch):
+    """Without $OCIO: the built-in CG config v2.1.0 with sRGB - Display / ACES 1.0 - SDR Video, whatever
+    the OIIO build's default (OIIO 3.0: ACES 1.0, OIIO 3.2: ACES 2.0, 0.2 apart on a ramp). Values
+    measured with OIIO 3.0.21 and 3.2.2 (identical)."""
+    from dino_tracker_vfx.shots import colour
+    from dino_tracker_vfx.tracker.cache import shot_identity
+
+    monkeypatch.delenv("OCIO", raising=False)
+    data = np.zeros((2, 2, 3), np.float32)
+    data[0, 0], data[0, 1], data[1, 0] = 0.18, 20.0, [1.0, 0.5, 0.25]
+    write_exr(tmp_path / "g.0001.exr", data, pixel_type="float")
+    shot = open_shot(str(tmp_path / "g.####.exr"))
+    tr = shot.transform
+    assert (tr.config, tr.display, tr.view) == (colour.BUILTIN_CONFIG, "sRGB - Display", "ACES 1.0 - SDR Video")
+    img = shot.read(0)
+    np.testing.assert_allclose(img[0, 0], [0.35595] * 3, atol=2e-4)
+    np.testing.assert_allclose(img[0, 1], [1.0] * 3, atol=1e-6)
+    np.testing.assert_allclose(img[1, 0], [0.82029, 0.65670, 0.48195], atol=2e-4)
+    # the cache key holds config, display and view: another view never reuses cached pixels
+    key = shot_identity(shot)["transform"]
+    assert colour.BUILTIN_CONFIG in key and "ACES 1.0 - SDR Video" in key
+    other = open_shot(str(tmp_path / "g.####.exr"), view="Un-tone-mapped")
+    assert shot_identity(other)["transform"] != key
+
+
+def test_unloadable_ocio_config_is_a_clear_error(tmp_path, monkeypatch):
+    from dino_tracker_vfx.shots import colour
+
+    write_exr(tmp_path / "c.0001.exr", np.zeros((4, 4, 3), np.float32))
+    monkeypatch.setenv("OCIO", str(tmp_path / "missing.ocio"))
+    colour._config_for.cache_clear()
+    with pytest.raises(ShotError, match=r"OCIO config .*missing\.ocio cannot be loaded \(\$OCIO\)"):
+        open_shot(str(tmp_path / "c.####.exr"))
+
+
 def test_exr_nan_pixels_name_the_frame(tmp_path):
     data = np.full((6, 6, 3), 0.5, np.float32)
     write_exr(tmp_path / "n.0001.exr", data)
@@ -197,13 +232,12 @@ def test_variable_frame_rate_does_not_shift_frames(tmp_path):
         assert abs(shot.read(t).mean() * 255 - (20 + 20 * t)) < 3
 
 
+@pytest.mark.shared_data
 def test_movie_read_matches_bundled_jpegs():
     from conftest import SHARED_DATA
 
     mp4 = os.path.join(SHARED_DATA, "demo_videos", "horsejump-high_480p.mp4")
     jpgs = os.path.join(SHARED_DATA, "tapvid_davis", "frames480", "29_horsejump-high", "video")
-    if not os.path.exists(mp4):
-        pytest.skip("shared data not present")
     m, s = open_shot(mp4), open_shot(jpgs)
     assert len(m) == len(s) == 50
     for t in (0, 17, 49):

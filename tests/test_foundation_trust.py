@@ -96,7 +96,7 @@ def test_track_to_a_full_disk_names_the_file(tmp_path, full_disk, capsys):
 
 
 def test_run_with_outputs_on_a_full_disk_fails_the_job_naming_the_file(tmp_path, full_disk, capsys, monkeypatch):
-    from _jobs_helpers import counting_tracker, helper_env, tiny_job
+    from _jobs_helpers import counting_tracker, helper_env
 
     for k, v in helper_env().items():
         monkeypatch.setenv(k, v)

@@ -26,6 +26,7 @@ def local_ray(monkeypatch):
         ray.shutdown()
 
 
+@pytest.mark.slow
 def test_ray_batch_of_three_tiny_shots(tmp_path, local_ray):
     from dino_tracker_vfx.jobs.ray_executor import run_ray, task_options
 

@@ -55,6 +55,7 @@ def real_tracker(monkeypatch):
         pytest.skip(f"tracker API not importable: {e}")
 
 
+@pytest.mark.slow
 def test_sigkill_mid_training_resumes_at_the_last_checkpoint_with_identical_outputs(tmp_path, real_tracker,
                                                                                      monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # workers: no OpenMP spinning on a shared 2-core machine

@@ -45,6 +45,7 @@ def _kill_leftover(job_dir: Path) -> None:
         os.kill(st["pid"], signal.SIGKILL)
 
 
+@pytest.mark.slow
 def test_submit_cancel_resume_sigkill_resume_gives_the_uninterrupted_result(tmp_path):
     spec = tiny_job(tmp_path, "sh010", iterations=150, step_s=0.02, checkpoint_every=10)
     job = client.submit(spec)

@@ -194,17 +194,36 @@ def test_cuda_pipeline_matches_the_cpu_one_roughly(shot):
 
 
 def test_benchmark_runs_its_tiny_config(tmp_path):
+    """One variant of the tiny config in its subprocess (a few seconds: one torch import, 4 frames, one
+    measured iteration): every stage timed, peak memory per stage, tracks of the asked shape."""
+    repo = __import__("pathlib").Path(__file__).resolve().parents[1]
     out = tmp_path / "bench.json"
-    p = subprocess.run([sys.executable, "benchmarks/bench_tracker.py", "--config", "tiny", "--iters", "2",
-                        "--json", str(out)], capture_output=True, text=True, timeout=300,
-                       cwd=__import__("pathlib").Path(__file__).resolve().parents[1])
+    p = subprocess.run([sys.executable, "benchmarks/bench_tracker.py", "--config", "tiny", "--variants", "optimised",
+                        "--frames", "4", "--iters", "1", "--queries", "3", "--threads", "1", "--json", str(out)],
+                       capture_output=True, text=True, timeout=600, cwd=repo)
     assert p.returncode == 0, p.stderr[-2000:]
-    res = json.loads(out.read_text())["results"]
-    assert [r["variant"] for r in res] == ["optimised", "plain"]
-    for r in res:
-        assert r["train_s_per_iter"] > 0 and r["infer_s"] > 0 and r["train_peak_mb"] > 0
-        assert r["train_extrapolated_s"] == pytest.approx(r["train_s_per_iter"] * 10000)
-    assert "plain / optimised" in p.stdout
+    (r,) = json.loads(out.read_text())["results"]
+    assert r["variant"] == "optimised" and r["frames"] == 4 and r["train_iters_measured"] == 1
+    assert set(r["preprocess_stages_s"]) == {"frames", "flow", "correspondences", "features", "foreground",
+                                             "best_buddies"}
+    assert set(r["infer_stages_s"]) == {"refine_features", "infer", "occlusion"}
+    assert all(v >= 0 for v in [*r["preprocess_stages_s"].values(), *r["infer_stages_s"].values()])
+    assert r["preprocess_s"] > 0 and r["train_s_per_iter"] > 0 and r["infer_s"] > 0
+    assert r["preprocess_peak_mb"] > 0 and r["train_peak_mb"] > 0 and r["infer_peak_mb"] > 0
+    assert r["train_extrapolated_s"] == pytest.approx(r["train_s_per_iter"] * 10000)
+    assert r["tracks_shape"] == [3, 4, 2]
+    assert "| optimised |" in p.stdout
+
+
+def test_benchmark_table_compares_the_two_variants():
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1] / "benchmarks"))
+    from bench_tracker import _table
+
+    rows = [{"variant": "optimised", "preprocess_s": 2.0, "train_s_per_iter": 0.1, "infer_s": 0.5},
+            {"variant": "plain", "preprocess_s": 3.0, "train_s_per_iter": 0.3, "infer_s": None}]
+    last = _table(rows).splitlines()[-1].split("|")
+    assert last[1].strip() == "plain / optimised"
+    assert [c.strip() for c in last[2:5]] == ["1.50x", "3.00x", "-"]
 
 
 def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, monkeypatch):

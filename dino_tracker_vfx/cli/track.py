@@ -30,12 +30,6 @@ examples:
 """
 
 
-def default_cache_dir() -> Path:
-    base = os.environ.get("DTVFX_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache"), "dino_tracker_vfx")
-    return Path(base)
-
-
 def add_arguments(p) -> None:
     p.add_argument("shot", metavar="SHOT", help="sequence pattern, frame, folder or movie")
     add_shot_arguments(p)
@@ -45,7 +39,8 @@ def add_arguments(p) -> None:
     p.add_argument("--preset", default="cpu-preview", metavar="NAME",
                    help="paper, balanced, fast, cpu-preview (default) or a YAML file")
     p.add_argument("--cache", metavar="DIR",
-                   help="cache folder (default $DTVFX_CACHE or ~/.cache/dino_tracker_vfx)")
+                   help="cache folder (default $DTVFX_CACHE or ~/.cache/dino_tracker_vfx; kept under "
+                        "$DTVFX_CACHE_MAX, default 20G: see dtvfx cache)")
     p.add_argument("--out", metavar="FILE", help="tracks file .json or .csv (default: <queries>.tracks.json)")
     p.add_argument("--device", choices=["cpu", "cuda"], help="default: cuda when available")
     p.add_argument("--seed", type=int, default=0, help="random seed of training (default 0)")
@@ -57,6 +52,7 @@ def run(args) -> int:
     from ..errors import ConfigError, InputError
     from ..inputs import read_masks, read_queries
     from ..progress import ConsoleBar, SignalCancel
+    from ..tracker import cache_admin
     from ..tracker.api import ShotTracker
     from ..tracker.presets import load_preset
 
@@ -66,17 +62,20 @@ def run(args) -> int:
     if out.resolve() == Path(args.queries).resolve():
         raise ConfigError(f"output {out} would overwrite the query file; give another --out", where=args.queries)
     cfg = load_preset(args.preset)  # bad preset: fail before reading any frame
+    cache_admin.size_limit()  # a bad $DTVFX_CACHE_MAX too
     shot = open_from_args(args)
     queries = read_queries(args.queries, shot)
     masks = read_masks(args.masks, shot) if args.masks else None
     bar = ConsoleBar()
+    cache = args.cache or cache_admin.default_root()
     with SignalCancel() as cancel:  # Ctrl-C: checkpoint, then exit 130 (cli.main)
-        st = ShotTracker(shot, cfg, masks=masks, cache_dir=args.cache or default_cache_dir(), device=args.device,
-                         seed=args.seed, progress=bar, cancel=cancel)
+        st = ShotTracker(shot, cfg, masks=masks, cache_dir=cache, device=args.device, seed=args.seed,
+                         progress=bar, cancel=cancel)
         st.prepare()
         st.train()
         tracks = st.infer(queries)
     tracks.save(out)
+    cache_admin.enforce_limit(cache, keep=(st.cache.shot_key,))
     vis = float(tracks.visible.mean()) if tracks.visible.size else 0.0
     print(f"{out}: {tracks.n_tracks} tracks x {tracks.n_images} images, {vis:.0%} visible "
           f"(preset {cfg.name}, {st.trained_iterations} iterations)")

@@ -200,6 +200,7 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
                 _segment(job_dir, spec, shot, masks, kwargs, key)
             shot_lock.release()
             shot_lock = None
+            _enforce_cache_limit(job_dir, cache, shot)
         st["tracks"] = str(job_dir / TRACKS_FILE)
         if segment is not None:
             st["segment"] = segment["out"]
@@ -387,6 +388,23 @@ def _write_outputs(job_dir: Path, spec: JobSpec, tracks, w: _status.StatusWriter
 
 def exit_code(st: dict) -> int:
     return EXIT_CODES.get(st.get("state"), 1)
+
+
+def _enforce_cache_limit(job_dir: Path, cache: Path, shot) -> None:
+    """Keep the job's cache under $DTVFX_CACHE_MAX (least recently used shots first, never this one nor
+    one in use); a bad setting is logged, the finished work stands."""
+    from ..errors import UserError
+    from ..tracker import cache_admin
+    from ..tracker.cache import ShotCache, shot_identity
+
+    try:
+        res = cache_admin.enforce_limit(cache, keep=(ShotCache(None, shot_identity(shot)).shot_key,))
+    except (UserError, OSError) as e:
+        log_line(job_dir, f"cache size limit not applied: {e}")
+        return
+    if res is not None and res.removed:
+        log_line(job_dir, f"cache over {cache_admin.LIMIT_ENV}: removed {len(res.removed)} least recently used "
+                          f"shot(s), {cache_admin.human(res.freed)} freed")
 
 
 def main(argv: list[str] | None = None) -> int:

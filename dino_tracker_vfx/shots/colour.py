@@ -1,10 +1,17 @@
 """One fixed display transform per shot, through OpenImageIO's OCIO.
 
-Scene-linear (and log) plates are turned into display-referred 0..1 RGB with the config's display/view
-(``$OCIO`` if set, else OIIO's built-in config, whose default is ``sRGB - Display`` /
-``ACES 2.0 - SDR 100 nits (Rec.709)``) *before* any network sees them. Display-referred sources
-(8/16-bit sRGB PNG/JPEG/TIFF) pass through unchanged. The transform is chosen once per shot from its
-first frame (or ``--colorspace``) and applied identically to every frame.
+Scene-linear (and log) plates are turned into display-referred 0..1 RGB *before* any network sees them.
+Without ``$OCIO`` the transform is pinned, not left to the OpenImageIO build: OCIO's built-in config
+``BUILTIN_CONFIG`` (the CG config v2.1.0 / ACES 1.3, which every OIIO 3.x carries) with display
+``DEFAULT_DISPLAY`` and view ``DEFAULT_VIEW``. (Each OIIO release's *default* built-in config differs:
+OIIO 3.0's default view is ``ACES 1.0 - SDR Video``, OIIO 3.2's ``ACES 2.0 - SDR 100 nits (Rec.709)``,
+so following the default changed every linear plate's pixels with the OIIO version.) With ``$OCIO`` set,
+the studio's config and its default display/view are used. ``--display`` / ``--view`` override either.
+The config's name is part of :meth:`DisplayTransform.describe`, which the tracker's cache key holds, so a
+different config or view never reuses cached features.
+
+Display-referred sources (8/16-bit sRGB PNG/JPEG/TIFF) pass through unchanged. The transform is chosen
+once per shot from its first frame (or ``--colorspace``) and applied identically to every frame.
 """
 
 from __future__ import annotations
@@ -21,13 +28,31 @@ _DISPLAY_REFERRED = {"srgb", "srgb_rec709_scene", "srgb encoded rec.709 (srgb)",
                      "gamma22", "g22_rec709", "raw", "srgb - display", "out_srgb", "utility - srgb - texture"}
 # What float files without a colour-space tag are taken to be (VFX plates: linear Rec.709).
 DEFAULT_LINEAR = "lin_rec709"
+# The pinned transform when $OCIO is not set (see the module docstring).
+BUILTIN_CONFIG = "ocio://cg-config-v2.1.0_aces-v1.3_ocio-v2.3"
+DEFAULT_DISPLAY = "sRGB - Display"
+DEFAULT_VIEW = "ACES 1.0 - SDR Video"
 
 
-@lru_cache(maxsize=1)
-def _config():
+def config_name() -> str:
+    """``$OCIO`` when set, else the pinned built-in config."""
+    return _ocio_env() or BUILTIN_CONFIG
+
+
+@lru_cache(maxsize=4)
+def _config_for(name: str):
     import OpenImageIO as oiio
 
-    return oiio.ColorConfig()
+    cfg = oiio.ColorConfig(name)
+    err = cfg.geterror()  # a config that fails to load falls back to a minimal one: refuse that
+    if err:
+        raise ShotError(f"OCIO config {name} cannot be loaded ({'$OCIO' if _ocio_env() else 'built-in'}): "
+                        f"{' '.join(err.split())}")
+    return cfg
+
+
+def _config():
+    return _config_for(config_name())
 
 
 def is_display_referred(cs: str) -> bool:
@@ -41,6 +66,7 @@ class DisplayTransform:
     source: str
     display: str
     view: str
+    config: str = BUILTIN_CONFIG
 
     @property
     def identity(self) -> bool:
@@ -49,7 +75,7 @@ class DisplayTransform:
     def describe(self) -> str:
         if self.identity:
             return f"{self.source} (display-referred, no transform)"
-        return f"{self.source} -> {self.display} / {self.view} (OCIO)"
+        return f"{self.source} -> {self.display} / {self.view} (OCIO {self.config})"
 
     def apply(self, rgb: np.ndarray) -> np.ndarray:
         """float32 [H, W, 3] in the source space -> float32 [H, W, 3] display-referred, clipped to 0..1."""
@@ -57,7 +83,8 @@ class DisplayTransform:
             import OpenImageIO as oiio
 
             buf = oiio.ImageBuf(np.ascontiguousarray(rgb, dtype=np.float32))
-            out = oiio.ImageBufAlgo.ociodisplay(buf, self.display, self.view, self.source)
+            out = oiio.ImageBufAlgo.ociodisplay(buf, self.display, self.view, self.source,
+                                                colorconfig=self.config)
             if out.has_error:
                 raise ShotError(f"colour transform {self.describe()} failed: {out.geterror()}")
             rgb = out.get_pixels(oiio.FLOAT)[..., :3]
@@ -65,7 +92,11 @@ class DisplayTransform:
 
 
 def make_transform(source: str, display: str | None = None, view: str | None = None) -> DisplayTransform:
-    cfg = _config()
+    name = config_name()
+    cfg = _config_for(name)
+    if name == BUILTIN_CONFIG:
+        display = display or DEFAULT_DISPLAY
+        view = view or DEFAULT_VIEW
     display = display or cfg.getDefaultDisplayName()
     view = view or cfg.getDefaultViewName(display)
     if not is_display_referred(source):
@@ -73,13 +104,13 @@ def make_transform(source: str, display: str | None = None, view: str | None = N
         if cfg.resolve(source).lower() not in known and source.lower() not in known:
             raise ShotError(f"colour space {source!r} is not in the OCIO config "
                             f"({'$OCIO' if _ocio_env() else 'OIIO built-in'}); pass --colorspace with one of its names")
-    return DisplayTransform(source, display, view)
+    return DisplayTransform(source, display, view, name)
 
 
-def _ocio_env() -> bool:
+def _ocio_env() -> str:
     import os
 
-    return bool(os.environ.get("OCIO"))
+    return os.environ.get("OCIO", "")
 
 
 def guess_colorspace(tagged: str | None, fmt_is_float: bool) -> str:

@@ -27,6 +27,7 @@ weight): raising the count resumes from the newest checkpoint, and a lower count
 checkpoint at or below it (``latest_checkpoint(..., at_most=)``); pruning keeps later checkpoints.
 
 ``root=None`` keeps nothing on disk (everything is recomputed; training cannot resume).
+Listing, cleaning, the size limit and the in-use lock every ShotCache holds: :mod:`.cache_admin`.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ import numpy as np
 
 from .. import atomic
 from ..errors import CacheError
+from . import cache_admin
 from .config import diff_settings, settings_hash
 
 log = logging.getLogger(__name__)
@@ -92,7 +94,7 @@ class ShotCache:
         self.root = None if root is None else Path(root) / self.shot_key
         if self.root is not None:
             try:
-                self.root.mkdir(parents=True, exist_ok=True)
+                self._in_use = cache_admin.hold(self.root)  # `dtvfx cache clean` never deletes a held entry
             except OSError as e:
                 raise CacheError(f"cannot create the cache folder ({e.strerror})", where=str(self.root)) from None
             info = self.root / "shot.json"
