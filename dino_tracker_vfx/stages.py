@@ -35,6 +35,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("infer", "tracking the queries", 0.05),
     Stage("drift", "drift correction (direct flows)", 0.02),
     Stage("occlusion", "visibility", 0.02),
+    Stage("plate_refine", "sub-pixel pattern refinement at plate resolution", 0.03),
+    Stage("reacquire", "re-acquisition after occlusion", 0.01),
     Stage("propagate", "object masks", 0.02),
     Stage("outputs", "writing the outputs", 0.02),
     # outside tracking jobs

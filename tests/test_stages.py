@@ -58,7 +58,8 @@ def test_a_real_run_reports_known_stages_in_order_and_job_progress_only_grows(tm
         events.clear()
         track(shot, [Query(0, 20.0, 20.0, "a")], preset=p, cache_dir=tmp_path / "c", progress=progress)
         seen = list(dict.fromkeys(e.stage for e in events))
-        assert {"load", "flow", "tracklets", "foreground", "train", "refine", "infer", "drift"} <= set(seen)
+        assert {"load", "flow", "tracklets", "foreground", "train", "refine", "infer", "drift",
+                "plate_refine"} <= set(seen)
         order = [stages.NAMES.index(s) for s in seen]
         assert order == sorted(order), seen  # each stage comes in the list's order
     # the job's overall progress moved in every stage (none is unknown to its weights) and never went back

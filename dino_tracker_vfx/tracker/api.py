@@ -20,7 +20,8 @@ Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker
 Stages (each cached, each reporting :class:`Progress` and honouring ``cancel``; the names and their order
 are :data:`dino_tracker_vfx.stages.STAGES`): ``load`` -> ``flow`` -> ``tracklets`` -> ``features`` (DINO,
 skipped weight-free) -> ``foreground`` -> ``best_buddies`` -> ``train`` -> ``refine`` (refined features)
--> ``infer`` -> ``drift`` (flow-guided drift correction) -> ``occlusion``.
+-> ``infer`` -> ``drift`` (flow-guided drift correction) -> ``occlusion`` -> ``plate_refine`` (sub-pixel
+pattern refinement at plate resolution, ``refine.*``) -> ``reacquire`` (re-acquisition after occlusion).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ class ShotTracker:
         self.history: list[dict[str, float]] = []
         self._trainer: Trainer | None = None
         self.timings: dict[str, float] = {}
+        self.refined = None  # infer.refine.Refined of the last infer() (refine.enabled)
 
     # ------------------------------------------------------------------ helpers
     def _report(self, stage: str, done: int, total: int, msg: str = "") -> None:
@@ -403,6 +405,36 @@ class ShotTracker:
         return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
                                    drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
 
+    def refine_plate(self, qs: list[Query], xy: np.ndarray, visible: np.ndarray, conf: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Sub-pixel pattern refinement at plate resolution, then re-acquisition after occlusion (the
+        ``refine.*`` settings; :mod:`.infer.refine`, :mod:`.infer.reacquire`). xy float ``[N, T, 2]`` PLATE
+        px, visible bool ``[N, T]``, conf ``[N, T]`` in and out; the query's own image stays the query
+        (visible, confidence 1). The search radius follows the raster the coarse track came from (the
+        flow's when flow-guided, else the working raster). Keeps the last result in ``self.refined``."""
+        from .infer.reacquire import ReacquireSettings, reacquire
+        from .infer.refine import GreyFrames, RefineSettings, auto_search_radius, refine_tracks
+
+        cfg = self.cfg
+        raster_w = self.flow_wh[0] if cfg["infer.flow_guided"] and self.flow is not None else self.work_wh[0]
+        radius = cfg["refine.search_radius"]
+        radius = float(radius) if radius is not None else auto_search_radius(self.shot.size[0] / raster_w)
+        frames = GreyFrames(self.shot, int(cfg["refine.memory_mb"]) << 20)
+        t_q = np.array([q.t for q in qs], np.int64)
+        xy_q = np.array([[q.x, q.y] for q in qs], np.float64)
+        t0 = time.perf_counter()
+        r = refine_tracks(frames, xy, visible, conf, t_q, xy_q, RefineSettings.from_config(cfg, radius),
+                          progress=self.progress, cancel=self.cancel)
+        self.timings["plate_refine"] = time.perf_counter() - t0
+        if cfg["refine.reacquire"]:
+            t0 = time.perf_counter()
+            ra = cfg["refine.reacquire_radius"]
+            r, _ = reacquire(frames, r, xy, t_q, ReacquireSettings.from_config(cfg, radius if ra is None else ra),
+                             progress=self.progress, cancel=self.cancel)
+            self.timings["reacquire"] = time.perf_counter() - t0
+        self.refined = r
+        return r.xy, r.visible, r.confidence
+
     def infer(self, queries: list[Query]) -> TrackSet:
         """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
         qs = _check_queries(queries, self.shot)
@@ -435,11 +467,14 @@ class ShotTracker:
         xy_p = self.resize.to_plate(xy.double().cpu().numpy())
         for n, q in enumerate(qs):  # the query frame is the query, exactly
             xy_p[n, q.t] = (q.x, q.y)
+        vis_p, conf_p = vis.cpu().numpy(), conf.float().cpu().numpy()
+        if cfg["refine.enabled"]:
+            xy_p, vis_p, conf_p = self.refine_plate(qs, xy_p, vis_p, conf_p)
         names = unique_names([q.name for q in qs])
         out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(qs, names)]
         meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
                             "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
-        return TrackSet(xy_p, vis.cpu().numpy(), conf.float().cpu().numpy(), names, out_q, fr, self.shot.size,
+        return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size,
                         meta=meta, fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None))
 
 

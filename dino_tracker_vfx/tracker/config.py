@@ -109,9 +109,24 @@ DEFAULTS: dict[str, Any] = {
         "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
         "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/infer/drift.py)
     },
+    "refine": {                    # sub-pixel pattern refinement at plate resolution (tracker/infer/refine.py)
+        "enabled": True,
+        "patch_radius": 10,        # plate px: the pattern is (2 r + 1)^2 plate pixels
+        "warp": "affine",          # or "translation"
+        "search_radius": None,     # plate px around the coarse track (null: 4 px of the coarse track's raster, >= 6)
+        "iterations": 20,          # Lucas-Kanade iterations (each stage: translation, then affine)
+        "min_zncc": 0.6,           # a match below this keeps the coarse position (confidence 0 there)
+        "hide_zncc": 0.3,          # a visible point whose best match is below this becomes hidden
+        "key_zncc": 0.9,           # a match of the query pattern at or above this makes the next key pattern
+        "reacquire": True,         # predict hidden points from neighbours, resume them (tracker/infer/reacquire.py)
+        "reacquire_radius": None,  # plate px around the prediction (null: the search radius)
+        "reacquire_zncc": 0.8,     # a hidden point resumes where its pattern matches at least this
+        "neighbours": 12,          # tracks in the neighbour fit
+        "memory_mb": 1024,         # grey plate images kept in memory (beyond: read again)
+    },
 }
 
-# field -> (kind, constraint). kind: int, float, bool, str, choice, int_list, opt_int, opt_str, dict
+# field -> (kind, constraint). kind: int, float, bool, str, choice, int_list, opt_int, opt_float, opt_str, dict
 RULES: dict[str, tuple] = {
     "name": ("str", None), "description": ("str", None),
     "backbone": ("choice", BACKBONES), "registers": ("bool", None), "layer": ("int", (0, 39)),
@@ -149,6 +164,13 @@ RULES: dict[str, tuple] = {
     "infer.flow_guided": ("bool", None), "infer.flow_agree_px": ("float", (0.0, 1e4)),
     "infer.occlusion_fb_scale": ("float", (0.0, 1e4)), "infer.occlusion_fail_run": ("int", (1, 1000000)),
     "infer.drift_correct": ("bool", None), "infer.drift_margin": ("float", (-2.0, 2.0)),
+    "refine.enabled": ("bool", None), "refine.patch_radius": ("int", (2, 64)),
+    "refine.warp": ("choice", ("translation", "affine")), "refine.search_radius": ("opt_float", (0.5, 1000.0)),
+    "refine.iterations": ("int", (1, 200)), "refine.min_zncc": ("float", (-1.0, 1.0)),
+    "refine.hide_zncc": ("float", (-1.0, 1.0)), "refine.key_zncc": ("float", (-1.0, 1.0)),
+    "refine.reacquire": ("bool", None), "refine.reacquire_radius": ("opt_float", (0.5, 1000.0)),
+    "refine.reacquire_zncc": ("float", (-1.0, 1.0)), "refine.neighbours": ("int", (1, 1000)),
+    "refine.memory_mb": ("int", (0, 1_000_000)),
 }
 
 # which settings decide each cache stage's content (besides the stage's inputs)
@@ -200,9 +222,11 @@ def _check(d: dict, where: str) -> None:
                 continue
             if isinstance(v, bool) or not isinstance(v, int) or not c[0] <= v <= c[1]:
                 raise bad(f"an integer in {c[0]}..{c[1]}" + (" or null" if kind == "opt_int" else ""))
-        elif kind == "float":
+        elif kind in ("float", "opt_float"):
+            if v is None and kind == "opt_float":
+                continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not c[0] <= float(v) <= c[1]:
-                raise bad(f"a number in {c[0]:g}..{c[1]:g}")
+                raise bad(f"a number in {c[0]:g}..{c[1]:g}" + (" or null" if kind == "opt_float" else ""))
         elif kind == "bool":
             if not isinstance(v, bool):
                 raise bad("true or false")

@@ -1,0 +1,227 @@
+"""Sub-pixel refinement at plate resolution and re-acquisition after occlusion (tracker/infer/refine.py,
+tracker/infer/reacquire.py), on analytic textures whose every pixel is exact (no resampling in the
+renderer: a sum of sinusoids evaluated at each pixel centre through the known warp)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from dino_tracker_vfx.tracker.infer.reacquire import ReacquireSettings, reacquire
+from dino_tracker_vfx.tracker.infer.refine import GreyFrames, RefineSettings, confidence, refine_tracks
+
+W, H = 320, 240
+_rng = np.random.default_rng(7)
+_K = 40
+_ang = _rng.uniform(0, 2 * np.pi, _K)
+_mag = _rng.uniform(0.02, 0.12, _K)
+_FREQ = np.stack([np.cos(_ang), np.sin(_ang)], 1) * _mag[:, None]
+_PHASE = _rng.uniform(0, 2 * np.pi, _K)
+
+
+def texture(u: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """The plane's grey value at plane coordinates (u, v), 0..1."""
+    s = sum(np.cos(2 * np.pi * (_FREQ[k, 0] * u + _FREQ[k, 1] * v) + _PHASE[k]) for k in range(_K))
+    return (0.5 + 0.12 * s / np.sqrt(_K / 2)).astype(np.float32)  # std 0.12: never clipped
+
+
+def render(A: np.ndarray, b: np.ndarray, gain: float = 1.0, bias: float = 0.0) -> np.ndarray:
+    """Image of the plane under ``x = A u + b`` (plane -> plate px)."""
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    Ai = np.linalg.inv(A)
+    u = Ai[0, 0] * (x - b[0]) + Ai[0, 1] * (y - b[1])
+    v = Ai[1, 0] * (x - b[0]) + Ai[1, 1] * (y - b[1])
+    return np.clip(texture(u, v) * gain + bias, 0, 1).astype(np.float32)
+
+
+def rot_scale(deg: float, s: float) -> np.ndarray:
+    a = np.deg2rad(deg)
+    return s * np.array([[np.cos(a), -np.sin(a)], [np.sin(a), np.cos(a)]])
+
+
+def scene(T: int, motion):
+    """Frames [T, H, W] and the warp (A_t, b_t) of each image; queries are plane points seen at t=0."""
+    warps = [motion(t) for t in range(T)]
+    return np.stack([render(A, b) for A, b in warps]), warps
+
+
+def truth(warps, q0: np.ndarray) -> np.ndarray:
+    """[N, T, 2] plate positions of the points that are at ``q0`` [N, 2] in image 0."""
+    A0, b0 = warps[0]
+    u = (np.linalg.inv(A0) @ (q0 - b0).T).T
+    return np.stack([(A @ u.T).T + b for A, b in warps], 1)
+
+
+def run(frames, coarse, q, settings=None, t_q=None, visible=None):
+    N, T = coarse.shape[:2]
+    t_q = np.zeros(N, np.int64) if t_q is None else np.asarray(t_q)
+    vis = np.ones((N, T), bool) if visible is None else visible
+    return refine_tracks(GreyFrames(frames), coarse, vis, np.full((N, T), 0.7, np.float32), t_q, q,
+                         settings or RefineSettings())
+
+
+def off_by(gt: np.ndarray, lo: float, hi: float, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    ang = rng.uniform(0, 2 * np.pi, gt.shape[:2])
+    r = rng.uniform(lo, hi, gt.shape[:2])
+    c = gt + np.stack([np.cos(ang), np.sin(ang)], -1) * r[..., None]
+    c[:, 0] = gt[:, 0]
+    return c
+
+
+Q = np.array([[100.0, 120.0], [200.3, 90.7], [160.6, 150.2], [60.25, 60.8]])
+
+
+def test_subpixel_translation_is_refined_to_two_hundredths_of_a_pixel():
+    frames, warps = scene(8, lambda t: (np.eye(2), np.array([0.37 * t, -0.61 * t])))
+    gt = truth(warps, Q)
+    coarse = off_by(gt, 1.0, 2.0)
+    out = run(frames, coarse, Q)
+    err = np.linalg.norm(out.xy - gt, axis=-1)
+    assert np.linalg.norm(coarse - gt, axis=-1)[:, 1:].min() >= 1.0  # the coarse track is 1-2 px off
+    assert err.max() < 0.02, err
+    assert out.visible.all() and (out.zncc[:, 1:] > 0.99).all()
+    assert (out.confidence[:, 1:] > 0.95).all()
+
+
+def test_rotation_and_scale_need_the_affine_warp():
+    centre = np.array([W / 2, H / 2])
+
+    def about_centre(t):
+        A = rot_scale(3.0 * t, 1.0 + 0.02 * t)
+        return A, centre - A @ centre + np.array([1.3 * t, 0.4 * t])
+
+    frames, warps = scene(10, about_centre)
+    gt = truth(warps, Q)
+    coarse = off_by(gt, 1.0, 2.0, seed=1)
+    aff = np.linalg.norm(run(frames, coarse, Q).xy - gt, axis=-1)
+    tr = np.linalg.norm(run(frames, coarse, Q, RefineSettings(warp="translation")).xy - gt, axis=-1)
+    assert aff.max() < 0.05, aff  # 27 degrees and x1.18 by the last image
+    assert tr[:, -1].max() > 2 * aff[:, -1].max()
+
+
+def test_gain_and_bias_change_does_not_move_the_match():
+    T = 6
+    warps = [(np.eye(2), np.array([0.5 * t, 0.3 * t])) for t in range(T)]
+    frames = np.stack([render(A, b, gain=1.0 - 0.08 * t, bias=0.04 * t) for t, (A, b) in enumerate(warps)])
+    gt = truth(warps, Q)
+    out = run(frames, off_by(gt, 1.0, 2.0, seed=2), Q)
+    err = np.linalg.norm(out.xy - gt, axis=-1)
+    assert err.max() < 0.02, err
+    assert (out.zncc[:, 1:] > 0.99).all()
+
+
+def test_a_featureless_pattern_keeps_the_coarse_track_with_low_confidence():
+    frames, warps = scene(5, lambda t: (np.eye(2), np.array([0.5 * t, 0.0])))
+    frames[:, 150:230, 230:310] = 0.4  # a flat grey card
+    q = np.array([[100.0, 120.0], [270.0, 190.0]])
+    gt = truth(warps, q)
+    coarse = off_by(gt, 1.0, 2.0, seed=3)
+    out = run(frames, coarse, q)
+    assert out.flat.tolist() == [False, True]
+    np.testing.assert_array_equal(out.xy[1, 1:], coarse[1, 1:])  # kept
+    assert (out.confidence[1, 1:] <= 0.2).all() and (out.confidence[0, 1:] > 0.9).all()
+    assert np.linalg.norm(out.xy[0] - gt[0], axis=-1).max() < 0.02
+
+
+def test_a_query_near_the_plate_edge_is_refined_with_the_pattern_inside_and_said_once(caplog):
+    frames, warps = scene(6, lambda t: (np.eye(2), np.array([0.45 * t, 0.2 * t])))
+    q = np.array([[3.2, 120.0], [150.0, 2.5], [160.0, 100.0]])
+    gt = truth(warps, q)
+    with caplog.at_level(logging.WARNING):
+        out = run(frames, off_by(gt, 1.0, 2.0, seed=4), q)
+    said = [r.getMessage() for r in caplog.records if "plate edge" in r.getMessage()]
+    assert said == ["refine: 2 queries lie within 10 px of the plate edge: refined with the part of the pattern "
+                    "inside the plate"]
+    assert np.linalg.norm(out.xy - gt, axis=-1).max() < 0.1  # from 1-2 px (the plate's border blurs a little)
+
+
+def test_the_query_image_stays_exactly_the_query():
+    frames, warps = scene(6, lambda t: (np.eye(2), np.array([0.45 * t, 0.2 * t])))
+    q_at3 = truth(warps, Q)[:, 3] + 0.0
+    coarse = truth(warps, Q) + 1.5  # wrong at the query's image too
+    out = run(frames, coarse, q_at3, t_q=np.full(len(Q), 3))
+    np.testing.assert_array_equal(out.xy[:, 3], q_at3)
+    assert out.visible[:, 3].all() and (out.confidence[:, 3] == 1.0).all()
+    assert np.linalg.norm(out.xy - truth(warps, Q), axis=-1).max() < 0.02  # both directions refined
+
+
+def test_confidence_is_calibrated_to_the_zncc():
+    c = confidence(np.array([np.nan, -1.0, 0.6, 0.8, 1.0]), 0.6)
+    np.testing.assert_allclose(c, [0.0, 0.0, 0.0, 0.25, 1.0], atol=1e-6)
+
+
+def _occluded_scene():
+    """A plane translating; a flat square sweeps over point 0 (hidden in images 5..9, drawn in 2..12) while
+    16 neighbours around it stay in view."""
+    T = 16
+    frames, warps = scene(T, lambda t: (np.eye(2), np.array([0.8 * t, 0.35 * t])))
+    gx, gy = np.meshgrid([60.0, 120.0, 190.0, 260.0], [40.0, 70.0, 160.0, 195.0])
+    q = np.vstack([[[150.3, 110.6]], np.stack([gx.ravel(), gy.ravel()], 1)])
+    gt = truth(warps, q)
+    sq = 30  # square side
+    hidden = np.zeros((len(q), T), bool)
+    touched = np.zeros(T, bool)  # the square overlaps point 0's pattern (radius 10)
+    for t in range(2, 13):
+        cx = gt[0, t, 0] + (t - 7) * 5.0  # passes the point at t = 7
+        x0, y0 = int(round(cx - sq / 2)), int(round(gt[0, t, 1] - sq / 2))
+        frames[t, y0:y0 + sq, x0:x0 + sq] = 0.3
+        inside = (x0 - 0.5 <= gt[:, t, 0]) & (gt[:, t, 0] <= x0 + sq - 0.5) & \
+                 (y0 - 0.5 <= gt[:, t, 1]) & (gt[:, t, 1] <= y0 + sq - 0.5)
+        hidden[:, t] = inside
+        touched[t] = (x0 - 11 <= gt[0, t, 0] <= x0 + sq + 10) and (y0 - 11 <= gt[0, t, 1] <= y0 + sq + 10)
+    return frames, q, gt, hidden, touched
+
+
+def test_an_occluded_point_is_predicted_from_its_neighbours_and_resumed_when_it_reappears():
+    frames, q, gt, hidden, touched = _occluded_scene()
+    T = frames.shape[0]
+    assert hidden[0].any() and not hidden[0, -1] and not hidden[1:].any()
+    back = np.nonzero(hidden[0])[0].max() + 1  # first image after the occlusion
+    clear = np.nonzero(touched)[0].max() + 1  # first image where the square has left the point's pattern
+    coarse = gt + 0.8
+    coarse[:, 0] = q
+    vis = ~hidden
+    # the coarse track lost the point under the square: it slid off with the occluder and stayed hidden
+    first = np.nonzero(hidden[0])[0].min()
+    coarse[0, first:] = gt[0, first] + np.arange(T - first)[:, None] * np.array([14.0, 0.0])
+    vis[0, first:] = False
+    ref = run(frames, coarse, q, visible=vis)
+    assert not ref.visible[0, back:].any()  # refinement alone cannot bring it back
+    out, resumed = reacquire(GreyFrames(frames), ref, coarse, np.zeros(len(q), np.int64), ReacquireSettings())
+    assert clear - back <= 2
+    assert out.visible[0, clear:].all() and resumed[0, clear:].all()
+    assert np.linalg.norm(out.xy[0, clear:] - gt[0, clear:], axis=-1).max() < 0.5
+    assert not out.visible[0, hidden[0]].any()  # not while the square covers it
+    # while hidden, the prediction follows the neighbours' motion (not the coarse track's slide)
+    assert np.linalg.norm(out.xy[0, hidden[0]] - gt[0, hidden[0]], axis=-1).max() < 1.0
+    assert out.visible[1:].all()
+
+
+def test_reacquire_does_not_resume_where_the_pattern_is_gone():
+    frames, q, gt, hidden, _ = _occluded_scene()
+    back = np.nonzero(hidden[0])[0].max() + 1
+    frames[back:, :, :] = frames[back:, ::-1, :]  # the plate after the occlusion is another picture
+    vis = np.ones(hidden.shape, bool)
+    vis[:, back - 3:] = False
+    ref = run(frames, gt, q, visible=vis)
+    out, resumed = reacquire(GreyFrames(frames), ref, gt, np.zeros(len(q), np.int64), ReacquireSettings())
+    assert not resumed[:, back:].any()
+
+
+@pytest.mark.parametrize("bad", ["xy", "t_q"])
+def test_shapes_are_checked_at_the_boundary(bad):
+    from dino_tracker_vfx.errors import ShapeError
+
+    frames = np.zeros((3, 20, 20), np.float32)
+    xy = np.zeros((2, 3, 2))
+    t_q = np.zeros(2, np.int64)
+    if bad == "xy":
+        xy = np.zeros((2, 4, 2))
+    else:
+        t_q = np.zeros(3, np.int64)
+    with pytest.raises(ShapeError, match="refine"):
+        refine_tracks(GreyFrames(frames), xy, np.ones((2, 3), bool), np.ones((2, 3), np.float32), t_q,
+                      np.zeros((2, 2)), RefineSettings())
