@@ -17,11 +17,15 @@ Conventions (docs/conventions.md row "mmSolver .uv", pinned by tests/test_adapte
 * **first frame**: the plate's own frame numbers (1001...), as mmSolver loads markers on Maya's frames;
   option ``first_frame`` renumbers (file frame of the shot's first image).
 * **occlusion**: missing frames (mmSolver disables the marker on frames missing between its first and
-  last frame); visible frames are written with weight 1. Reading: a frame with weight 0 is occluded.
+  last frame). Reading: a frame with weight 0 is occluded.
+* **confidence**: the per-frame ``weight`` of a visible frame is the track's confidence there (mmSolver
+  weights each marker's residual by it in a solve), clipped to ``WEIGHT_MIN`` .. 1 (0.01: a visible frame is
+  never weight 0, which would read as occluded) and rounded to 4 decimals. Reading: a visible frame's
+  confidence is ``min(weight, 1)``.
 * **positions**: no lens model here, so ``pos`` (undistorted) and ``pos_dist`` (distorted) are both the
   plate position. Reading takes ``pos_dist`` when present (files from Blender carry junk in ``pos``),
   ``undistorted=true`` reads ``pos``.
-* **groups**: ``set_name`` (read and written). Confidence is not carried.
+* **groups**: ``set_name`` (read and written).
 * **camera**: v4 readers need a camera block; it is written with the plate resolution, a film back of
   ``film_back_mm`` (default 36 mm) wide with the plate's display aspect, and ``focal_length_mm``
   (default 35) on every frame - placeholders unless you pass the real lens.
@@ -49,6 +53,7 @@ from . import _matchmove as mm
 
 VERSION = 4
 READABLE_VERSIONS = (2, 3, 4, 5)
+WEIGHT_MIN = 0.01  # the least weight written on a visible frame (0 reads as occluded)
 
 
 def _r(v: float) -> float:
@@ -64,8 +69,10 @@ def to_dict(tracks: TrackSet, options: dict, path: Path = Path("tracks.uv")) -> 
     for name, i in zip(names, keep):
         on = np.nonzero(mm.keyed(tracks, i))[0]
         uv = to_unit_bottom_left(tracks.xy[i, on], (W, H))
+        conf = np.nan_to_num(np.asarray(tracks.confidence[i, on], np.float64), nan=1.0)
+        weight = np.round(np.clip(conf, WEIGHT_MIN, 1.0), 4)
         per_frame = [{"frame": int(frames[t]), "pos": [_r(p[0]), _r(p[1])], "pos_dist": [_r(p[0]), _r(p[1])],
-                      "weight": 1.0} for t, p in zip(on, uv)]
+                      "weight": float(wt)} for t, p, wt in zip(on, uv, weight)]
         points.append({"name": name, "id": None, "set_name": tracks.queries[i].group, "per_frame": per_frame,
                        "3d": {"x": None, "y": None, "z": None, "x_lock": None, "y_lock": None, "z_lock": None}})
     fb_w = float(options.get("film_back_mm") or 36.0) / 10.0
@@ -145,7 +152,8 @@ def parse(path: Path, options: dict) -> tuple[list[mm.Parsed], tuple[int, int]]:
             if not isinstance(weight, (int, float)) or not np.isfinite(weight) or weight < 0:
                 raise InputError(f"{w}: weight must be a number >= 0, got {weight!r}", where=str(path))
             x, y = from_unit_bottom_left(np.array([u, v]), size)
-            p.samples.append(mm.Sample(int(fr["frame"]), float(x), float(y), weight > 0, None, None))
+            p.samples.append(mm.Sample(int(fr["frame"]), float(x), float(y), weight > 0,
+                                       min(float(weight), 1.0) if weight > 0 else None, None))
         if not any(s.visible for s in p.samples):
             raise InputError(f"{where}: no visible frame (per_frame is empty or every weight is 0)",
                              where=str(path))
@@ -191,7 +199,7 @@ ADAPTER = Adapter(
     "mmsolver", (".uv",), "mmSolver UV tracks (JSON v4): 0..1 from the bottom-left, plate frame numbers, "
     "set_name = group",
     write=write, read_queries=read_queries, read_tracks=read_tracks,
-    capabilities=frozenset({"tracks", "groups", "visibility", "queries"}),
+    capabilities=frozenset({"tracks", "groups", "visibility", "confidence", "queries"}),
     options=(mm.first_frame_option("the plate's own frame numbers"),
              OptionSpec("film_back_mm", "float", 36.0, "camera block: film back width in mm (height from the "
                         "plate's display aspect)"),

@@ -140,6 +140,9 @@ def test_mmsolver_unit_bottom_left_plate_frames_sets(tmp_path):
     assert f0["pos"] == pytest.approx([0.5 / 1920, 1079.5 / 1080], abs=1e-10)
     assert f0["pos_dist"] == f0["pos"]
     assert [f["frame"] for f in b["per_frame"]] == [1001, 1002, 1004, 1005]  # occlusion: missing frame
+    # confidence -> per-frame weight (golden_trackset's confidence rows; b's 0.1 is on its occluded frame)
+    assert [f["weight"] for f in a["per_frame"]] == [1.0, 0.9, 0.8, 0.75, 0.5]
+    assert [f["weight"] for f in b["per_frame"]] == [0.95, 0.9, 0.85, 0.8]
     assert c["per_frame"][0]["pos"] == pytest.approx([1919.5 / 1920, 0.5 / 1080], abs=1e-10)
     cam = d["camera"]
     assert cam["resolution"] == [1920, 1080]
@@ -272,3 +275,15 @@ def test_writers_leave_out_never_visible_tracks_and_encode_names(tmp_path, caplo
     with pytest.raises(InputError, match="no track has a visible frame"):
         write_tracks(ts, tmp_path / "none.uv")
     assert not (tmp_path / "none.uv").exists()
+
+
+def test_mmsolver_weight_carries_confidence_and_never_reads_as_occluded(tmp_path):
+    ts = golden_trackset()
+    ts.confidence[0, 1] = 0.0  # visible with no confidence: still a visible marker
+    p = tmp_path / "c.uv"
+    write_tracks(ts, p, "mmsolver", {})
+    a = json.loads(p.read_text())["points"][0]
+    assert [f["weight"] for f in a["per_frame"]] == [1.0, 0.01, 0.8, 0.75, 0.5]
+    back = _read_tracks("mmsolver", p)
+    assert back.visible[0].all()
+    np.testing.assert_allclose(back.confidence[0], [1.0, 0.01, 0.8, 0.75, 0.5], atol=1e-6)

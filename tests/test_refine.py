@@ -225,3 +225,80 @@ def test_shapes_are_checked_at_the_boundary(bad):
     with pytest.raises(ShapeError, match="refine"):
         refine_tracks(GreyFrames(frames), xy, np.ones((2, 3), bool), np.ones((2, 3), np.float32), t_q,
                       np.zeros((2, 2)), RefineSettings())
+
+
+# ---------------------------------------------------------------------------------------------- the tracker
+def _plate_shot(T: int = 8):
+    """A 320x240 uint8 shot of the plane translating by (0.73, 0.41) px per image, and its warps."""
+    from dino_tracker_vfx.shots import from_array
+
+    warps = [(np.eye(2), np.array([0.73 * t, 0.41 * t])) for t in range(T)]
+    rgb = np.stack([np.repeat(np.round(render(A, b) * 255)[..., None], 3, -1) for A, b in warps]).astype(np.uint8)
+    return from_array(rgb), warps
+
+
+def test_every_preset_refines_and_refine_settings_touch_no_cache_key():
+    from dino_tracker_vfx.tracker.config import STAGE_FIELDS
+    from dino_tracker_vfx.tracker.presets import load_preset, preset_names
+
+    names = preset_names()
+    assert {"paper", "balanced", "fast", "cpu-preview", "raw-dino"} <= set(names)
+    for name in names:
+        cfg = load_preset(name)
+        assert cfg["refine.enabled"] and cfg["refine.reacquire"], name
+    assert not any(f == "refine" or f.startswith("refine.") for fields in STAGE_FIELDS.values() for f in fields)
+    a, b = load_preset("cpu-preview"), load_preset({"base": "cpu-preview", "refine": {"patch_radius": 6}})
+    assert all(a.stage_settings(s) == b.stage_settings(s) for s in STAGE_FIELDS)
+
+
+def test_bad_refine_settings_name_the_field():
+    from dino_tracker_vfx.errors import ConfigError
+    from dino_tracker_vfx.tracker.presets import load_preset
+
+    with pytest.raises(ConfigError, match=r"refine\.warp: must be one of translation, affine, got 'perspective'"):
+        load_preset({"base": "cpu-preview", "refine": {"warp": "perspective"}})
+    with pytest.raises(ConfigError, match=r"refine\.search_radius: must be a number in 0\.5\.\.1000 or null"):
+        load_preset({"base": "cpu-preview", "refine": {"search_radius": 0}})
+
+
+@pytest.mark.parametrize("branch", ["flow_guided", "dino"])
+def test_the_tracker_refines_at_plate_resolution_in_both_branches(branch):
+    import copy
+
+    from _tracker_helpers import TINY_WF
+    from dino_tracker_vfx.tracker.api import ShotTracker
+    from dino_tracker_vfx.tracks import Query
+
+    shot, warps = _plate_shot()
+    q = np.array([[100.3, 80.6], [180.0, 150.2], [240.7, 60.1]])
+    gt = truth(warps, q)
+    if branch == "flow_guided":
+        p = copy.deepcopy(TINY_WF)
+        p["infer"].update(flow_guided=True)
+    else:  # the learned tracker's own positions and visibility (a random ViT: coarse, often wrong)
+        p = {"base": "paper", "name": "tiny-dino", "backbone": "dinov2_vits14", "layer": 1, "weights": "random",
+             "working_height": 48, "amp": False, "delta": {"hidden": [8, 16, 16]}, "flow": {"method": "dis"},
+             "foreground": {"saliency_layer": 1}, "infer": {"argmax_radius": 10.0},
+             "train": {"iterations": 2, "frames_per_step": 3, "flow_pairs": 32, "bb_pairs": 32,
+                       "cyc_points_per_pair": 8, "rfn_after": 0.3, "checkpoint_every": 2}}
+    qs = [Query(0, float(x), float(y), f"p{i}") for i, (x, y) in enumerate(q)]
+    st = ShotTracker(shot, p, device="cpu")
+    st.prepare()
+    st.train()
+    off = ShotTracker(shot, {**copy.deepcopy(p), "refine": {"enabled": False}}, device="cpu")
+    off.frames, off.flow, off.flow_frames, off.dino, off.model = st.frames, st.flow, st.flow_frames, st.dino, st.model
+    off.fg, off.store = st.fg, None
+    coarse = off.infer(qs)
+    tr = st.infer(qs)
+    err = np.linalg.norm(tr.xy - gt, axis=-1)
+    err0 = np.linalg.norm(coarse.xy - gt, axis=-1)
+    assert "plate_refine" in st.timings and "plate_refine" not in off.timings
+    np.testing.assert_array_equal(tr.xy[:, 0], q)  # the query image stays the query
+    assert tr.visible[:, 0].all() and (tr.confidence[:, 0] == 1).all()
+    done = st.refined.refined & (st.refined.zncc >= 0.9)  # matched clearly
+    done[:, 0] = False
+    if branch == "flow_guided":
+        assert done[:, 1:].all()
+        assert np.median(err0[:, 1:]) > 0.1
+    assert done.sum() >= 3 and (err0[done] > 0.1).all()
+    assert err[done].max() < 0.05, err
