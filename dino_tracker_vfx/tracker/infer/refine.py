@@ -55,9 +55,11 @@ log = logging.getLogger(__name__)
 
 WARPS = ("translation", "affine")
 FLAT_STD = 2e-3           # grey (0..1) std under which a pattern is flat
-MIN_EIG = 0.05            # weakest eigenvalue of the normalised pattern's structure tensor (per weight unit)
+MIN_EIG = 0.002           # weakest eigenvalue of the normalised pattern's structure tensor (per weight unit)
 MIN_VALID = 0.25          # fraction of a pattern that must lie inside the plate
 FEATURELESS_CONFIDENCE = 0.2
+ROBUST = True             # Lucas-Kanade down-weights outlying pixels (Cauchy weights)
+ROBUST_C = 3.0            # at ROBUST_C robust sigmas a pixel counts half
 BLUR_SIGMA = 0.7          # px, grey pre-blur (the same for patterns and search images: no bias)
 
 
@@ -288,6 +290,9 @@ def lucas_kanade(gray: np.ndarray, pat: Patterns, c0: np.ndarray, A0: np.ndarray
         vn, _ = _normalise(v, w)
         tn, _ = _normalise(pat.raw[ia], w)  # the pattern under the same weights (parts may leave the plate)
         e = vn - tn
+        if ROBUST:  # pixels that disagree much more than the rest (an occluder's edge, another surface)
+            sig = 1.4826 * np.median(np.abs(e), axis=1, keepdims=True) + 0.05
+            w = w / (1.0 + (e / (ROBUST_C * sig)) ** 2)
         Ja = J[ia]
         H = np.einsum("npi,np,npj->nij", Ja, w, Ja) + 1e-6 * np.eye(k)
         b = np.einsum("npi,np->ni", Ja, w * e)
