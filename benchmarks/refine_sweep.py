@@ -66,6 +66,8 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", required=True)
     ap.add_argument("--out", required=True)
     ap.add_argument("--preset", default="cpu-preview")
+    ap.add_argument("--only", default=None, help="comma-separated scene names to compute (others: read if done)")
+    ap.add_argument("--solve", action="store_true", help="also judge coarse and default by a camera solve")
     a = ap.parse_args(argv)
     import torch
 
@@ -80,10 +82,13 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     base = load_preset(a.preset)
     rows = {}
+    only = set(a.only.split(",")) if a.only else None
     for sd in find_scenes(a.scenes):
         f = out / f"{sd.name}.json"
         if f.is_file():
             rows[sd.name] = json.loads(f.read_text())
+            continue
+        if only is not None and sd.name not in only:
             continue
         gt, shot, tr, coarse_s, timings = coarse_tracks(sd, a.preset, Path(a.cache))
         from dino_tracker_vfx.tracker.api import flow_size, working_size
@@ -93,6 +98,11 @@ def main(argv=None) -> int:
         frames = GreyFrames(shot, int(base["refine.memory_mb"]) << 20)
         xy_q = np.array([[q.x, q.y] for q in tr.queries])
         row = {"coarse": score(gt, tr.xy, tr.visible), "coarse_s": coarse_s, "stages_s": timings, "grid": {}}
+        default = (base["refine.min_zncc"], base["refine.hide_zncc"], base["refine.reacquire_zncc"])
+        if a.solve:
+            from dino_tracker_vfx.evaluation.synth.solve import judge
+
+            row["coarse"].update(judge(gt, tr.xy, tr.visible))
         for mz in MIN_Z:
             s = RefineSettings.from_config(base, radius)
             s = RefineSettings(s.patch_radius, s.warp, s.search_radius, mz, -1.0, s.key_zncc, s.iterations)
@@ -108,10 +118,16 @@ def main(argv=None) -> int:
                 r3, _ = reacquire(frames, r2, tr.xy, gt.query_t, ra)
                 row["grid"][f"{mz} {hz} {rz}"] = score(gt, r3.xy, r3.visible) | {
                     "seconds": ref_s + time.perf_counter() - t0}
+                if a.solve and (mz, hz, rz) == default:
+                    row["grid"][f"{mz} {hz} {rz}"].update(judge(gt, r3.xy, r3.visible))
+                    np.savez_compressed(out / f"{sd.name}_default.npz", xy=r3.xy, visible=r3.visible,
+                                        coarse_xy=tr.xy, coarse_visible=tr.visible, zncc=r3.zncc)
             print(f"{sd.name}: min_zncc {mz} done", file=sys.stderr, flush=True)
         f.write_text(json.dumps(row, indent=1))
         rows[sd.name] = row
     names = sorted(rows)
+    if not names:
+        return 0
     combos = [k for k in rows[names[0]]["grid"] if not k.startswith("refine_only")]
     default = f"{base['refine.min_zncc']} {base['refine.hide_zncc']} {base['refine.reacquire_zncc']}"
     loo = {}
@@ -120,17 +136,20 @@ def main(argv=None) -> int:
         best = max(combos, key=lambda c: np.mean([rows[m]["grid"][c]["AJ"] for m in others]))
         loo[n] = {"choice": best, **rows[n]["grid"][best]}
 
+    keys = KEYS + (("solve_reproj_mean", "solve_reproj_median") if a.solve else ())
+
     def mean(get):
-        return {k: float(np.nanmean([get(n)[k] for n in names])) for k in KEYS}
+        return {k: float(np.nanmean([get(n).get(k, np.nan) for n in names])) for k in keys}
 
     table = {"coarse": mean(lambda n: rows[n]["coarse"]), "default " + default: mean(lambda n: rows[n]["grid"][default]),
              "leave-one-out": mean(lambda n: loo[n])}
     for mz in MIN_Z:
         table[f"refine only, min_zncc {mz}"] = mean(lambda n: rows[n]["grid"][f"refine_only {mz}"])
-    print("| variant | " + " | ".join(KEYS) + " |")
-    print("|---|" + "---|" * len(KEYS))
+    print(f"{len(names)} scenes: {', '.join(names)}")
+    print("| variant | " + " | ".join(keys) + " |")
+    print("|---|" + "---|" * len(keys))
     for k, v in table.items():
-        print(f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in KEYS) + " |")
+        print(f"| {k} | " + " | ".join(f"{v[c]:.3f}" for c in keys) + " |")
     print("leave-one-out choices (min_zncc hide_zncc reacquire_zncc):", {n: loo[n]["choice"] for n in names})
     print("refine seconds per scene (default):", {n: round(rows[n]["grid"][default]["seconds"], 1) for n in names})
     (out / "summary.json").write_text(json.dumps({"table": table, "loo": loo, "default": default}, indent=1))

@@ -273,7 +273,9 @@ def test_flow_guided_occlusion_settings_reach_the_fusion(shot, monkeypatch):
 def test_flow_signals_give_the_tracks_and_visibility_of_infer(shot):
     from dino_tracker_vfx.tracker.infer.flow_guided import flow_guided_visibility
 
-    cfg = _preset(infer={"flow_guided": True, "drift_correct": True, "occlusion_fb_scale": 1.0})
+    # the flow-guided stage's own output: plate refinement (which comes after it) off
+    cfg = _preset(infer={"flow_guided": True, "drift_correct": True, "occlusion_fb_scale": 1.0},
+                  refine={"enabled": False})
     st = ShotTracker(shot, cfg)
     qs = [Query(0, 20.0, 20.0), Query(4, 50.0, 30.0)]
     tr = st.infer(qs)
