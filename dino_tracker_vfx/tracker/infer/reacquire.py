@@ -6,7 +6,10 @@ position is PREDICTED from the motion of tracked neighbours on the same surface:
 nearest tracks that are visible both at the point's last visible image ``t_ref`` (going away from its
 query image) and at the hidden image ``t`` give a robust affine fit (``cv2.estimateAffine2D``, RANSAC,
 2 px) from ``t_ref`` to ``t``; the point's position at ``t_ref`` mapped through it is the prediction (a
-median translation with 1-2 neighbours; the coarse position with none). There the query pattern is
+median translation with 1-3 neighbours; the coarse position with none). Neighbours count only where they
+are visible with a clear match (ZNCC >= ``reacquire_zncc``), so a track that slid onto the occluder does
+not drag the prediction along. There, and at the coarse position when that lies farther than the radius
+(the coarse track may have kept the point where the neighbours mislead), the query pattern is
 searched (``reacquire_radius`` plate px, the pattern warped by its last shape times the fit's linear
 part) and refined as in :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` the point is visible
 again at the match (confidence from the ZNCC), else it stays hidden at the prediction. Going away from
@@ -93,9 +96,12 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 check_cancel(cancel, "re-acquisition")
                 pred = np.array(coarse[hidden, t], np.float64)
                 A0 = np.tile(np.eye(2), (len(hidden), 1, 1))
+                # trusted neighbours: visible with a clear match (not a track that slid onto the occluder)
+                trust = vis & (np.nan_to_num(zncc, nan=-1.0) >= settings.zncc)
+                trust[np.arange(N), t_q] = True
                 for j, n in enumerate(hidden):
                     tr = int(last[n])
-                    M = predict_from_neighbours(xy[:, tr], vis[:, tr], xy[:, t], vis[:, t], xy[n, tr],
+                    M = predict_from_neighbours(xy[:, tr], trust[:, tr], xy[:, t], trust[:, t], xy[n, tr],
                                                 settings.neighbours, exclude=int(n))
                     A0[j] = warp[n, tr]
                     if M is not None:
@@ -103,8 +109,19 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                         A0[j] = M[:, :2] @ warp[n, tr]
                 ok_pred = np.isfinite(pred).all(1)
                 hidden, pred, A0 = hidden[ok_pred], pred[ok_pred], A0[ok_pred]
-                c, A, z = match(frames[t], ref.patterns.take(hidden), pred, A0, settings.radius, settings.warp,
-                                settings.iterations)
+                gray = frames[t]
+                pats = ref.patterns.take(hidden)
+                c, A, z = match(gray, pats, pred, A0, settings.radius, settings.warp, settings.iterations)
+                # the coarse track too: it may have kept the point where the neighbours mislead
+                cc = np.array(coarse[hidden, t], np.float64)
+                far = np.isfinite(cc).all(1) & (np.linalg.norm(cc - pred, axis=1) > settings.radius)
+                if far.any():
+                    c2, A2, z2 = match(gray, pats.take(np.nonzero(far)[0]), cc[far], A0[far], settings.radius,
+                                       settings.warp, settings.iterations)
+                    fi = np.nonzero(far)[0]
+                    better = (np.nan_to_num(z2, nan=-2.0) > np.nan_to_num(z[fi], nan=-2.0)) & (z2 >= settings.zncc)
+                    c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]
+                    pred[fi[better]] = cc[far][better]
                 back = np.isfinite(z) & (z >= settings.zncc) & (np.linalg.norm(c - pred, axis=1) <= 2 * settings.radius)
                 xy[hidden, t] = np.where(back[:, None], c, pred)
                 zncc[hidden, t] = z
