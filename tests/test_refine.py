@@ -295,10 +295,23 @@ def test_the_tracker_refines_at_plate_resolution_in_both_branches(branch):
     assert "plate_refine" in st.timings and "plate_refine" not in off.timings
     np.testing.assert_array_equal(tr.xy[:, 0], q)  # the query image stays the query
     assert tr.visible[:, 0].all() and (tr.confidence[:, 0] == 1).all()
-    done = st.refined.refined & (st.refined.zncc >= 0.9)  # matched clearly
+    if branch == "dino":  # a random ViT's coarse tracks are too far off to match: the stage must still be
+        # exactly refine + reacquire applied to the DINO branch's plate tracks
+        from dino_tracker_vfx.tracker.infer.reacquire import ReacquireSettings, reacquire
+        from dino_tracker_vfx.tracker.infer.refine import auto_search_radius
+
+        rad = auto_search_radius(shot.size[0] / st.work_wh[0])
+        frames = GreyFrames(shot)
+        t_q = np.zeros(len(q), np.int64)
+        r = refine_tracks(frames, coarse.xy, coarse.visible, coarse.confidence, t_q, q,
+                          RefineSettings.from_config(st.cfg, rad))
+        r, _ = reacquire(frames, r, coarse.xy, t_q, ReacquireSettings.from_config(st.cfg, rad))
+        assert not np.allclose(r.confidence, coarse.confidence)  # the pattern residual's confidence
+        np.testing.assert_allclose(tr.xy, r.xy, atol=1e-9)
+        np.testing.assert_array_equal(tr.visible, r.visible)
+        np.testing.assert_allclose(tr.confidence, r.confidence, atol=1e-6)
+        return
+    done = st.refined.refined & (st.refined.zncc >= 0.97)  # matched clearly
     done[:, 0] = False
-    if branch == "flow_guided":
-        assert done[:, 1:].all()
-        assert np.median(err0[:, 1:]) > 0.1
-    assert done.sum() >= 3 and (err0[done] > 0.1).all()
+    assert done[:, 1:].all() and np.median(err0[:, 1:]) > 0.1
     assert err[done].max() < 0.05, err

@@ -115,12 +115,13 @@ DEFAULTS: dict[str, Any] = {
         "warp": "affine",          # or "translation"
         "search_radius": None,     # plate px around the coarse track (null: 4 px of the coarse track's raster, >= 6)
         "iterations": 20,          # Lucas-Kanade iterations (each stage: translation, then affine)
-        "min_zncc": 0.6,           # a match below this keeps the coarse position (confidence 0 there)
-        "hide_zncc": 0.3,          # a visible point whose best match is below this becomes hidden
+        "min_zncc": 0.97,          # a match below this keeps the coarse position (confidence 0 there); the three
+        "hide_zncc": 0.5,          #   thresholds: leave-one-out on synthetic scenes (benchmarks/refine_sweep.py);
+                                   #   a visible point whose best match is below hide_zncc becomes hidden
         "key_zncc": 0.9,           # a match of the query pattern at or above this makes the next key pattern
         "reacquire": True,         # predict hidden points from neighbours, resume them (tracker/infer/reacquire.py)
         "reacquire_radius": None,  # plate px around the prediction (null: the search radius)
-        "reacquire_zncc": 0.8,     # a hidden point resumes where its pattern matches at least this
+        "reacquire_zncc": 0.9,     # a hidden point resumes where its pattern matches at least this
         "neighbours": 12,          # tracks in the neighbour fit
         "memory_mb": 1024,         # grey plate images kept in memory (beyond: read again)
     },

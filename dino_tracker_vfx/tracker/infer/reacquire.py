@@ -3,8 +3,8 @@ matches again (``refine.reacquire*`` settings; after :mod:`.refine`, weight-free
 
 While a point is hidden (an occluder passes, the coarse track lost it or slipped onto the occluder), its
 position is PREDICTED from the motion of tracked neighbours on the same surface: the ``neighbours``
-nearest tracks that are visible both at the point's last visible image ``t_ref`` (going away from its
-query image) and at the hidden image ``t`` give a robust affine fit (``cv2.estimateAffine2D``, RANSAC,
+nearest tracks that are visible both at the point's last MATCHED image ``t_ref`` (refined or resumed,
+going away from its query image) and at the hidden image ``t`` give a robust affine fit (``cv2.estimateAffine2D``, RANSAC,
 2 px) from ``t_ref`` to ``t``; the point's position at ``t_ref`` mapped through it is the prediction (a
 median translation with 1-3 neighbours; the coarse position with none). Neighbours count only where they
 are visible with a clear match (ZNCC >= ``reacquire_zncc``), so a track that slid onto the occluder does
@@ -33,9 +33,9 @@ from .refine import GreyFrames, Refined, confidence, match
 @dataclass(frozen=True)
 class ReacquireSettings:
     radius: float = 8.0       # plate px searched around the prediction
-    zncc: float = 0.8         # a hidden point resumes at or above this
+    zncc: float = 0.9         # a hidden point resumes at or above this
     neighbours: int = 12
-    min_zncc: float = 0.6     # refine.min_zncc (for the confidence)
+    min_zncc: float = 0.97    # refine.min_zncc (for the confidence)
     warp: str = "affine"
     iterations: int = 20
 
@@ -87,10 +87,9 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
     total = max(1, 2 * T - 2)
     done = 0
     for direction in (1, -1):
-        last = t_q.copy()  # each point's last visible image on this side of its query
+        last = t_q.copy()  # each point's last matched image on this side of its query
         for t in (range(T) if direction == 1 else range(T - 1, -1, -1)):
             on_side = (t > t_q) if direction == 1 else (t < t_q)
-            seen = on_side & vis[:, t]
             hidden = np.nonzero(on_side & ~vis[:, t] & ~ref.flat)[0]
             if len(hidden):
                 check_cancel(cancel, "re-acquisition")
@@ -129,8 +128,9 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 resumed[hidden[back], t] = True
                 warp[hidden[back], t] = A[back]
                 conf[hidden, t] = np.where(back, confidence(z, settings.min_zncc), 0.0)
-                seen = on_side & vis[:, t]
-            last[seen] = t
+            # the next prediction starts from the last image whose position came from a match (refined or
+            # resumed), not from a coarse position kept visible
+            last[on_side & vis[:, t] & (ref.refined[:, t] | resumed[:, t])] = t
             done += 1
             if progress is not None:
                 progress(Progress("reacquire", min(done, total), total, message="neighbour prediction"))

@@ -70,8 +70,8 @@ class RefineSettings:
     patch_radius: int = 10
     warp: str = "affine"
     search_radius: float = 8.0
-    min_zncc: float = 0.6
-    hide_zncc: float = 0.3
+    min_zncc: float = 0.97
+    hide_zncc: float = 0.5
     key_zncc: float = 0.9
     iterations: int = 20
 
