@@ -94,6 +94,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     s.add_argument("--shutter", type=float, default=0.5, help="--make: shutter, fraction of a frame (0.5 = 180 deg)")
     s.add_argument("--noise", type=float, default=0.003, help="--make: sensor noise sigma, linear units")
     s.add_argument("--flicker", type=float, default=0.02, help="--make: exposure flicker amplitude (gain 1 +- this)")
+    s.add_argument("--solve", action="store_true",
+                   help="also judge each method's tracks by a camera solve with the known K (COLMAP bundle "
+                        "adjustment; needs the solve extra: pip install 'dino-tracker-vfx[solve]')")
     _method_args(s, several=True)
 
 
@@ -131,6 +134,10 @@ def _run_synth(args, progress, log) -> int:
         return 0
     if not args.method or not args.out:
         raise ConfigError("evaluating needs --method (e.g. klt,flow,tracker) and --out", where="eval synth")
+    if args.solve:
+        from ..evaluation.synth.solve import require_pycolmap
+
+        require_pycolmap()
     names = [m.strip() for m in args.method.split(",") if m.strip()]
     bad = [m for m in names if m not in METHOD_NAMES]
     if bad:
@@ -146,7 +153,8 @@ def _run_synth(args, progress, log) -> int:
             runs.append((label, m))
     table = {}
     for label, m in runs:
-        table[label] = harness.evaluate_synth(args.data, m, Path(args.out) / label, progress=progress, log=log)
+        table[label] = harness.evaluate_synth(args.data, m, Path(args.out) / label, solve=args.solve,
+                                              progress=progress, log=log)
     from .. import atomic
 
     atomic.write_json(Path(args.out) / "table.json", harness._clean(table))
@@ -157,11 +165,16 @@ def _run_synth(args, progress, log) -> int:
 def synth_table(table: dict) -> str:
     """The printed comparison: one row per method."""
     cols = ("AJ", "delta_avg", "delta_0.25", "delta_0.5", "delta_1", "OA", "median_err", "p90_err", "reacq")
+    if any("solve_reproj_mean" in s for s in table.values()):
+        cols += ("solve_reproj_mean", "solve_path_rmse_rel", "solve_rot_err_deg")
     head = f"{'method':<22}" + "".join(f"{c:>11}" for c in cols) + f"{'track s':>10}{'peak MiB':>10}"
     lines = [head]
     for label, s in table.items():
         lines.append(f"{label:<22}" + "".join(f"{float('nan') if s.get(c) is None else s[c]:>11.3f}" for c in cols)
                      + f"{s['stage_seconds']['track_s']:>10.1f}{s['peak_rss_mb']:>10.0f}")
+    if len(cols) > 9:
+        lines.append("(solve_*: reprojection px, camera-path RMSE / path spread, orientation error deg; the column "
+                     "names are shortened in the header)")
     return "\n".join(lines)
 
 

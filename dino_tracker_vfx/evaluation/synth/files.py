@@ -3,7 +3,8 @@
     plate.1001.png ...   8-bit sRGB-encoded frames (``--format png``), or
     plate.1001.exr ...   linear half-float RGB EXR (``--format exr``; read back through the OCIO display path)
     gt.npz               xy float64 [N, T, 2] (plate px, our convention, shutter centre), visible / evaluable bool
-                         [N, T], query_t int [N], names str [N], plane int [N], K [3, 3], poses [T, 3, 4]
+                         [N, T], query_t int [N], names str [N], plane int [N], static bool [N] (on a card that
+                         does not move: what a camera solve may use), K [3, 3], poses [T, 3, 4]
                          (world-to-camera [R | t] at each shutter centre), frame_numbers [T], size (W, H), fps,
                          shutter, seed, occluder_offset [T, 3] (the moving card's world offset per frame)
     queries.csv          name,frame,x,y: what ``dtvfx track --queries`` reads
@@ -62,7 +63,8 @@ def write_truth(scene_dir: Path, scene: Scene, gt: GroundTruth) -> None:
     frames = scene.first_frame + np.arange(scene.n_frames)
     occ = [p for p in scene.planes if p.moving]
     off = np.stack([occ[0].offset(float(t)) for t in range(scene.n_frames)]) if occ else np.zeros((scene.n_frames, 3))
-    arrays = dict(xy=gt.xy, visible=gt.visible, evaluable=gt.evaluable, query_t=gt.query_t,
+    static = np.array([not scene.planes[i].moving for i in gt.plane], bool)
+    arrays = dict(xy=gt.xy, visible=gt.visible, evaluable=gt.evaluable, query_t=gt.query_t, static=static,
                   names=np.array(gt.names), plane=gt.plane, ab=gt.ab, K=scene.K, poses=scene.poses(),
                   frame_numbers=frames, size=np.array(scene.size), fps=np.float64(scene.fps),
                   shutter=np.float64(scene.shutter), seed=np.int64(scene.seed), occluder_offset=off)
@@ -137,6 +139,7 @@ class SceneTruth:
     poses: np.ndarray
     frame_numbers: np.ndarray
     size: tuple[int, int]
+    static: np.ndarray
 
     @property
     def pattern(self) -> str:
@@ -155,7 +158,7 @@ def read_truth(scene_dir: str | Path) -> SceneTruth:
         raise InputError(f"no {GT_FILE} (make scenes with dtvfx eval synth --make)", where=str(d))
     try:
         z = np.load(p, allow_pickle=False)
-        need = ("xy", "visible", "evaluable", "query_t", "names", "K", "poses", "frame_numbers", "size")
+        need = ("xy", "visible", "evaluable", "query_t", "names", "K", "poses", "frame_numbers", "size", "static")
         missing = [k for k in need if k not in z.files]
         if missing:
             raise InputError(f"missing array {missing[0]!r}", where=str(p))
@@ -167,7 +170,8 @@ def read_truth(scene_dir: str | Path) -> SceneTruth:
         raise InputError(f"inconsistent shapes: xy {a['xy'].shape}, visible {a['visible'].shape}", where=str(p))
     return SceneTruth(d, a["xy"].astype(np.float64), a["visible"].astype(bool), a["evaluable"].astype(bool),
                       a["query_t"].astype(np.int64), [str(n) for n in a["names"]], a["K"], a["poses"],
-                      a["frame_numbers"].astype(np.int64), (int(a["size"][0]), int(a["size"][1])))
+                      a["frame_numbers"].astype(np.int64), (int(a["size"][0]), int(a["size"][1])),
+                      a["static"].astype(bool))
 
 
 def find_scenes(root: str | Path) -> list[Path]:
