@@ -10,7 +10,7 @@ per-method results go to ``--out`` and are reused by a rerun (same seeds and set
 
     OMP_NUM_THREADS=1 python benchmarks/synth_eval.py --out runs/synth_eval
     OMP_NUM_THREADS=1 python benchmarks/synth_eval.py --out runs/synth_small --size 640x360 --frames 24 \\
-        --methods klt,flow
+        --methods klt,flow --solve
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ def main(argv=None) -> int:
     ap.add_argument("--methods", default="klt,flow,tracker:cpu-preview",
                     help="comma-separated; tracker:<preset> for a tracker preset")
     ap.add_argument("--textures", default=str(DAVIS) if DAVIS.is_dir() else None)
+    ap.add_argument("--solve", action="store_true", help="also judge the tracks by a camera solve (pycolmap)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     W, H = (int(v) for v in a.size.split("x"))
@@ -58,7 +59,7 @@ def main(argv=None) -> int:
         name, _, preset = spec.partition(":")
         m = make_method(name, preset=preset or None)
         label = name + (f"-{m.options['preset']}" if "preset" in m.options else "")
-        table[label] = harness.evaluate_synth(scenes_dir, m, out / label,
+        table[label] = harness.evaluate_synth(scenes_dir, m, out / label, solve=a.solve,
                                               log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"{a.scenes} scenes {W}x{H} x {a.frames} frames, {a.points} points each; textures: "
           f"{'DAVIS photos' if a.textures else 'procedural'}; scenes made in {render_s:.0f} s")
