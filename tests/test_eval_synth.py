@@ -290,3 +290,28 @@ def test_cli_solve_reports_the_judge(tmp_path, capsys):
     s = json.loads((tmp_path / "o" / "klt" / "summary.json").read_text())
     assert s["solve_frames"] == 12 and 0.02 < s["solve_reproj_mean"] < 0.5  # measured 0.098 px
     assert s["settings"]["solve"] is True and "solve_s" in s["stage_seconds"]
+
+
+def test_an_edge_sweeping_over_the_point_in_the_shutter_is_not_evaluable():
+    """The occluder's leading edge moves 30 px per frame, 15 px during a 180-degree shutter. A wall point 3.5 px
+    ahead of the edge at the shutter centre is visible there and clear of the edge by more than 2 px, but the
+    edge passes over it before the shutter closes: not evaluable. 20 px ahead: evaluable."""
+    red = np.zeros((16, 16, 3), np.float32)
+    red[..., 0] = 0.9
+    base = flat_scene(T=5)
+    f, cx = base.K[0, 0], base.K[0, 2]
+    Z, s = 3.0, 40 * 3.0 / f
+    occ = Plane(np.array([-80 * Z / f, -s / 2, Z]), np.array([s, 0, 0]), np.array([0, s, 0]), red,
+                velocity=np.array([30 * Z / f, 0, 0]), name="occluder")
+    sc = flat_scene(T=5, planes_extra=[occ])
+    sc.shutter = 0.5
+    edge = cx + f * (occ.point(np.array([[1.0, 0.5]]), 2.0)[0, 0]) / Z  # leading edge at frame 2, plate px
+    hinv = np.linalg.inv(sc.homography(0, 2.0))
+    ab = []
+    for ahead in (3.5, 20.0):
+        v = hinv @ np.array([edge + ahead, base.K[1, 2], 1.0])
+        ab.append(v[:2] / v[2])
+    xy, vis, ev = point_truth(sc, np.zeros(2, int), np.array(ab))
+    assert xy[:, 2, 0] == pytest.approx([edge + 3.5, edge + 20.0])
+    assert vis[:, 2].all()
+    assert ev[:, 2].tolist() == [False, True]

@@ -16,10 +16,11 @@ Ground truth (per query point and frame)
 * ``xy``: the projection of the point's 3D position at the shutter centre ``tau = t`` (plate px).
 * ``visible``: in front of the camera, on the raster (``-0.5 .. W-0.5``) and nearest along its exact ray:
   no other plane covers the projected position at a smaller depth (exact z-test, no raster).
-* ``evaluable``: False where the answer is ambiguous at the ``edge_px`` scale: a point within ``edge_px`` of a
-  depth edge (any of 16 directions at ``edge_px`` and ``edge_px / 2`` sees another front plane) at the shutter
-  start, centre or end (so the motion-blurred occluder boundary is covered), or within ``edge_px`` of the
-  plate border. Occluded frames away from edges stay evaluable (they count for OA).
+* ``evaluable``: False where the answer is ambiguous at the ``edge_px`` scale: at any of 5 instants over the
+  shutter (start, quarter, centre, three quarters, end) the point itself or any of 16 directions at ``edge_px``
+  and ``edge_px / 2`` around it sees something else in front than the point sees at the shutter centre (a
+  depth edge nearby, or one sweeping over the point during the exposure: the motion-blurred occluder
+  boundary), or the point is within ``edge_px`` of the plate border. Occluded frames away from edges stay evaluable (they count for OA).
 """
 
 from __future__ import annotations
@@ -169,7 +170,9 @@ def point_truth(scene: Scene, plane: np.ndarray, ab: np.ndarray, edge_px: float 
     half = scene.shutter / 2 if scene.shutter > 0 else 0.0
     for t in range(T):
         ok_all = np.ones(N, bool)
-        for tau in ((t - half, float(t), t + half) if half else (float(t),)):
+        who = None  # what is in front at the point at the shutter centre: its own plane or its occluder
+        for tau in (t + half * np.array([0.0, -1.0, -0.5, 0.5, 1.0]) if half else (float(t),)):
+            tau = float(tau)
             X = np.zeros((N, 3))
             for i in np.unique(plane):
                 sel = plane == i
@@ -178,13 +181,15 @@ def point_truth(scene: Scene, plane: np.ndarray, ab: np.ndarray, edge_px: float 
             ids, depth = front_plane(scene, p, tau)
             inside = (p[:, 0] >= -0.5) & (p[:, 0] <= W - 0.5) & (p[:, 1] >= -0.5) & (p[:, 1] <= H - 0.5)
             front = (z > 0) & (ids == plane) & inside
-            if tau == t:
+            here = np.where(front, plane, ids)
+            if who is None:  # the shutter centre comes first
                 xy[:, t] = p
                 vis[:, t] = front
-            # neighbourhood: the same front plane all round, or (occluded) the same occluder all round
+                who = here
+            # the same thing in front of the point and all round it, at every shutter instant: an edge that
+            # sweeps over the point during the exposure (motion blur) makes the frame ambiguous
             nb, _ = front_plane(scene, (p[:, None, :] + ring[None]).reshape(-1, 2), tau)
-            nb = nb.reshape(N, -1)
-            same = np.all(nb == np.where(front, plane, ids)[:, None], axis=1)
+            same = np.all(nb.reshape(N, -1) == who[:, None], axis=1) & (here == who)
             margin = ((p[:, 0] >= -0.5 - edge_px) & (p[:, 0] <= W - 0.5 + edge_px) & (p[:, 1] >= -0.5 - edge_px)
                       & (p[:, 1] <= H - 0.5 + edge_px)) & ~((p[:, 0] >= -0.5 + edge_px)
                                                             & (p[:, 0] <= W - 0.5 - edge_px)
