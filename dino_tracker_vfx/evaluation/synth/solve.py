@@ -184,20 +184,28 @@ def solve_tracks(xy: np.ndarray, valid: np.ndarray, K: np.ndarray, size: tuple[i
     opts.refine_extra_params = False
     pycolmap.bundle_adjustment(rec, opts)
 
+    def residuals(P, Xs):
+        r = []
+        for n in point_ids:
+            for f in np.nonzero(use[n])[0]:
+                p, _ = _project(K, P[f], Xs[n][None])
+                r.append(float(np.linalg.norm(p[0] - xy[n, f])))
+        return np.array(r)
+
+    before = residuals(poses, X)
     out_poses = np.full((T, 3, 4), np.nan)
     for f in np.nonzero(reg)[0]:
         out_poses[f] = rec.image(int(f) + 1).cam_from_world().matrix()
     out_X = np.full((N, 3), np.nan)
     for n, pid in point_ids.items():
         out_X[n] = rec.point3D(pid).xyz
-    res = []
-    for n in point_ids:
-        for f in np.nonzero(use[n])[0]:
-            p, _ = _project(K, out_poses[f], out_X[n][None])
-            res.append(float(np.linalg.norm(p[0] - xy[n, f])))
-    res = np.array(res)
+    res = residuals(out_poses, out_X)
+    ba = "ok"
+    if len(res) and not (np.all(np.isfinite(res)) and res.mean() <= before.mean() + 1e-9):
+        # Ceres can stop on a failed linear solve with a worse state: keep the initial solve then
+        out_poses, out_X, res, ba = np.where(reg[:, None, None], poses, np.nan), X, before, "failed: kept the initial solve"
     stats = {"n_frames_registered": int(reg.sum()), "n_points": len(point_ids), "n_observations": int(len(res)),
-             "init_pair": [int(a), int(b)],
+             "init_pair": [int(a), int(b)], "bundle_adjustment": ba,
              "reproj_mean": float(res.mean()) if len(res) else float("nan"),
              "reproj_median": float(np.median(res)) if len(res) else float("nan"),
              "reproj_p90": float(np.percentile(res, 90)) if len(res) else float("nan")}
