@@ -17,7 +17,7 @@ from ...checks import check_shape
 from ..preprocess.flow import FlowField, in_raster, sample_flow
 
 
-def _steps_away(t0: np.ndarray, T: int):
+def steps_away(t0: np.ndarray, T: int):
     """Every step away from the query frames, in chaining order: yields ``(t, nt, direction, idx)`` for
     ``t -> nt = t + direction``, forward (``t = 0 .. T-2``) then backward (``t = T-1 .. 1``), with ``idx``
     the (possibly empty) indices of the points whose query frame ``t0`` lies at or behind ``t``."""
@@ -51,7 +51,7 @@ def chain_steps(flow: FlowField, t0: np.ndarray, xy0: np.ndarray
     inside = np.zeros((N, T), bool)
     xy[rows, t0] = xy0
     inside[rows, t0] = in_raster(xy0, wh)
-    for t, nt, direction, idx in _steps_away(t0, T):
+    for t, nt, direction, idx in steps_away(t0, T):
         if len(idx) == 0:
             continue
         fw, bw = (flow.fwd[t], flow.bwd[t]) if direction == 1 else (flow.bwd[t - 1], flow.fwd[t - 1])
@@ -76,7 +76,7 @@ def alive_until_failure(fb: np.ndarray, inside: np.ndarray, t0: np.ndarray, thre
     alive = np.zeros((N, T), bool)
     alive[rows, t0] = True
     run = np.zeros((N, T), np.int64)  # consecutive failed steps ending at each image
-    for t, nt, _, idx in _steps_away(t0, T):
+    for t, nt, _, idx in steps_away(t0, T):
         run[idx, nt] = np.where(ok[idx, nt], 0, run[idx, t] + 1)
         alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
     return alive
