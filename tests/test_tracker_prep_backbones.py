@@ -1,18 +1,17 @@
-"""tracker/preprocess/backbones.py: DINOv2 forward semantics at a denser patch stride, patch centres, working size."""
+"""tracker/preprocess/backbones.py: DINOv2 forward semantics at a denser patch stride (the patch grid's geometry:
+test_tracker_model.py)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
 from dino_tracker_vfx.errors import ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import (DinoV2, default_layer, dino_working_size,  # noqa: E402
-                                                 parse_name, patch_centres)
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name  # noqa: E402
 
 
 def _reference_forward(m: DinoV2, img: torch.Tensor) -> torch.Tensor:
@@ -79,18 +78,3 @@ def test_layers_names_and_errors():
         DinoV2("vits14", stride=15)
 
 
-def test_patch_centres_and_grid_alignment():
-    c = patch_centres(3, 4, 7)
-    assert c.shape == (12, 2) and c.dtype == np.float32
-    assert c[0].tolist() == [6.5, 6.5] and c[5].tolist() == [13.5, 13.5] and c[-1].tolist() == [27.5, 20.5]
-    # the last patch of an image (W - 14) % 7 == 0 wide ends exactly on the last pixel
-    W = 14 + 7 * 3
-    assert c[3, 0] + 6.5 == W - 1
-
-
-@pytest.mark.parametrize("plate,want", [((854, 480), (854, 476)), ((910, 480), (910, 476)),
-                                        ((1920, 1080), (847, 476)), ((480, 854), (266, 476))])
-def test_dino_working_size(plate, want):
-    W, H = dino_working_size(plate)
-    assert (W, H) == want and (W - 14) % 7 == 0 and (H - 14) % 7 == 0
-    assert dino_working_size((854, 480), height=238, stride=14)[1] == 238

@@ -42,7 +42,7 @@ from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
 from .model.delta_dino import DeltaDino
-from .model.feature_grid import FeatureGrid
+from .model.feature_grid import FeatureGrid, dino_working_size
 from .infer.inference import FeatureStore, build_store, track_points
 from .model.tracker_model import TrackerModel
 from .infer.occlusion import occlusion
@@ -68,14 +68,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, int]:
-    """(W, H) of the working raster: DINO - ``backbones.dino_working_size``; weight-free - the preset
+    """(W, H) of the working raster: DINO - ``feature_grid.dino_working_size``; weight-free - the preset
     height (never above the plate's), width by the plate's aspect."""
     W, H = plate_wh
     if cfg.weight_free:
         h = min(int(cfg["working_height"]), H)
         return max(8, int(round(W * h / H))), max(8, h)
-    from .preprocess.backbones import dino_working_size
-
     return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
 
 

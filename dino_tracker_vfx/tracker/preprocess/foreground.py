@@ -129,12 +129,11 @@ def saliency_component(features, seed: int = 0, niter: int = 6, q: int = 8, chun
 def masks_from_saliency(features, work_wh: tuple[int, int], stride: int = 7,
                         threshold: float = SALIENCY_THRESHOLD, seed: int = 0) -> np.ndarray:
     """DINO saliency -> bool ``[T, H, W]`` (working res); see the module docstring."""
+    from ..model.feature_grid import FeatureGrid
+
     comp = saliency_component(features, seed=seed)
     T, h, w = comp.shape
-    W, H = work_wh
-    # nearest patch centre for every pixel centre
-    jj = np.clip(np.rint((np.arange(W) - 6.5) / stride), 0, w - 1).astype(np.int64)
-    ii = np.clip(np.rint((np.arange(H) - 6.5) / stride), 0, h - 1).astype(np.int64)
+    ii, jj = FeatureGrid.dino_map(h, w, stride).nearest_cells(work_wh)  # the patch nearest each pixel
     fg_patch = comp < threshold
     return fg_patch[:, ii][:, :, jj]
 
