@@ -10,8 +10,8 @@ import pytest
 torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 
-from dino_tracker_vfx.errors import ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name  # noqa: E402
+from dino_tracker_vfx.errors import Cancelled, ConfigError  # noqa: E402
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name, run_frames  # noqa: E402
 
 
 def _reference_forward(m: DinoV2, img: torch.Tensor) -> torch.Tensor:
@@ -78,3 +78,33 @@ def test_layers_names_and_errors():
         DinoV2("vits14", stride=15)
 
 
+
+
+def test_run_frames_runs_the_vit_over_a_shot_in_chunks():
+    """The one loop over frames: uint8 or 0..1 float frames, chunked, a block other than the model's (restored),
+    the output dtype, progress after each chunk and cancel before each."""
+    import numpy as np
+
+    m = DinoV2("vits14", stride=7, layer=1)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 28, 35, 3), dtype=np.uint8)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        want1 = m(x)
+        m.layer = 0
+        want0 = m(x)
+        m.layer = 1
+    done = []
+    out = run_frames(m, frames, chunk=2, on_chunk=lambda e, T: done.append((e, T)))
+    assert out.shape == (3, 384, 3, 4) and out.dtype == torch.float32 and done == [(2, 3), (3, 3)]
+    assert torch.allclose(out, want1, atol=1e-5)
+    assert torch.allclose(run_frames(m, frames.astype(np.float32) / 255.0, chunk=3), want1, atol=1e-5)
+    half = run_frames(m, frames, layer=0, dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), want0, atol=1e-2) and m.layer == 1
+
+    def cancel():
+        return len(done) >= 3
+
+    with pytest.raises(Cancelled, match="saliency"):
+        run_frames(m, frames, layer=0, chunk=1, cancel=cancel, what="saliency", on_chunk=lambda e, T: done.append(e))
+    assert m.layer == 1 and len(done) == 3

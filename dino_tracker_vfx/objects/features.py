@@ -278,8 +278,6 @@ class DinoFeatures:
 
     def __init__(self, model, frames, plate_wh: tuple[int, int], *, work_wh: tuple[int, int], device: str = "cpu",
                  label: str | None = None):
-        import torch
-
         from ..tracker.model.feature_grid import FeatureGrid
 
         self.model = model.eval().to(device)
@@ -289,7 +287,6 @@ class DinoFeatures:
         self.resize = Resize(tuple(plate_wh), tuple(int(v) for v in work_wh))
         g = FeatureGrid.dino(self.resize.work_wh, model.stride)
         self.grid = PatchGrid.from_centres(g.centres().numpy(), g.h, g.w, self.resize)
-        self._torch = torch
 
     @classmethod
     def build(cls, frames, plate_wh, *, model: str = "vits14", stride: int = 14, height: int = 476,
@@ -319,14 +316,13 @@ class DinoFeatures:
     def __call__(self, t: int):
         import cv2
 
-        torch = self._torch
+        from ..tracker.preprocess.backbones import run_frames
+
         img = np.asarray(self._frames(t), np.float32)
         wk = self.resize.work_wh
         if (img.shape[1], img.shape[0]) != wk:
             img = cv2.resize(img, wk, interpolation=cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(self.device)
-        with torch.no_grad():
-            f = self.model(x)[0].float().cpu()
+        f = run_frames(self.model, img[None])[0].cpu()
         check_shape(f, "C h w", "DINO features", {"h": self.grid.h, "w": self.grid.w})
         return l2_normalise(f)
 
@@ -339,7 +335,6 @@ def dino_weights_available(model: str = "vits14", weights=None) -> bool:
     if weights is not None:
         return Path(weights).expanduser().exists()
     try:
-        from ..tracker.model.feature_grid import dino_working_size
         from ..tracker.preprocess import backbones
         from ..tracker.preprocess import weights as wmod
     except ImportError:

@@ -17,12 +17,16 @@ Patch ``(i, j)`` covers pixels ``j*stride .. j*stride+13`` so its centre is at w
 
 from __future__ import annotations
 
+from typing import Callable
+
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ...checks import check_shape
 from ...errors import ConfigError
+from ...progress import CancelFn, check_cancel
 from ..model.feature_grid import DINO_PATCH as PATCH
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -252,4 +256,40 @@ def build_dinov2(name: str = "vitl14", stride: int = 7, layer: int | None = None
     return model.eval().requires_grad_(False)
 
 
-__all__ = ["DinoV2", "build_dinov2", "default_layer", "parse_name", "ARCHS"]
+@torch.no_grad()
+def run_frames(model: DinoV2, frames: np.ndarray, *, layer: int | None = None, chunk: int = 2,
+               dtype: torch.dtype = torch.float32, amp: bool = False, cancel: CancelFn | None = None,
+               what: str = "DINO features", on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """The ViT over frames (the one loop that does it: tracker features, saliency, the objects' DINO source).
+
+    frames: uint8 ``[T, H, W, 3]`` RGB, or float RGB in 0..1 -> maps ``[T, C, h, w]`` in ``dtype`` on the
+    model's device, ``chunk`` frames per forward pass. ``layer``: run to this block instead of the model's
+    own (restored after). ``amp``: bf16 autocast (on CUDA only). ``cancel`` is checked before each chunk
+    (``what`` names the step); ``on_chunk(done, T)`` is called after each.
+    """
+    check_shape(frames, "T H W 3", "frames")
+    dev = next(model.parameters()).device
+    T = frames.shape[0]
+    old = model.layer
+    if layer is not None:
+        model.layer = int(layer)
+    out = None
+    try:
+        for s in range(0, T, chunk):
+            check_cancel(cancel, what)
+            e = min(T, s + chunk)
+            x = torch.from_numpy(frames[s:e]).to(dev).permute(0, 3, 1, 2)
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                f = model(x)
+            if out is None:
+                out = torch.empty((T,) + tuple(f.shape[1:]), dtype=dtype, device=dev)
+            out[s:e] = f.to(dtype)
+            if on_chunk is not None:
+                on_chunk(e, T)
+    finally:
+        model.layer = old
+    return out
+
+
+__all__ = ["DinoV2", "build_dinov2", "run_frames", "default_layer", "parse_name", "ARCHS"]

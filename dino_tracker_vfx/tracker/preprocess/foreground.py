@@ -22,7 +22,7 @@ import numpy as np
 
 from ...checks import check_shape
 from ...errors import ConfigError, InputError
-from ...progress import CancelFn, Progress, ProgressFn, check_cancel
+from ...progress import CancelFn, Progress, ProgressFn
 
 GROW_PX_PER_FRAME = 3.0
 GROW_MAX_PX = 60.0
@@ -186,22 +186,14 @@ def foreground_masks(frames: np.ndarray, source: str = "auto", masks: Mapping[in
     return out
 
 
-def _run_backbone(model, frames: np.ndarray, layer: int | None, cancel: CancelFn | None, chunk: int = 2):
+def _run_backbone(model, frames: np.ndarray, layer: int | None, cancel: CancelFn | None):
     import torch
 
-    old = model.layer
-    model.layer = model.depth - 1 if layer is None else int(layer)
+    from .backbones import run_frames
+
     dev = next(model.parameters()).device
-    out = []
-    try:
-        with torch.no_grad():
-            for s in range(0, len(frames), chunk):
-                check_cancel(cancel, "foreground saliency")
-                x = torch.from_numpy(frames[s:s + chunk]).to(dev).permute(0, 3, 1, 2).float() / 255.0
-                out.append(model(x).to(torch.float16 if dev.type == "cuda" else torch.float32))
-    finally:
-        model.layer = old
-    return torch.cat(out)
+    return run_frames(model, frames, layer=model.depth - 1 if layer is None else layer, cancel=cancel,
+                      dtype=torch.float16 if dev.type == "cuda" else torch.float32, what="foreground saliency")
 
 
 __all__ = ["foreground_masks", "masks_from_user", "masks_from_saliency", "saliency_component", "SOURCES"]
