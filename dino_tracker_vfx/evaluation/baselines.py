@@ -93,16 +93,14 @@ class Flow(Method):
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):
-        from ..tracker.infer.chain import chain_points
-        from ..tracker.preprocess.flow import compute_flow
+        from ..tracker.infer.chain import chain_on_shot
 
         check_cancel(cancel, "flow baseline")
-        frames = shot.load()  # uint8 [T, H, W, 3] at plate resolution: flow px == plate px
-        ff = compute_flow(frames, method=self.options["flow"], weights=self.weights, progress=progress,
-                          cancel=cancel)
         t0 = np.array([q.t for q in queries], np.int64)
         xy0 = np.array([[q.x, q.y] for q in queries], np.float64).reshape(-1, 2)
-        xy, valid = chain_points(ff, t0, xy0, fb_thresh=self.options["fb_thresh"])
+        # flow on the plate itself (no wh): flow px == plate px
+        xy, valid, _ = chain_on_shot(shot, t0, xy0, self.options["fb_thresh"], method=self.options["flow"],
+                                     weights=self.weights, progress=progress, cancel=cancel)
         return trackset_for(queries, xy, valid, shot.frame_numbers, shot.size,
                             meta={"method": "flow", **self.options})
 

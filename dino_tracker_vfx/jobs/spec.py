@@ -283,12 +283,10 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
                 raise err(f"{fn}.frame", f"expected a host frame number, got {fr!r}")
             masks.append(MaskSpec(path_of(m["path"], f"{fn}.path"), fr))
         elif isinstance(m, (str, os.PathLike)):
-            s = str(m)
-            mm = re.match(r"^(.*)@(-?\d+)$", s)
-            if mm and not os.path.exists(str(base / s)) and not os.path.exists(s):
-                masks.append(MaskSpec(path_of(mm.group(1), fn), int(mm.group(2))))
-            else:
-                masks.append(MaskSpec(path_of(s, fn)))
+            from ..inputs import split_mask_spec
+
+            path, frame = split_mask_spec(m, lambda s: os.path.exists(str(base / s)) or os.path.exists(s))
+            masks.append(MaskSpec(path_of(path, fn), frame))
         else:
             raise err(fn, f"expected PATH, 'PATH@FRAME' or {{path, frame}}, got {m!r}")
     if not queries and not masks:

@@ -153,7 +153,6 @@ RULES: dict[str, tuple] = {
 
 # which settings decide each cache stage's content (besides the stage's inputs)
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "frames": ("working_height", "backbone", "stride"),
     "flow": ("flow.method", "flow.weights", "flow.params", "flow.height"),
     "correspondences": ("flow.fb_thresh", "flow.drift_thresh", "flow.drift_pairs", "flow.seed_step"),
     "features": ("backbone", "registers", "layer", "stride", "weights", "features_dtype"),

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...checks import check_shape
-from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn
 from ..config import TrackerConfig
 
 
@@ -93,25 +93,18 @@ def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressF
 def dino_features(frames: np.ndarray, cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None,
                   cancel: CancelFn | None, chunk: int = 2, model=None) -> torch.Tensor:
     """Frozen DINO maps ``[T, C, h, w]`` (``features_dtype``) on ``device``; bf16 autocast on CUDA."""
-    check_shape(frames, "T H W 3", "frames")
+    from .backbones import run_frames
+
+    check_shape(frames, "T H W 3", "frames")  # before a backbone is built
     m = model if model is not None else build_backbone(cfg, device, progress)
-    T = frames.shape[0]
-    dtype = getattr(torch, cfg["features_dtype"])
-    out = None
     clock = EtaClock()
-    amp = cfg["amp"] and device.type == "cuda"
-    for s in range(0, T, chunk):
-        check_cancel(cancel, "DINO features")
-        e = min(T, s + chunk)
-        x = torch.from_numpy(frames[s:e]).to(device).permute(0, 3, 1, 2).float() / 255.0
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            f = m(x)
-        if out is None:
-            out = torch.empty((T,) + tuple(f.shape[1:]), dtype=dtype, device=device)
-        out[s:e] = f.to(dtype)
+
+    def report(e: int, T: int) -> None:
         if progress is not None:
             progress(Progress("features", e, T, eta_s=clock.eta(e, T), message=f"DINO {cfg['backbone']}"))
-    return out
+
+    return run_frames(m, frames, chunk=chunk, dtype=getattr(torch, cfg["features_dtype"]), amp=cfg["amp"],
+                      cancel=cancel, on_chunk=report)
 
 
 def dino_feature_arrays(frames, cfg, device, progress, cancel) -> dict[str, np.ndarray]:

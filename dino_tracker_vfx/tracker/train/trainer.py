@@ -33,6 +33,7 @@ from ...progress import CancelFn, EtaClock, Progress, ProgressFn
 from . import losses
 from ..config import TrackerConfig
 from ..model.tracker_model import TrackerModel, l2n
+from .quota import split_quota
 from .sampling import PairPool, TrackletSource, draw_frame_set, sample_mask_points
 
 log = logging.getLogger(__name__)
@@ -201,10 +202,8 @@ class Trainer:
             else:
                 isfg = torch.zeros(len(ia), dtype=torch.bool, device=dev)
             pool_idx = torch.arange(len(ia), device=dev)
-            ratio = self.cfg["train.bb_fg_ratio"]
-            nf = min(int(round(per_pair * ratio)), int(isfg.sum()))
-            nb = min(per_pair - nf, int((~isfg).sum()))
-            nf = min(per_pair - nb, int(isfg.sum()))
+            n_fg = int(isfg.sum())
+            nf, nb = split_quota(per_pair, self.cfg["train.bb_fg_ratio"], n_fg, len(ia) - n_fg)
             sel = torch.cat([_pick(pool_idx[isfg], nf, gen), _pick(pool_idx[~isfg], nb, gen)])
             src.append(ia[sel]), dst.append(ib[sel]), sims.append(s[sel])
             ma.append(a[k].expand(len(sel))), mb.append(b[k].expand(len(sel)))
