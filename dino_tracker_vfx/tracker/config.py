@@ -67,6 +67,15 @@ def _f(default: Any = ..., *, stages: tuple[str, ...] = (), **constraints: Any) 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
 
+    def __getitem__(self, dotted: str) -> Any:
+        """``cfg["train.iterations"]`` == ``cfg.train.iterations`` (``cfg.train["iterations"]`` too); a section comes back as a dict."""
+        v: Any = self
+        for k in dotted.split("."):
+            if not isinstance(v, BaseModel) or k not in type(v).model_fields:
+                raise KeyError(dotted)
+            v = getattr(v, k)
+        return v.model_dump() if isinstance(v, BaseModel) else copy.deepcopy(v)
+
 
 class Delta(_Section):
     enabled: bool = _f(True)                      # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
@@ -235,15 +244,6 @@ class TrackerConfig(_Section):
     @property
     def source(self) -> str:
         return self._source
-
-    def __getitem__(self, dotted: str) -> Any:
-        """``cfg["train.iterations"]`` == ``cfg.train.iterations``; a section comes back as a dict."""
-        v: Any = self
-        for k in dotted.split("."):
-            if not isinstance(v, BaseModel) or k not in type(v).model_fields:
-                raise KeyError(dotted)
-            v = getattr(v, k)
-        return v.model_dump() if isinstance(v, BaseModel) else copy.deepcopy(v)
 
     @property
     def data(self) -> dict[str, Any]:
