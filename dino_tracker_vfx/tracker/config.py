@@ -21,15 +21,14 @@ A new section is a class here and one field of :class:`TrackerConfig`.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
-import typing
 from typing import Annotated, Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WrapValidator, model_validator
 
 from ..errors import ConfigError
+from ..fielderrors import model_of, one_line
 
 BACKBONES = ("none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14")
 BACKBONE_DIMS = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "dinov2_vitl14": 1024, "dinov2_vitg14": 1536}
@@ -46,6 +45,7 @@ def _keep_int(v: Any, handler: Any) -> Any:
     return v if type(v) is int else out
 
 
+_PATH = "a path (text) or null"
 Number = Annotated[float, WrapValidator(_keep_int)]  # int or float (not bool, not text)
 Backbone = Literal["none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"]
 FlowMethod = Literal["dis", "raft_small", "raft_large"]
@@ -87,7 +87,7 @@ class Delta(_Section):
 
 class Flow(_Section):
     method: FlowMethod = _f("raft_large", stages=("flow",))
-    weights: Optional[str] = _f(None, stages=("flow",))
+    weights: Optional[str] = _f(None, stages=("flow",), description=_PATH)
     height: Optional[int] = _f(None, ge=16, le=8192, stages=("flow",))  # flow raster height (null: the working
                                                                         # raster; never above the plate)
     fb_thresh: Number = _f(1.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, forward-backward check of chained flow
@@ -173,7 +173,7 @@ class TrackerConfig(_Section):
     registers: bool = _f(False, stages=("features", "model"))
     layer: int = _f(15, ge=0, le=39, stages=("features", "model"))  # 0-based transformer block of the features
     stride: int = _f(7, ge=1, le=14, stages=("frames", "features", "model"))  # patch-embedding stride (14 -> 7)
-    weights: Optional[str] = _f(None, stages=("features",))  # DINOv2 checkpoint file (None: the standard search
+    weights: Optional[str] = _f(None, stages=("features",), description=_PATH)  # DINOv2 checkpoint file (None: the standard search
                                         # of weights.py; "random": random weights, for benchmarks and tests only)
     working_height: int = _f(476, ge=32, le=4096, stages=("frames",))  # working raster height (DINO: a multiple
                                                                         # of 14 is used)
@@ -237,7 +237,7 @@ class TrackerConfig(_Section):
         try:
             cfg = cls.model_validate(d)
         except ValidationError as e:
-            raise ConfigError(_one_line(e, d), where=where) from None
+            raise ConfigError(one_line(e, cls, d), where=where) from None
         cfg._source = where
         return cfg
 
@@ -278,12 +278,6 @@ class TrackerConfig(_Section):
 
 
 # ----------------------------------------------------------------------------- helpers
-def _section_of(fi: Any) -> type[BaseModel] | None:
-    """The section model a field holds, or None for a plain value."""
-    ann = fi.annotation
-    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
-
-
 def _stages_of(fi: Any) -> list[str]:
     return list((fi.json_schema_extra or {}).get("stages", ())) if isinstance(fi.json_schema_extra, dict) else []
 
@@ -293,7 +287,7 @@ def _stage_fields() -> dict[str, tuple[str, ...]]:
     for name, fi in TrackerConfig.model_fields.items():
         for s in _stages_of(fi):
             out[s].append(name)
-        sec = _section_of(fi)
+        sec = model_of(fi.annotation)
         for sub, sfi in (sec.model_fields.items() if sec else ()):
             for s in _stages_of(sfi):
                 out[s].append(f"{name}.{sub}")
@@ -304,69 +298,12 @@ def _merged(model: type[BaseModel], base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
         fi = model.model_fields.get(k) if isinstance(k, str) else None
-        sec = _section_of(fi) if fi is not None else None
+        sec = model_of(fi.annotation) if fi is not None else None
         if sec is not None and isinstance(v, dict) and isinstance(out.get(k), dict):
             out[k] = _merged(sec, out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
-
-
-def _bounds(metadata: list) -> tuple[Any, Any]:
-    lo = next((m.ge for m in metadata if hasattr(m, "ge")), None)
-    hi = next((m.le for m in metadata if hasattr(m, "le")), None)
-    return lo, hi
-
-
-def _expect(fi: Any) -> str:
-    """What a field takes, in words, from its type and constraints (``an integer in 1..10000000``)."""
-    ann, nullable = fi.annotation, False
-    if type(None) in typing.get_args(ann):
-        nullable, ann = True, next(a for a in typing.get_args(ann) if a is not type(None))
-    lo, hi = _bounds(fi.metadata)
-    null = " or null" if nullable else ""
-    origin = typing.get_origin(ann)
-    if origin is Literal:
-        return "one of " + ", ".join(str(x) for x in typing.get_args(ann)) + null
-    if ann is bool:
-        return "true or false"
-    if ann is str:
-        return "a path (text) or null" if nullable else "text"
-    if origin is list:
-        item = typing.get_args(ann)[0]
-        meta = [m for a in typing.get_args(item)[1:] for m in getattr(a, "metadata", [a])]
-        ilo, ihi = _bounds(meta)
-        return f"a non-empty list of integers in {ilo}..{ihi}"
-    if ann is int:
-        return f"an integer in {lo}..{hi}{null}"
-    if ann is float:
-        return f"a number in {lo:g}..{hi:g}{null}"
-    return "a mapping" + null
-
-
-def _one_line(e: ValidationError, raw: dict) -> str:
-    """The first problem of ``e`` as ``dotted.field: message`` (unknown fields first, as a merge finds them)."""
-    err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
-    if err["type"] == "value_error" and not err["loc"]:  # a cross-field rule
-        return str(err["ctx"]["error"])
-    model: type[BaseModel] | None = TrackerConfig
-    path: list[str] = []
-    fi, value = None, raw
-    for part in err["loc"]:
-        if model is None:
-            break
-        if not isinstance(part, str) or part not in model.model_fields:
-            prefix = "".join(f"{p}." for p in path)
-            near = difflib.get_close_matches(str(part), list(model.model_fields), n=1)
-            hint = f"; did you mean {prefix}{near[0]}?" if near else ""
-            return f"{prefix}{part}: unknown field{hint}"
-        path.append(part)
-        fi, model = model.model_fields[part], _section_of(model.model_fields[part])
-        value = value.get(part) if isinstance(value, dict) else None
-    dotted = ".".join(path)
-    if model is not None:
-        return f"{dotted}: must be a mapping of settings, got {type(value).__name__}"
-    return f"{dotted}: must be {_expect(fi)}, got {value!r}"
 
 
 DEFAULTS: dict[str, Any] = TrackerConfig.model_construct().model_dump()  # the paper's values
