@@ -23,33 +23,22 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Optional
+from typing import Annotated, Any, Literal, Optional, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, WrapValidator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import ConfigError
-from ..fielderrors import model_of, one_line
+from ..typed import Number, model_of, one_line
 
-BACKBONES = ("none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14")
 BACKBONE_DIMS = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "dinov2_vitl14": 1024, "dinov2_vitg14": 1536}
 BACKBONE_DEPTH = {"dinov2_vits14": 12, "dinov2_vitb14": 12, "dinov2_vitl14": 24, "dinov2_vitg14": 40}
-FLOW_METHODS = ("dis", "raft_small", "raft_large")
-FG_SOURCES = ("auto", "masks", "saliency", "all")
 STAGES = ("frames", "flow", "correspondences", "features", "foreground", "best_buddies", "model", "train")
 
-
-def _keep_int(v: Any, handler: Any) -> Any:
-    """A number field keeps an integer as given (``2`` stays ``2``), so cache keys of files written before
-    the settings were typed stay the same."""
-    out = handler(v)
-    return v if type(v) is int else out
-
-
 _PATH = "a path (text) or null"
-Number = Annotated[float, WrapValidator(_keep_int)]  # int or float (not bool, not text)
 Backbone = Literal["none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"]
 FlowMethod = Literal["dis", "raft_small", "raft_large"]
 FgSource = Literal["auto", "masks", "saliency", "all"]
+BACKBONES, FLOW_METHODS, FG_SOURCES = get_args(Backbone), get_args(FlowMethod), get_args(FgSource)
 
 
 def _f(default: Any = ..., *, stages: tuple[str, ...] = (), **constraints: Any) -> Any:

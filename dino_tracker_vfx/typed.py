@@ -1,4 +1,9 @@
-"""Typed-settings errors as one line: a pydantic ``ValidationError`` -> ``dotted.field: message``.
+"""Helpers of the typed settings (pydantic models): tracker presets (tracker/config.py), job specs
+(jobs/spec.py) and adapter options (adapters/records.py).
+
+:data:`Number`: an int or float field that keeps an int as given (cache keys and saved specs stay the same).
+
+Errors as one line: a pydantic ``ValidationError`` -> ``dotted.field: message``.
 
 The tracker settings (tracker/config.py) and job specs (jobs/spec.py) are pydantic models; both report
 their first problem through :func:`one_line`, so every settings error reads the same way:
@@ -16,9 +21,17 @@ from __future__ import annotations
 
 import difflib
 import typing
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, WrapValidator
+
+
+def _keep_int(v: Any, handler: Any) -> Any:
+    out = handler(v)
+    return v if type(v) is int else out
+
+
+Number = Annotated[float, WrapValidator(_keep_int)]  # int or float (not bool, not text in strict models)
 
 
 class FieldError(ValueError):
