@@ -43,11 +43,14 @@ class FieldError(ValueError):
 
 
 def _unwrap(ann: Any) -> tuple[Any, bool]:
-    """``Optional[X]`` -> (X, True); anything else -> (ann, False)."""
+    """``Optional[X]`` -> (X, True) (X without its Annotated metadata); anything else -> (ann, False)."""
     args = typing.get_args(ann)
     if type(None) in args and typing.get_origin(ann) is not Literal:
         rest = [a for a in args if a is not type(None)]
-        return (rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]), True
+        inner = rest[0] if len(rest) == 1 else typing.Union[tuple(rest)]
+        if typing.get_origin(inner) is typing.Annotated:  # Optional[Number]
+            inner = typing.get_args(inner)[0]
+        return inner, True
     return ann, False
 
 
@@ -101,14 +104,14 @@ def expect(fi: Any) -> str:
     return "a mapping" + null
 
 
-def one_line(e: ValidationError, model: type[BaseModel], raw: Any, verb: str = "must be") -> str:
+def one_line(e: ValidationError, model: type[BaseModel], raw: Any, verb: str = "must be", prefix: str = "") -> str:
     """The first problem of ``e`` (raised validating ``raw`` as ``model``) as ``field: message``; unknown
-    fields first, as a reader meets them."""
+    fields first, as a reader meets them. ``prefix``: the name of ``model``'s place in a bigger document."""
     err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
     cause = (err.get("ctx") or {}).get("error")
     if isinstance(cause, FieldError):
         return str(cause)
-    name, fi, value, cur = "", None, raw, model
+    name, fi, value, cur = prefix, None, raw, model
     for part in err["loc"]:
         if isinstance(part, int):
             if cur is None:  # an item of a plain list: the list is the field
@@ -131,7 +134,9 @@ def one_line(e: ValidationError, model: type[BaseModel], raw: Any, verb: str = "
         msg = str(cause if cause is not None else err["msg"])
         return f"{name}: {msg}" if name else msg
     if fi is None:
-        return err["msg"]
+        return f"{name}: {err['msg']}" if name else err["msg"]
+    if err["type"] == "missing":
+        return f"{name}: missing" + (f" ({fi.description})" if fi.description else "")
     if cur is not None and err["type"] in ("model_type", "model_attributes_type", "dict_type"):
         return f"{name}: {verb} a mapping of settings, got {type(value).__name__}"
     if value is None:

@@ -99,6 +99,46 @@ def test_bad_fields_are_named(shot_dir, fields, expect):
     assert msg.startswith(expect), msg
 
 
+@pytest.mark.parametrize("fields, expect", [
+    ({"retries": 30}, "job.yaml: retries: expected an integer in 0..20, got 30"),
+    ({"seed": "7"}, "job.yaml: seed: expected an integer >= 0, got '7'"),
+    ({"seed": True}, "job.yaml: seed: expected an integer >= 0, got True"),
+    ({"resources": {"num_cpus": -1}}, "job.yaml: resources.num_cpus: expected a number >= 0 or null, got -1"),
+    ({"resources": {"num_gpu": 1}}, "job.yaml: resources.num_gpu: unknown field; did you mean resources.num_gpus?"),
+    ({"shot": {"path": "plates/sh010.####.png", "first_frame": "1"}},
+     "job.yaml: shot.first_frame: expected an integer, got '1'"),
+    ({"shot": {"frames": "1001-1002"}}, "job.yaml: shot.path: missing"),
+    ({"shot": 5}, "job.yaml: shot: expected a path or a mapping with path, frames, colorspace, display, view, "
+                  "first_frame"),
+    ({"shots": "x"}, "job.yaml: shots: unknown field; did you mean shot?"),
+    ({"masks": ["q.csv"], "objects": {"min_visible": 2}},
+     "job.yaml: objects.min_visible: expected a fraction in (0, 1], got 2"),
+    ({"masks": ["q.csv"], "objects": {"trakcs": True}},
+     "job.yaml: objects.trakcs: unknown field; did you mean objects.tracks?"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"mattes": "hard"}}},
+     "job.yaml: objects.segment.out: missing (the folder for propagated masks)"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"out": "o", "features": 3}}},
+     "job.yaml: objects.segment.features: expected a name, got 3"),
+    ({"masks": ["q.csv"], "objects": {"names": {0: "bg"}}},
+     "job.yaml: objects.names: expected {id: name} with mask ids > 0, e.g. {1: horse, 2: rider}, got {0: 'bg'}"),
+    ({"outputs": [{"path": "a.csv", "options": 3}]}, "job.yaml: outputs[0].options: expected a mapping of adapter "
+                                                     "options, got 3"),
+])
+def test_the_spec_model_gives_one_line_per_bad_field(shot_dir, fields, expect):
+    """Types, bounds, unknown and missing fields come from the pydantic model (jobs/spec.py), one line each."""
+    assert _err(_spec(shot_dir, **fields)) == expect
+
+
+def test_spec_model_defaults_and_normalised_forms(shot_dir):
+    spec = load_spec(_spec(shot_dir, masks="q.csv@1002", objects={"segment": {"out": "mattes"}},
+                           resources={"num_cpus": 2}))
+    assert (spec.seed, spec.retries, spec.device, spec.cache) == (0, 1, None, None)
+    assert spec.masks[0].frame == 1002 and spec.masks[0].path == str(shot_dir / "q.csv")
+    assert spec.objects == {"tracks": True, "segment": {"out": str(shot_dir / "mattes")}}
+    assert spec.resources == {"num_cpus": 2} and type(spec.resources["num_cpus"]) is int
+    assert spec.source.endswith("job.yaml") and spec.base_dir == str(shot_dir)
+
+
 def test_bad_yaml_and_not_a_mapping(tmp_path):
     p = tmp_path / "job.yaml"
     p.write_text("shot: [unclosed\n")

@@ -98,8 +98,8 @@ def _sub(model: type[BaseModel], v: Any, field: str, info: ValidationInfo) -> Ba
     try:
         return model.model_validate(v, context=info.context)
     except ValidationError as e:
-        sub, _, msg = one_line(e, model, v, verb="expected").partition(": ")
-        raise FieldError(f"{field}.{sub}", msg) from None
+        name, _, msg = one_line(e, model, v, verb="expected", prefix=field).partition(": ")
+        raise FieldError(name, msg) from None
 
 
 class ShotSpec(_Part):

@@ -57,7 +57,8 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
 
     def __getitem__(self, dotted: str) -> Any:
-        """``cfg["train.iterations"]`` == ``cfg.train.iterations`` (``cfg.train["iterations"]`` too); a section comes back as a dict."""
+        """``cfg["train.iterations"]`` == ``cfg.train.iterations`` (``cfg.train["iterations"]`` too); a
+        section comes back as a dict."""
         v: Any = self
         for k in dotted.split("."):
             if not isinstance(v, BaseModel) or k not in type(v).model_fields:
@@ -67,10 +68,11 @@ class _Section(BaseModel):
 
 
 class Delta(_Section):
-    enabled: bool = _f(True)                      # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
+    enabled: bool = _f(True)  # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
     hidden: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = _f(
         default_factory=lambda: [64, 128, 256])    # channels of layers 1-3
-    out_channels: Optional[int] = _f(None, ge=1, le=8192)  # C; None = the DINO dimension (required when backbone is none)
+    out_channels: Optional[int] = _f(None, ge=1, le=8192)  # C; None = the DINO dimension (required when
+                                                           # backbone is none)
     kernel: Literal[3, 5, 7] = _f(5)
 
 
@@ -79,7 +81,8 @@ class Flow(_Section):
     weights: Optional[str] = _f(None, stages=("flow",), description=_PATH)
     height: Optional[int] = _f(None, ge=16, le=8192, stages=("flow",))  # flow raster height (null: the working
                                                                         # raster; never above the plate)
-    fb_thresh: Number = _f(1.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, forward-backward check of chained flow
+    fb_thresh: Number = _f(1.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, forward-backward check
+                                                                                # of chained flow
     drift_thresh: Number = _f(2.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, direct-flow drift filter
                                                                                    # (paper 2, public config 2.5)
     drift_pairs: Literal["dyadic", "start", "none"] = _f("dyadic", stages=("correspondences",))  # which direct flows
@@ -162,8 +165,9 @@ class TrackerConfig(_Section):
     registers: bool = _f(False, stages=("features", "model"))
     layer: int = _f(15, ge=0, le=39, stages=("features", "model"))  # 0-based transformer block of the features
     stride: int = _f(7, ge=1, le=14, stages=("frames", "features", "model"))  # patch-embedding stride (14 -> 7)
-    weights: Optional[str] = _f(None, stages=("features",), description=_PATH)  # DINOv2 checkpoint file (None: the standard search
-                                        # of weights.py; "random": random weights, for benchmarks and tests only)
+    weights: Optional[str] = _f(None, stages=("features",), description=_PATH)  # DINOv2 checkpoint file (None:
+                                        # the standard search of weights.py; "random": random weights, for
+                                        # benchmarks and tests only)
     working_height: int = _f(476, ge=32, le=4096, stages=("frames",))  # working raster height (DINO: a multiple
                                                                         # of 14 is used)
     features_dtype: Literal["float16", "bfloat16", "float32"] = _f("float16", stages=("features",))  # how
