@@ -218,3 +218,20 @@ def test_list_form_batch_with_spec_paths(tmp_path):
     jobs = B.load_batch(tmp_path / "list.yaml")
     assert [(j.name, j.spec is not None) for j in jobs] == [("a", True), ("b", False), ("nope", False)]
     assert "invalid YAML" in jobs[1].reason and "job spec not found" in jobs[2].reason
+
+
+def test_tracking_key_and_plain_form_are_the_ones_main_wrote_before_the_spec_model():
+    """A saved result stays current across the change to the pydantic spec (key recorded on main fcf7a4e)."""
+    d = {"shot": "plates/sh010.####.png 1002-1004", "queries": ["q.csv"], "masks": ["m.png@1002"],
+         "outputs": ["out/a.csv", {"format": "json", "path": "o.json"}],
+         "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+         "resources": {"num_gpus": 1}, "objects": {"names": {1: "car"}, "min_visible": 1}}
+    spec = spec_from_dict(d, base_dir="/show/sh010", where="j.yaml", check_files=False)
+    assert spec.tracking_key() == "1be9040a4537f8ac"
+    assert spec.to_dict() == {
+        "name": "job", "shot": {"path": "/show/sh010/plates/sh010.####.png", "frames": "1002-1004"},
+        "queries": ["/show/sh010/q.csv"], "masks": [{"path": "/show/sh010/m.png", "frame": 1002}],
+        "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+        "outputs": [{"format": "csv", "path": "/show/sh010/out/a.csv"},
+                    {"format": "json", "path": "/show/sh010/o.json"}],
+        "objects": {"names": {1: "car"}, "min_visible": 1, "tracks": True}, "resources": {"num_gpus": 1}, "retries": 1}

@@ -388,33 +388,12 @@ class JobSpec(_Part):
 
     # ----------------------------------------------------------------- forms
     def to_dict(self) -> dict:
-        """Plain, fully resolved (absolute paths) form; :func:`spec_from_dict` reads it back unchanged."""
-        shot = {k: v for k, v in (("path", self.shot.path), ("frames", self.shot.frames),
-                                  ("colorspace", self.shot.colorspace), ("display", self.shot.display),
-                                  ("view", self.shot.view)) if v is not None}
-        if self.shot.first_frame != 1:
-            shot["first_frame"] = self.shot.first_frame
-        d: dict[str, Any] = {"name": self.name, "shot": shot}
-        if self.queries:
-            d["queries"] = list(self.queries)
-        if self.masks:
-            d["masks"] = [{"path": m.path, **({"frame": m.frame} if m.frame is not None else {})} for m in self.masks]
-        if self.preset is not None:
-            d["preset"] = copy.deepcopy(self.preset)
-        if self.overrides:
-            d["overrides"] = copy.deepcopy(self.overrides)
-        d["seed"] = self.seed
-        if self.device:
-            d["device"] = self.device
-        if self.cache:
-            d["cache"] = self.cache
-        d["outputs"] = [{"format": o.format, **({"path": o.path} if o.path else {}),
-                         **({"options": copy.deepcopy(o.options)} if o.options else {})} for o in self.outputs]
-        if self.objects is not None:
-            d["objects"] = copy.deepcopy(self.objects)
-        if self.resources:
-            d["resources"] = dict(self.resources)
-        d["retries"] = self.retries
+        """Plain, fully resolved (absolute paths) form; :func:`spec_from_dict` reads it back unchanged. Unset
+        optional fields and empty lists/mappings are left out (``outputs``, ``seed`` and ``retries`` always
+        written), so a field added to the model joins this form, and :meth:`tracking_key`, only when set."""
+        d = {k: v for k, v in self.model_dump(exclude_none=True).items() if v not in ([], {}) or k == "outputs"}
+        d["shot"] = self.shot.model_dump(exclude_none=True, exclude_defaults=True)
+        d["outputs"] = [o.model_dump(exclude_none=True, exclude_defaults=True) for o in self.outputs]
         return d
 
     def tracking_key(self) -> str:
