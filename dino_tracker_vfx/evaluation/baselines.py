@@ -165,8 +165,8 @@ class Tracker(Method):
                               where="--method") from None
         cfg = load_preset(self.options["preset"])
         if not cfg.weight_free:
-            arch = str(cfg["backbone"]).replace("dinov2_", "")
-            resolve_dinov2(arch, bool(cfg["registers"]), weights=cfg["weights"])
+            arch = str(cfg.backbone).replace("dinov2_", "")
+            resolve_dinov2(arch, bool(cfg.registers), weights=cfg.weights)
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):
