@@ -108,6 +108,10 @@ DEFAULTS: dict[str, Any] = {
         "occlusion_fail_run": 2,   #   and this many failed steps in a row end the chain's "alive"
         "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
         "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/drift.py)
+        "drift_radius": 4.0,       #   and it lies within this many flow px of the chained prediction
+        "drift_radius_per_px": 0.25,  # plus this fraction of the px the chain has moved since its last anchor
+        "gone_ncc": 0.2,           # flow-guided: occluded where the patch NCC with the query's stays below this
+        "gone_run": 4,             #   for this many images in a row (the pattern is gone; tracker/fusion.py)
     },
 }
 
@@ -149,6 +153,8 @@ RULES: dict[str, tuple] = {
     "infer.flow_guided": ("bool", None), "infer.flow_agree_px": ("float", (0.0, 1e4)),
     "infer.occlusion_fb_scale": ("float", (0.0, 1e4)), "infer.occlusion_fail_run": ("int", (1, 1000000)),
     "infer.drift_correct": ("bool", None), "infer.drift_margin": ("float", (-2.0, 2.0)),
+    "infer.drift_radius": ("float", (0.0, 1e6)), "infer.drift_radius_per_px": ("float", (0.0, 1e6)),
+    "infer.gone_ncc": ("float", (-2.0, 2.0)), "infer.gone_run": ("int", (1, 1000000)),
 }
 
 # which settings decide each cache stage's content (besides the stage's inputs)
