@@ -130,3 +130,15 @@ def test_flow_guided_uses_drift_correction():
     assert vis1.all()  # the corrected tracks stay on their pattern: visible
     err0 = np.linalg.norm(plain.numpy() - truth, axis=-1)
     assert (err0[~vis0.numpy()] > 2.0).all()  # the drifted chain is off its pattern where it is called occluded
+
+
+def test_a_taken_candidate_off_the_raster_is_outside():
+    """``inside`` (what visibility reads) is of the FINAL positions: a taken candidate off the raster is
+    outside even though the chain it replaced was on it (issue 16: a track at x = -69 stayed visible)."""
+    frames, flow, t_q, xy_q, _ = _biased_case()
+    chain, _, inside_chain = chain_steps(flow, t_q, xy_q)
+    direct = np.full((len(t_q), T, 2), np.nan, np.float32)
+    direct[0, 4] = (-20.0, 30.0)
+    c = anchored_chain(flow, gray_frames(frames), t_q, xy_q, direct, margin=-2.0, radius=1e9, confirm=0)
+    assert c.used[0, 4] and inside_chain[0, 4] and not c.inside[0, 4]
+    assert c.inside[0, 3] and c.inside[1:].all()

@@ -1,13 +1,21 @@
 """Drift correction of chained flow by direct flow from the query frame (weight-free inference aid).
 
 Chaining consecutive flows adds a little error at every step, and a chain that slips onto a neighbouring
-surface never comes back. For a query at image ``k`` and every other image ``t`` this module computes one
-DIS flow straight from ``k`` to ``t``, initialised with the chained dense flow ``k -> t`` (so DIS searches
-around the chain's answer instead of from zero), and reads a second candidate ``x_k + D_{k->t}(x_k)``.
-Neither candidate is right everywhere: direct matching fixes drift and slips but breaks where the
-appearance has changed since ``k``. So the appearance decides: the direct candidate replaces the chained
-one only where its grey patch matches the query's patch in image ``k`` better, by at least ``margin``
-in normalised cross-correlation (NCC of ``(2 r + 1)^2`` patches, bilinear).
+surface never comes back. For a query at image ``k`` and every image ``t`` two or more steps away,
+:func:`direct_candidates` computes one DIS flow straight from ``k`` to ``t``, initialised with the chained
+dense flow ``k -> t`` (so DIS searches around the chain's answer instead of from zero), and reads a
+candidate ``x_k + D_{k->t}(x_k)``.
+
+Neither the chain nor the candidates are right everywhere: direct matching fixes drift and slips but breaks
+where the appearance has changed since ``k``, and a look-alike elsewhere can win for an image or two.
+So :func:`anchored_chain` walks away from the query image, one consecutive flow step at a time, and at
+each image decides between the chained prediction and the candidate (:func:`accept`): the candidate
+must match the query's grey patch better by ``margin`` in normalised cross-correlation (NCC of
+``(2 r + 1)^2`` patches, bilinear) AND lie within ``radius + radius_per_px * path`` px of the prediction
+(``path``: how far the chain has moved since its last anchor) or be confirmed by the candidates of the
+next ``confirm`` images following it along the flow. A taken candidate becomes the new anchor: the
+chain continues from it, so a correction is never undone one image later (before issue 16 every image
+chose on its own, and tracks jumped 100+ px for an image and back).
 
 Cost: one DIS flow per (distinct query image, other image): ``K (T - 1)`` flows for queries on ``K``
 images. Positions are px of the FLOW raster (the one ``frames`` and ``flow`` live on).

@@ -18,10 +18,18 @@ learned tracker where flow has no answer:
   0.96 for "always visible" on horsejump-high; the scale trades AJ for OA on the dev videos, 2 -> 5:
   AJ 0.689 -> 0.673, OA 0.868 -> 0.879, see docs/results.md). Points outside the raster are occluded
   (they left the plate);
-* drift (``drift_frames`` given, ``infer.drift_correct``): where a direct DIS flow from the query image
-  matches the query's patch better than the chain does, its position replaces the chained one
-  (:mod:`.drift`); visibility still comes from the chain's checks;
-* confidence: 1 while alive, else ``clip(cos, 0, 1)`` where visible and half that where not.
+* visibility also ends where the query's pattern is gone (``infer.gone_ncc`` / ``gone_run``,
+  :func:`pattern_gone`): the grey patch at the track matches the query's patch with a mean NCC below
+  ``gone_ncc`` over ``gone_run`` images in a row (a walker who left the shot leaves its points on the
+  background: the chain's checks pass, the pattern is not there). Points off the flow raster (off the
+  plate) are never visible, vouched or not;
+* drift (``frames`` given, ``infer.drift_correct``): the chain is re-anchored on direct DIS flows from the
+  query image where they match the query's patch clearly better AND lie near the chained prediction or are
+  confirmed by the next images (:mod:`.drift`, :func:`.drift.accept`); ``fb`` and ``inside`` are those of the
+  re-anchored chain;
+* confidence (:func:`track_confidence`): a logistic model of "within 4 px of the truth" from the patch NCC,
+  the step's forward-backward error and the chained steps since the last anchor, fitted on the dev videos
+  (``benchmarks/drift_sweep.py``); halved where not visible; 1 at the query.
 
 Coordinates: the flow may live on its own raster (``flow.height``); ``to_flow`` (a :class:`coords.Resize`
 from the working raster to the flow raster) is the only conversion. Inputs and outputs are WORKING px.
@@ -45,7 +53,7 @@ from .model import EPS
 # the query's pattern is gone below this patch NCC for this many images in a row (pattern_gone)
 GONE_NCC = 0.2
 GONE_RUN = 4
-# track_confidence's logistic weights (benchmarks/confidence_fit.py on the dev videos)
+# track_confidence's logistic weights (benchmarks/drift_sweep.py, fitted on the 22 dev videos)
 CONF_WEIGHTS = {"bias": 0.0, "ncc": 3.0, "log_fb": -1.0, "log_age": -0.3, "ncc_missing": 0.7}
 
 
@@ -115,23 +123,25 @@ def flow_guided_signals(flow: FlowField, to_flow: Resize, store: FeatureStore, t
 
 
 def pattern_gone(nc: np.ndarray, gone_ncc: float = GONE_NCC, gone_run: int = GONE_RUN) -> np.ndarray:
-    """bool ``[N, T]``: the query's pattern is not at the track: its patch NCC ``nc [N, T]`` stays below
-    ``gone_ncc`` for at least ``gone_run`` consecutive images (each image of such a run is flagged; a
-    shorter dip - blur, a flash, a pose - is not). NaN (no patch score) never counts as gone."""
-    low = np.nan_to_num(nc, nan=1.0) < gone_ncc
-    N, T = low.shape
-    out = np.zeros_like(low)
-    for n in np.nonzero(low.any(axis=1))[0]:
-        edges = np.diff(np.concatenate([[0], low[n].astype(np.int8), [0]]))
-        for a, b in zip(np.nonzero(edges == 1)[0], np.nonzero(edges == -1)[0]):
-            if b - a >= gone_run:
-                out[n, a:b] = True
+    """bool ``[N, T]``: the query's pattern is not at the track: the mean of its patch NCC ``nc [N, T]`` over
+    ``gone_run`` consecutive images is below ``gone_ncc`` (every image of such a window is flagged; a shorter
+    dip - blur, a flash, a pose - is not, nor is one image of chance correlation inside a long low run).
+    NaN (no patch score) reads as 1 (never gone)."""
+    v = np.nan_to_num(np.asarray(nc, np.float64), nan=1.0)
+    N, T = v.shape
+    out = np.zeros((N, T), bool)
+    if gone_run > T:
+        return out
+    c = np.concatenate([np.zeros((N, 1)), np.cumsum(v, axis=1)], axis=1)
+    low = (c[:, gone_run:] - c[:, :-gone_run]) / gone_run < gone_ncc  # [N, T - run + 1]: window starting at s
+    for j in range(gone_run):
+        out[:, j:j + low.shape[1]] |= low
     return out
 
 
 def track_confidence(sig: FlowGuidedSignals) -> torch.Tensor:
     """Confidence ``[N, T]`` in (0, 1): a logistic model of "the position is within 4 px" fitted on the
-    TAP-Vid-DAVIS dev videos (``benchmarks/confidence_fit.py``, ``CONF_WEIGHTS``) from the patch NCC with
+    TAP-Vid-DAVIS dev videos (``benchmarks/drift_sweep.py``, ``CONF_WEIGHTS``) from the patch NCC with
     the query, the step's forward-backward error and the steps since the last anchor (query or drift
     correction). Without patch scores (no frames), NCC reads as its dev median."""
     w = CONF_WEIGHTS
@@ -165,14 +175,15 @@ def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torc
                 q_feat: torch.Tensor, tracker_xy: torch.Tensor, fb_thresh: float = 1.5, agree_px: float = 6.0,
                 visible_cos: float = 0.6, occ_fb_scale: float = 5.0, fail_run: int = 2,
                 frames: np.ndarray | None = None, drift_correct: bool = True, drift_margin: float = DEFAULT_MARGIN,
-                dis_params: dict | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                dis_params: dict | None = None, progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+                gone_ncc: float = GONE_NCC, gone_run: int = GONE_RUN) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """(xy ``[N, T, 2]`` working px, visible ``[N, T]``, confidence ``[N, T]``) - see the module docstring:
     :func:`flow_guided_signals` then :func:`flow_guided_visibility`; at the query's own image the track is
     exactly ``xy_q``."""
     sig = flow_guided_signals(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, frames, drift_correct,
                               drift_margin, dis_params, progress, cancel)
-    visible, conf = flow_guided_visibility(sig, t_q, fb_thresh, agree_px, visible_cos, occ_fb_scale, fail_run)
+    visible, conf = flow_guided_visibility(sig, t_q, fb_thresh, agree_px, visible_cos, occ_fb_scale, fail_run,
+                                           gone_ncc, gone_run)
     xy_w = sig.xy.clone()
     xy_w[torch.arange(len(t_q), device=xy_w.device), t_q] = xy_q.float()
     return xy_w, visible, conf
