@@ -80,31 +80,37 @@ def test_margin_keeps_the_chain():
 
 def test_accept_rule_by_hand():
     """A candidate passes on patch NCC (better by the margin) AND distance (within radius + share of the path
-    the chain has moved since its last anchor)."""
-    s_dir = np.array([0.9, 0.9, 0.9, 0.9, 0.9, np.nan])
-    s_pred = np.array([0.2, 0.5, 0.2, 0.2, 0.2, 0.2])
-    jump = np.array([3.0, 3.0, 9.0, 9.0, 40.0, 1.0])
-    path = np.array([0.0, 0.0, 0.0, 24.0, 24.0, 0.0])
-    got = accept(s_dir, s_pred, jump, path, margin=0.5, radius=4.0, radius_per_px=0.25)
-    #            near+better, not better enough, too far, far but the chain moved 24 px, much too far, no score
-    assert got.tolist() == [True, False, False, True, False, False]
+    the chain has moved since its last anchor) - or, when far, on confirmation by the next images."""
+    s_dir = np.array([0.9, 0.9, 0.9, 0.9, 0.9, np.nan, 0.9, 0.9])
+    s_pred = np.array([0.2, 0.5, 0.2, 0.2, 0.2, 0.2, 0.2, 0.5])
+    jump = np.array([3.0, 3.0, 9.0, 9.0, 40.0, 1.0, 40.0, 40.0])
+    path = np.array([0.0, 0.0, 0.0, 24.0, 24.0, 0.0, 0.0, 0.0])
+    confirmed = np.array([False] * 6 + [True, True])
+    got = accept(s_dir, s_pred, jump, path, confirmed, margin=0.5, radius=4.0, radius_per_px=0.25)
+    # near+better, not better enough, too far, far but the chain moved 24 px, much too far, no score,
+    # far but confirmed, confirmed but not better enough
+    assert got.tolist() == [True, False, False, True, False, False, True, False]
 
 
-def test_far_lookalike_candidate_is_not_taken():
-    """A direct candidate far from the chained prediction is refused however well it matches: no jump to a
-    look-alike and back (issue 16, item 1). Here every candidate of query 0 points 30 px away, on the same
-    texture (a perfect patch match); the chain's drift is only 0.8 px per step."""
+def test_far_lookalike_candidate_is_not_taken_unless_confirmed():
+    """A direct candidate far from the chained prediction is refused however well it matches, unless the next
+    images' candidates follow it along the flow: no one-image jump to a look-alike and back (issue 16,
+    item 1), but a chain that slipped can still be brought back. Here query 0's candidates point 30 px away
+    on the same texture (a perfect patch match); the chain's drift is only 0.8 px per step."""
     frames, flow, t_q, xy_q, truth = _biased_case()
     gray = gray_frames(frames)
-    direct = np.full((len(t_q), T, 2), np.nan, np.float32)
     far = np.abs(np.arange(T) - t_q[0]) >= 2
-    direct[0, far] = truth[0, far] + np.float32([30.0, 0.0])
+    lone = far & (np.arange(T) % 2 == 0)  # every other image only: nothing confirms them
+    direct = np.full((len(t_q), T, 2), np.nan, np.float32)
+    direct[0, lone] = truth[0, lone] + np.float32([30.0, 0.0])
     free = anchored_chain(flow, gray, t_q, xy_q, direct, margin=-2.0, radius=1e9, radius_per_px=0.0)
-    assert free.used[0, far].all()  # without the distance rule the look-alike wins
+    assert free.used[0, lone].all()  # without the distance rule the look-alike wins
     c = anchored_chain(flow, gray, t_q, xy_q, direct, margin=-2.0)
     assert not c.used.any()
-    step = np.linalg.norm(np.diff(c.xy, axis=1), axis=-1)
-    assert step.max() < 3.0  # the texture moves 2.2 px per step; the chain 1.5
+    assert np.linalg.norm(np.diff(c.xy, axis=1), axis=-1).max() < 3.0  # the texture moves 2.2 px per step
+    direct[0, far] = truth[0, far] + np.float32([30.0, 0.0])  # a whole consistent course: confirmed
+    c = anchored_chain(flow, gray, t_q, xy_q, direct, margin=-2.0, confirm=2)
+    assert c.used[0, 2] and c.used[0, far].sum() >= 1
 
 
 def test_cancel_stops_drift_correction():

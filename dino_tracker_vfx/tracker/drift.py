@@ -38,7 +38,7 @@ DEFAULT_MARGIN = 0.5
 DEFAULT_RADIUS = 4.0  # px, see accept()
 DEFAULT_RADIUS_PER_PX = 0.25
 DEFAULT_CONFIRM = 2  # images, see confirmed_candidates()
-DEFAULT_CONFIRM_PX = 3.0
+DEFAULT_CONFIRM_PX = 5.0
 PATCH_RADIUS = 5
 
 
