@@ -13,8 +13,8 @@ learned feature's vouching, which needs a trained model per video: ``benchmarks/
 alive until 2 steps of forward-backward error >= 7.5 px, on the raster, and not ``fusion.pattern_gone``.
 Per rule: AJ, delta_avg, OA (TAP-Vid, 256 x 256) and the largest step of a visible track beyond what its
 plain chain ever moves in one step ("excess jump", plate px). Leave-one-video-out: the rule (among those
-with confirming images) and the pattern-gone setting are chosen on the other videos (most delta_avg among those with 2+ confirming images;
-most AJ with OA within 0.003 of no "gone" rule) and scored on the held-out one. Confidence: the logistic
+with 2+ confirming images: fewer far re-anchors) and the pattern-gone setting are chosen on the other
+videos (most delta_avg; most AJ with OA within 0.003 of no "gone" rule) and scored on the held-out one. Confidence: the logistic
 model of ``fusion.track_confidence`` ("within 4 px" from patch NCC, log FB error, log steps since the
 anchor) is fitted on the other videos and its AUC measured on the held-out one; the fit on all videos is
 printed (``fusion.CONF_WEIGHTS``). Writes ``OUT/drift_sweep.json``.
@@ -119,9 +119,11 @@ def fit_logistic(X, y, l2=1e-3, iters=30) -> np.ndarray:
 
 
 def auc(s, y) -> float:
-    """Probability that a random positive scores above a random negative (ties half)."""
+    """Probability that a random positive scores above a random negative (ties half); NaN with one class."""
     from scipy.stats import rankdata
 
+    if y.min() == y.max():
+        return float("nan")
     r = rankdata(s)
     npos = int(y.sum())
     nneg = len(y) - npos
@@ -191,8 +193,8 @@ def main() -> None:
     y = np.concatenate([conf_data[k][1] for k in keys])
     w = fit_logistic(X, y)
     prod = np.array([CONF_WEIGHTS["bias"], CONF_WEIGHTS["ncc"], CONF_WEIGHTS["log_fb"], CONF_WEIGHTS["log_age"]])
-    print(f"confidence, held-out AUC for 'within 4 px' (visible points): mean {np.mean(held_auc):.3f}, "
-          f"min {np.min(held_auc):.3f}; fit on all: bias {w[0]:.2f} ncc {w[1]:.2f} log_fb {w[2]:.2f} "
+    print(f"confidence, held-out AUC for 'within 4 px' (visible points): mean {np.nanmean(held_auc):.3f}, "
+          f"min {np.nanmin(held_auc):.3f} ({int(np.isnan(held_auc).sum())} videos without errors); fit on all: bias {w[0]:.2f} ncc {w[1]:.2f} log_fb {w[2]:.2f} "
           f"log_age {w[3]:.2f} (product weights: AUC {auc(X @ prod, y):.3f} pooled)")
     p = 1.0 / (1.0 + np.exp(-X @ prod))
     edges = np.quantile(p, np.linspace(0, 1, 11))

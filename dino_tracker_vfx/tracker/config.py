@@ -109,7 +109,7 @@ DEFAULTS: dict[str, Any] = {
         "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
         "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/drift.py)
         "drift_radius": 4.0,       #   and it lies within this many flow px of the chained prediction
-        "drift_radius_per_px": 0.25,  # plus this fraction of the px the chain has moved since its last anchor
+        "drift_radius_per_px": 0.1,  # plus this fraction of the px the chain has moved since its last anchor
         "gone_ncc": -1.0,          # flow-guided: occluded where the patch NCC with the query's averages below this
         "gone_run": 8,             #   over this many images in a row (pattern gone; tracker/fusion.py); -1: off
     },

@@ -36,7 +36,7 @@ from .flow import FlowField, sample_flow
 
 DEFAULT_MARGIN = 0.5
 DEFAULT_RADIUS = 4.0  # px, see accept()
-DEFAULT_RADIUS_PER_PX = 0.25
+DEFAULT_RADIUS_PER_PX = 0.1
 DEFAULT_CONFIRM = 2  # images, see confirmed_candidates()
 DEFAULT_CONFIRM_PX = 5.0
 PATCH_RADIUS = 5

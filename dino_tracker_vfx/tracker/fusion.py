@@ -56,7 +56,7 @@ from .model import EPS
 GONE_NCC = -1.0
 GONE_RUN = 8
 # track_confidence's logistic weights (benchmarks/drift_sweep.py, fitted on the 22 dev videos)
-CONF_WEIGHTS = {"bias": 0.83, "ncc": 2.49, "log_fb": -2.17, "log_age": -0.38, "ncc_missing": 0.7}
+CONF_WEIGHTS = {"bias": 0.83, "ncc": 2.54, "log_fb": -2.21, "log_age": -0.38, "ncc_missing": 0.7}
 
 
 @dataclass
