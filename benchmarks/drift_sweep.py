@@ -35,7 +35,9 @@ import numpy as np
 from dino_tracker_vfx.evaluation.datasets import read_gt, select
 from dino_tracker_vfx.evaluation.harness import open_frames
 from dino_tracker_vfx.evaluation.metrics import tapvid_metrics_plate
-from dino_tracker_vfx.tracker.drift import anchored_chain, direct_candidates, gray_frames, ncc, patches
+from dino_tracker_vfx.tracker.drift import (DEFAULT_CONFIRM, DEFAULT_CONFIRM_PX, DEFAULT_MARGIN, DEFAULT_RADIUS,
+                                            DEFAULT_RADIUS_PER_PX, anchored_chain, direct_candidates, gray_frames,
+                                            ncc, patches)
 from dino_tracker_vfx.tracker.flow import FlowField, alive_until_failure, chain_steps, compute_flow
 from dino_tracker_vfx.tracker.fusion import CONF_WEIGHTS, GONE_NCC, GONE_RUN, pattern_gone
 
@@ -141,7 +143,7 @@ def main() -> None:
     videos = select(read_gt(a.gt, "strided"), a.videos.split(",") if a.videos else None)
     Path(a.out).mkdir(parents=True, exist_ok=True)
     res, conf_data, keys = {}, {}, []
-    default = RULES[2]
+    default = (DEFAULT_MARGIN, DEFAULT_RADIUS, DEFAULT_RADIUS_PER_PX, DEFAULT_CONFIRM, DEFAULT_CONFIRM_PX)  # the product's
     for gt in videos:
         d = video_arrays(gt, a)
         flow = FlowField(d["fwd"], d["bwd"])
