@@ -74,3 +74,19 @@ def write_queries(path: Path, rows) -> Path:
     lines = ["name,t,x,y,group"] + [f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4] if len(r) > 4 else ''}" for r in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_flow_guided(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, *, fb_thresh: float = 1.5,
+                    agree_px: float = 6.0, visible_cos: float = 0.6, occ_fb_scale: float = 5.0, fail_run: int = 2,
+                    frames=None, drift_correct: bool = True, gone_ncc: float | None = None,
+                    gone_run: int | None = None):
+    """The flow-guided branch as ShotTracker.infer runs it: flow_guided_signals then flow_guided_visibility
+    -> (xy [N, T, 2] working px, visible [N, T], confidence [N, T])."""
+    from dino_tracker_vfx.tracker.infer import flow_guided as fg
+
+    sig = fg.flow_guided_signals(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, frames=frames,
+                                 drift_correct=drift_correct)
+    vis, conf = fg.flow_guided_visibility(sig, t_q, fb_thresh, agree_px, visible_cos, occ_fb_scale, fail_run,
+                                          fg.GONE_NCC if gone_ncc is None else gone_ncc,
+                                          fg.GONE_RUN if gone_run is None else gone_run)
+    return sig.xy, vis, conf

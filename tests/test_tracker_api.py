@@ -262,7 +262,7 @@ def test_drift_correction_runs_with_raft_chains_on_dis_defaults(shot, tmp_path, 
 
     def spy(frames, flow, *a, **kw):
         seen["frames"], seen["method"] = frames.shape, flow.method
-        seen["dis_params"] = a[4] if len(a) > 4 else kw.get("dis_params")
+        seen["dis_params"] = a[5] if len(a) > 5 else kw.get("dis_params")
         return real(frames, flow, *a, **kw)
 
     monkeypatch.setattr(drift, "correct_drift", spy)

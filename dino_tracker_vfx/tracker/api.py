@@ -404,10 +404,11 @@ class ShotTracker:
         from .infer.flow_guided import flow_guided_signals
 
         cfg = self.cfg
-        drift = self.flow_frames if cfg["infer.drift_correct"] else None
         dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
         return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                   drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
+                                   self.flow_frames, cfg["infer.drift_correct"], cfg["infer.drift_margin"], dis_params,
+                                   self.progress, self.cancel, cfg["infer.drift_radius"],
+                                   cfg["infer.drift_radius_per_px"])
 
     def infer(self, queries: list[Query]) -> TrackSet:
         """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
@@ -425,7 +426,8 @@ class ShotTracker:
             xy = sig.xy
             vis, conf = flow_guided_visibility(sig, t_q, cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"],
                                                cfg["infer.visible_cos"], cfg["infer.occlusion_fb_scale"],
-                                               cfg["infer.occlusion_fail_run"])
+                                               cfg["infer.occlusion_fail_run"], cfg["infer.gone_ncc"],
+                                               cfg["infer.gone_run"])
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)

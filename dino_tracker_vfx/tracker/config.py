@@ -153,6 +153,12 @@ class Infer(_Section):
     drift_correct: bool = _f(False)     # needs flow_guided: direct DIS flow (any flow.method) from the query image
     drift_margin: Number = _f(0.5, ge=-2.0, le=2.0)  # replaces drifted chained positions where its patch NCC is
                                                      # higher by this (tracker/infer/drift.py)
+    drift_radius: Number = _f(4.0, ge=0.0, le=1e6)   # and it lies within this many flow px of the chained prediction
+    drift_radius_per_px: Number = _f(0.1, ge=0.0, le=1e6)  # plus this fraction of the px the chain has moved since
+                                                           # its last anchor
+    gone_ncc: Number = _f(-1.0, ge=-2.0, le=2.0)     # flow-guided: occluded where the patch NCC with the query's
+                                                     # averages below this (-1: never, the default)
+    gone_run: int = _f(8, ge=1, le=1_000_000)        # over this many images in a row (pattern gone; flow_guided.py)
 
 
 class TrackerConfig(_Section):
