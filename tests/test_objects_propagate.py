@@ -77,12 +77,17 @@ def test_patch_probs_are_cell_averages_and_upsampling_interpolates():
     up = Upsampler(grid, (16, 12))
     ramp = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)  # value = 4 * row + col
     full = up(ramp)[0].numpy()
-    c = grid.centres_plate()  # at patch centres the upsampled map is the patch value
-    for n, (x, y) in enumerate(c):
-        if float(x).is_integer() and float(y).is_integer():
-            assert full[int(y), int(x)] == pytest.approx(float(n))
-    # between two centres (x = 3.5 is half way between columns 0 and 1): linear
-    assert 0.5 * (full[1, 3] + full[1, 4]) == pytest.approx(0.5, abs=0.2)
+    # plate pixel (x, y) reads the grid at ((x - 1.5) / 4, (y - 1.5) / 4), held at the border patches outside the
+    # outermost centres; bilinear interpolation of a linear ramp is the ramp itself, so every pixel is known
+    gx = np.clip((np.arange(16) - 1.5) / 4.0, 0, 3)
+    gy = np.clip((np.arange(12) - 1.5) / 4.0, 0, 2)
+    np.testing.assert_allclose(full, 4.0 * gy[:, None] + gx[None, :], atol=1e-5)
+    inner = [(n, x, y) for n, (x, y) in enumerate(grid.centres_plate()) if 1.5 < x < 13.5 and 1.5 < y < 9.5]
+    assert [n for n, _, _ in inner] == [5, 6]
+    for n, x, y in inner:  # an inner patch centre (between four pixels) is its patch's value
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        assert full[y0:y0 + 2, x0:x0 + 2].mean() == pytest.approx(float(n), abs=1e-5)
+    assert full[1, 3] == pytest.approx(0.375, abs=1e-5) and full[1, 4] == pytest.approx(0.625, abs=1e-5)
 
 
 def test_grid_from_centres_checks_regularity():

@@ -60,7 +60,7 @@ def _dense_step(cum: np.ndarray, step: np.ndarray, grid: tuple[np.ndarray, np.nd
     return cum + moved
 
 
-def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np.ndarray, chain_xy: np.ndarray,
+def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np.ndarray, chain_xy: np.ndarray, *,
                   margin: float = DEFAULT_MARGIN, dis_params: dict | None = None,
                   progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                   candidates: dict | None = None) -> tuple[np.ndarray, np.ndarray]:

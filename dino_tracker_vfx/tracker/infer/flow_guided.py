@@ -84,7 +84,7 @@ def flow_guided_signals(flow: FlowField, to_flow: Resize, store: FeatureStore, t
     if drift_frames is not None:
         from .drift import correct_drift
 
-        xy, _ = correct_drift(drift_frames, flow, tq, q0, xy, drift_margin, dis_params,
+        xy, _ = correct_drift(drift_frames, flow, tq, q0, xy, margin=drift_margin, dis_params=dis_params,
                               progress=progress, cancel=cancel)
     xy_w = torch.as_tensor(to_flow.to_plate(np.asarray(xy, np.float64)), dtype=torch.float32, device=dev)
     t_all = torch.arange(T, device=dev).repeat(N)
@@ -94,7 +94,7 @@ def flow_guided_signals(flow: FlowField, to_flow: Resize, store: FeatureStore, t
     return FlowGuidedSignals(xy_w, fb, inside, cos, (xy_w - tracker_xy).norm(dim=-1))
 
 
-def flow_guided_visibility(sig: FlowGuidedSignals, t_q: torch.Tensor, fb_thresh: float = 1.5,
+def flow_guided_visibility(sig: FlowGuidedSignals, t_q: torch.Tensor, *, fb_thresh: float = 1.5,
                            agree_px: float = 6.0, visible_cos: float = 0.6, occ_fb_scale: float = 5.0,
                            fail_run: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
     """(visible bool ``[N, T]``, confidence ``[N, T]``) from the signals by the rule of the module docstring;
@@ -123,7 +123,8 @@ def flow_guided(flow: FlowField, to_flow: Resize, store: FeatureStore, t_q: torc
     exactly ``xy_q``."""
     sig = flow_guided_signals(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, drift_frames, drift_margin,
                               dis_params, progress, cancel)
-    visible, conf = flow_guided_visibility(sig, t_q, fb_thresh, agree_px, visible_cos, occ_fb_scale, fail_run)
+    visible, conf = flow_guided_visibility(sig, t_q, fb_thresh=fb_thresh, agree_px=agree_px, visible_cos=visible_cos,
+                                           occ_fb_scale=occ_fb_scale, fail_run=fail_run)
     xy_w = sig.xy.clone()
     xy_w[torch.arange(len(t_q), device=xy_w.device), t_q] = xy_q.float()
     return xy_w, visible, conf
