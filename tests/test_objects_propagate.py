@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _objects_helpers import DISC, SQUARE, ArrayShot, make_scene
+from _tracker_helpers import texture
 from dino_tracker_vfx.coords import Resize
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.objects.features import ColourTextureFeatures, PatchGrid, TrackerFeatures
@@ -172,8 +173,8 @@ def test_tracker_features_wrapper_normalises_and_keeps_grid(scene):
 
 
 def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
-    """The DINO path wired to A1's DinoV2 (untrained weights: shapes and grid only, not quality)."""
-    pytest.importorskip("dino_tracker_vfx.tracker.preprocess.backbones")
+    """The DINO path wired to the tracker's DinoV2 with untrained weights: its grid, unit features, and
+    features that move with the picture (an untrained ViT's patch features are local)."""
     from dino_tracker_vfx.objects.features import DinoFeatures
 
     shot = ArrayShot(scene.frames[:3])
@@ -187,6 +188,16 @@ def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
     assert "RANDOM" in src.describe()["backbone"]
     preds = list(propagate_masks(src, 3, {0: scene.masks[0]}, shot.size))
     assert len(preds) == 3 and set(np.unique(preds[-1].labels)) <= {0, SQUARE, DISC}
+    # a picture moved left by two patches (28 px on an 84x56 plate that is its own working raster)
+    big = texture(56, 112, seed=3)
+    moved = ArrayShot(np.stack([big[:, :84], big[:, 28:]]))
+    src = DinoFeatures.build(moved.read, moved.size, model="vits14", stride=14, height=56, random_weights=True)
+    assert src.resize.work_wh == (84, 56) and (src.grid.h, src.grid.w) == (4, 6)
+    f0, f1 = src(0), src(1)
+    cos = torch.einsum("cn,cm->nm", f0[:, :, 2:].reshape(384, -1), f1.reshape(384, -1))
+    want = (torch.arange(4)[:, None] * 6 + torch.arange(4)[None, :]).reshape(-1)  # column j in 0 -> j - 2 in 1
+    assert torch.equal(cos.argmax(1), want)
+    assert float(cos[torch.arange(len(want)), want].min()) > 0.9  # (0.96 here; unit features)
 
 
 def test_auto_feature_choice(scene, monkeypatch, caplog, tmp_path):

@@ -151,8 +151,11 @@ def test_dino_pipeline_with_a_random_vit_and_features(shot, tmp_path):
     assert tr.xy.shape == (1, T, 2) and np.isfinite(tr.xy).all()
     f, centres, resize = st.features(2)
     h, w = st.grid().hw
+    # stride geometry: 14 px patches every 7 px on the 63x49 working raster, centres at 6.5 + 7k working px
+    assert st.work_wh == (63, 49) and (h, w) == ((49 - 14) // 7 + 1, (63 - 14) // 7 + 1)
     assert f.shape == (384, h, w) and f.dtype == np.float32 and centres.shape == (h * w, 2)
-    np.testing.assert_allclose(centres[0], (6.5, 6.5))
+    gx, gy = np.meshgrid(6.5 + 7.0 * np.arange(w), 6.5 + 7.0 * np.arange(h))
+    np.testing.assert_allclose(centres, np.stack([gx, gy], -1).reshape(-1, 2))  # working px
     assert resize.plate_wh == (64, 48) and resize.work_wh == st.work_wh
     raw = ShotTracker(shot, {"base": "raw-dino", "backbone": "dinov2_vits14", "layer": 1, "weights": "random",
                              "working_height": 48, "amp": False})
@@ -160,6 +163,27 @@ def test_dino_pipeline_with_a_random_vit_and_features(shot, tmp_path):
     assert raw.trained_iterations == 0 and out.visible[0, 1]
     with pytest.raises(ConfigError, match="no optical flow"):
         raw.flow_signals([Query(1, 30.0, 20.0)])
+
+
+def test_dino_features_move_with_the_picture(tmp_path):
+    """Patch features (a random ViT, refined by the briefly trained CNN) are local: a picture moved by one
+    patch step (7 px on a 63x49 plate that is its own working raster) gives the same feature one patch over,
+    far closer than its neighbour's; every patch's nearest neighbour in the next image is the moved one."""
+    moved = open_shot(str(write_shot(tmp_path / "plates", n=2, w=63, h=49, shift=(7.0, 0.0))))
+    st = ShotTracker(moved, {**TINY_DINO, "working_height": 49})
+    st.prepare()
+    f0, c0, _ = st.features(0)
+    f1, c1, _ = st.features(1)
+    np.testing.assert_array_equal(c0, c1)
+    same = np.linalg.norm(f1[:, :, :-1] - f0[:, :, 1:], axis=0)  # content at column j in 0 is at j - 1 in 1
+    other = np.linalg.norm(f0[:, :, 1:] - f0[:, :, :-1], axis=0)
+    assert same.max() < 0.25 * other.min()
+    a = f0[:, :, 1:].reshape(384, -1)
+    b = f1.reshape(384, f1.shape[1], f1.shape[2])
+    d = ((a.T[:, :, None] - b.reshape(384, -1)[None]) ** 2).sum(1)  # every patch of 0 against every patch of 1
+    hh, ww = np.divmod(d.argmin(1), f1.shape[2])
+    want_y, want_x = np.divmod(np.arange(a.shape[1]), f0.shape[2] - 1)
+    assert np.array_equal(hh, want_y) and np.array_equal(ww, want_x)  # nearest neighbour: the moved patch
 
 
 def test_cli_track_writes_tracks_and_reports_bad_input(shot, tmp_path, capsys):

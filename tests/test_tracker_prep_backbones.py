@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-
-from dino_tracker_vfx.errors import ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import (DinoV2, default_layer, dino_working_size,  # noqa: E402
+from dino_tracker_vfx.errors import ConfigError
+from dino_tracker_vfx.tracker.preprocess.backbones import (DinoV2, default_layer, dino_working_size,
                                                  parse_name, patch_centres)
 
 

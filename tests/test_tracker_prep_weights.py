@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dino_tracker_vfx.errors import WeightsError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess import weights as wt  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, build_dinov2  # noqa: E402
+from dino_tracker_vfx.errors import WeightsError
+from dino_tracker_vfx.tracker.preprocess import weights as wt
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, build_dinov2
 
 
 @pytest.fixture
