@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import texture
+
 W, H, T = 64, 48, 6
 SHIFT = (2.0, 1.0)  # the texture moves by (-2, -1) px per frame: content at (x, y) in t is at (x-2, y-1) in t+1
 
@@ -22,17 +24,6 @@ TINY_WF = {  # weight-free, tiny: Delta CNN with two downsamples (stride 4), a f
               "lambda_norm": 0.0, "lambda_angle": 0.0},
     "infer": {"argmax_radius": 8.0},
 }
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3] smooth random texture (blurred noise, full range)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    big = rng.random((h, w, 3)).astype(np.float32)
-    big = cv2.GaussianBlur(big, (0, 0), 1.5)
-    big = (big - big.min()) / (big.max() - big.min())
-    return (big * 255).astype(np.uint8)
 
 
 def moving_frames(n: int = T, w: int = W, h: int = H, shift=SHIFT, seed: int = 0) -> np.ndarray:

@@ -54,14 +54,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def textured_frame(t: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3]: smooth random texture shifted right by t pixels (deterministic)."""
+def texture(h: int, w: int, seed: int = 0, blur: float = 1.5) -> np.ndarray:
+    """uint8 [h, w, 3]: smooth random texture (noise blurred by ``blur`` px, stretched to the full 0..255
+    range), deterministic per ``seed``. The one texture of the tests' synthetic shots."""
     import cv2
 
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=(h // 4 + 2, (w + 64) // 4 + 2, 3)).astype(np.uint8)
-    big = cv2.resize(base, ((w + 64) // 4 * 4 + 8, h // 4 * 4 + 8), interpolation=cv2.INTER_CUBIC)
-    return np.ascontiguousarray(big[:h, 32 - t:32 - t + w])
+    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), blur)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+def textured_frame(t: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
+    """uint8 [h, w, 3]: :func:`texture` shifted right by t pixels (0 <= t <= 32)."""
+    return np.ascontiguousarray(texture(h, w + 64, seed)[:, 32 - t:32 - t + w])
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from _objects_helpers import DISC, SQUARE, ArrayShot, make_scene
-from _tracker_helpers import texture
+from conftest import texture
 from dino_tracker_vfx.coords import Resize
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.objects.features import ColourTextureFeatures, PatchGrid, TrackerFeatures
