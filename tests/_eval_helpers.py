@@ -8,10 +8,9 @@ import pickle
 
 import numpy as np
 
-from conftest import texture
+from conftest import REPO, texture
+from conftest import SHARED_DATA as DATA  # tests reading it carry the shared_data marker
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
 DEV_PKL = os.path.join(DATA, "tapvid_davis", "gt_first32", "tapvid_davis_dev_strided_32.pkl")
 NPZ_DIR = os.path.join(DATA, "tapvid_davis", "gt_first32", "npz")
 FRAMES480 = os.path.join(DATA, "tapvid_davis", "frames480")
