@@ -11,6 +11,8 @@ the docs share); any other name raises ValueError.
 
 from __future__ import annotations
 
+import math
+import os
 import signal
 import sys
 import threading
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import stages as _stages
-from .errors import Cancelled
+from .errors import Cancelled, ConfigError
 
 
 @dataclass(frozen=True)
@@ -128,11 +130,11 @@ class ConsoleBar:
 
     On a terminal one live bar per stage (a finished stage's bar stays); on anything else (a farm log, a pipe)
     plain lines, never carriage returns: one when a stage starts, one when it ends, and between them at most
-    one every ``log_interval`` seconds."""
+    one every ``log_interval`` seconds (default ``$DTVFX_PROGRESS_INTERVAL``, else 30)."""
 
-    def __init__(self, stream=None, log_interval: float = 30.0):
+    def __init__(self, stream=None, log_interval: float | None = None):
         self.stream = stream or sys.stderr
-        self.log_interval = log_interval
+        self.log_interval = _env_interval() if log_interval is None else log_interval
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._bar = None  # the terminal's tqdm bar of the current stage
         self._stage: str | None = None
@@ -192,6 +194,20 @@ class ConsoleBar:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+def _env_interval() -> float:
+    raw = os.environ.get("DTVFX_PROGRESS_INTERVAL", "").strip()
+    if not raw:
+        return 30.0
+    try:
+        v = float(raw)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ConfigError(f"DTVFX_PROGRESS_INTERVAL={raw!r}: seconds between plain progress lines, a number >= 0",
+                          where="environment")
+    return v
 
 
 def _fmt_s(s: float) -> str:

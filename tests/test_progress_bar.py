@@ -5,8 +5,11 @@ from __future__ import annotations
 import io
 import re
 
+import pytest
+
 from _tracker_helpers import TINY_WF, write_shot
 from dino_tracker_vfx import stages
+from dino_tracker_vfx.errors import ConfigError
 from dino_tracker_vfx.progress import ConsoleBar, Progress
 from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracker.api import track
@@ -71,3 +74,17 @@ def test_terminal_bar_redraws_in_place_with_label_counter_and_eta():
     assert finished.rsplit("\r", 1)[-1].startswith("features     100%|") and "6/6" in finished
     last = train.rsplit("\r", 1)[-1]
     assert last.startswith("train         40%|") and last.endswith("40/100 eta 1m05s lr {1e-4}")
+
+
+def test_the_farm_log_interval_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("DTVFX_PROGRESS_INTERVAL", "0")
+    log = io.StringIO()
+    bar = ConsoleBar(stream=log)
+    for i in range(5):
+        bar(Progress("flow", i, 10))
+    assert bar.log_interval == 0.0 and len(log.getvalue().splitlines()) == 5
+    monkeypatch.delenv("DTVFX_PROGRESS_INTERVAL")
+    assert ConsoleBar(stream=log).log_interval == 30.0
+    monkeypatch.setenv("DTVFX_PROGRESS_INTERVAL", "soon")
+    with pytest.raises(ConfigError, match=r"DTVFX_PROGRESS_INTERVAL='soon': seconds between plain progress lines"):
+        ConsoleBar(stream=log)

@@ -226,6 +226,7 @@ def test_cuda_pipeline_matches_the_cpu_one(shot, monkeypatch):
     np.testing.assert_array_equal(a.visible, b.visible)
 
 
+@pytest.mark.slow
 def test_benchmark_runs_its_tiny_config(tmp_path):
     """One variant of the tiny config in its subprocess (a few seconds: one torch import, 4 frames, one
     measured iteration): every stage timed, peak memory per stage, tracks of the asked shape."""
