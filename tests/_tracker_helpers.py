@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import texture
+
 W, H, T = 64, 48, 6
 SHIFT = (2.0, 1.0)  # the texture moves by (-2, -1) px per frame: content at (x, y) in t is at (x-2, y-1) in t+1
 
@@ -22,17 +24,6 @@ TINY_WF = {  # weight-free, tiny: Delta CNN with two downsamples (stride 4), a f
               "lambda_norm": 0.0, "lambda_angle": 0.0},
     "infer": {"argmax_radius": 8.0},
 }
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3] smooth random texture (blurred noise, full range)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    big = rng.random((h, w, 3)).astype(np.float32)
-    big = cv2.GaussianBlur(big, (0, 0), 1.5)
-    big = (big - big.min()) / (big.max() - big.min())
-    return (big * 255).astype(np.uint8)
 
 
 def moving_frames(n: int = T, w: int = W, h: int = H, shift=SHIFT, seed: int = 0) -> np.ndarray:
@@ -86,7 +77,8 @@ def run_flow_guided(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, *, fb_t
 
     sig = fg.flow_guided_signals(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, frames=frames,
                                  drift_correct=drift_correct)
-    vis, conf = fg.flow_guided_visibility(sig, t_q, fb_thresh, agree_px, visible_cos, occ_fb_scale, fail_run,
-                                          fg.GONE_NCC if gone_ncc is None else gone_ncc,
-                                          fg.GONE_RUN if gone_run is None else gone_run)
+    vis, conf = fg.flow_guided_visibility(sig, t_q, fb_thresh=fb_thresh, agree_px=agree_px, visible_cos=visible_cos,
+                                          occ_fb_scale=occ_fb_scale, fail_run=fail_run,
+                                          gone_ncc=fg.GONE_NCC if gone_ncc is None else gone_ncc,
+                                          gone_run=fg.GONE_RUN if gone_run is None else gone_run)
     return sig.xy, vis, conf

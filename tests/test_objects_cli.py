@@ -171,7 +171,7 @@ def test_objects_cli_with_flow_tracker(shot_files, scene, capsys):
 
 def test_objects_and_features_with_the_real_tracker_briefly_trained(scene):
     """Wiring to tracker.api (A2): one training serves the object tracks and the tracker features."""
-    api = pytest.importorskip("dino_tracker_vfx.tracker.api")
+    from dino_tracker_vfx.tracker import api
     from dino_tracker_vfx.objects.features import TrackerFeatures
     from dino_tracker_vfx.objects.propagate import propagate_masks
 

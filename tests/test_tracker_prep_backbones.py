@@ -6,12 +6,11 @@ from __future__ import annotations
 import math
 
 import pytest
+import torch
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-
-from dino_tracker_vfx.errors import Cancelled, ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name, run_frames  # noqa: E402
+from dino_tracker_vfx.errors import Cancelled, ConfigError
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name, run_frames
 
 
 def _reference_forward(m: DinoV2, img: torch.Tensor) -> torch.Tensor:

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from _prep_helpers import constant_flow  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,  # noqa: E402
+from _prep_helpers import constant_flow
+from dino_tracker_vfx.tracker.preprocess.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,
                                                     mutual_nearest, nms_ratio)
-from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.tracklets import build_tracklets  # noqa: E402
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.preprocess.tracklets import build_tracklets
 
 
 def _brute_mnn(fa, fb):

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import atomic
 from ..errors import Cancelled, ConfigError, UserError
 from ..progress import Progress, ProgressFn, catch_signals
 from . import lock as _lock
@@ -275,7 +276,7 @@ def _valid_result(job_dir: Path, key: str):
 def _save_result(job_dir: Path, tracks, key: str, spec: JobSpec) -> None:
     tracks.meta.setdefault("job", spec.name)
     tracks.save_json(job_dir / TRACKS_FILE)  # atomic
-    _status.write_shared(job_dir / RESULT_META, key + "\n")
+    atomic.write_text(job_dir / RESULT_META, key + "\n")
 
 
 def _wants_objects(spec: JobSpec) -> bool:
@@ -363,7 +364,7 @@ def _segment(job_dir: Path, spec: JobSpec, shot, masks, kwargs: dict, key: str) 
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _status.write_shared(job_dir / SEGMENT_KEY, _segment_key(dict(spec.objects["segment"]), key) + "\n")
+    atomic.write_text(job_dir / SEGMENT_KEY, _segment_key(dict(spec.objects["segment"]), key) + "\n")
     log_line(job_dir, f"wrote propagated masks {out}")
 
 

@@ -424,10 +424,11 @@ class ShotTracker:
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
             xy = sig.xy
-            vis, conf = flow_guided_visibility(sig, t_q, cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"],
-                                               cfg["infer.visible_cos"], cfg["infer.occlusion_fb_scale"],
-                                               cfg["infer.occlusion_fail_run"], cfg["infer.gone_ncc"],
-                                               cfg["infer.gone_run"])
+            vis, conf = flow_guided_visibility(sig, t_q, fb_thresh=cfg["flow.fb_thresh"],
+                                               agree_px=cfg["infer.flow_agree_px"], visible_cos=cfg["infer.visible_cos"],
+                                               occ_fb_scale=cfg["infer.occlusion_fb_scale"],
+                                               fail_run=cfg["infer.occlusion_fail_run"], gone_ncc=cfg["infer.gone_ncc"],
+                                               gone_run=cfg["infer.gone_run"])
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)

@@ -233,7 +233,7 @@ def anchored_chain(flow: FlowField, gray: np.ndarray, t_q: np.ndarray, xy_q: np.
     return c
 
 
-def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np.ndarray,
+def correct_drift(frames: np.ndarray, flow: FlowField, t_q: np.ndarray, xy_q: np.ndarray, *,
                   margin: float = DEFAULT_MARGIN, radius: float = DEFAULT_RADIUS,
                   radius_per_px: float = DEFAULT_RADIUS_PER_PX, dis_params: dict | None = None,
                   progress: ProgressFn | None = None, cancel: CancelFn | None = None,

@@ -112,8 +112,9 @@ def flow_guided_signals(flow: FlowField, to_flow: Resize, store: FeatureStore, t
         nc, age = np.full((N, T), np.nan, np.float32), np.abs(np.arange(T)[None] - tq[:, None])
     else:
         if drift_correct:
-            ch = correct_drift(frames, flow, tq, q0, drift_margin, drift_radius, drift_radius_per_px, dis_params,
-                               progress=progress, cancel=cancel)
+            ch = correct_drift(frames, flow, tq, q0, margin=drift_margin, radius=drift_radius,
+                               radius_per_px=drift_radius_per_px, dis_params=dis_params, progress=progress,
+                               cancel=cancel)
         else:  # the same chain, no candidates: its patch scores only
             ch = anchored_chain(flow, gray_frames(frames), tq, q0, np.full((N, T, 2), np.nan, np.float32))
         xy, fb, inside, nc, age = ch.xy, ch.fb, ch.inside, ch.ncc, ch.age
@@ -151,7 +152,7 @@ def track_confidence(sig: FlowGuidedSignals) -> torch.Tensor:
     return torch.as_tensor(1.0 / (1.0 + np.exp(-z)), dtype=torch.float32, device=sig.cos.device)
 
 
-def flow_guided_visibility(sig: FlowGuidedSignals, t_q: torch.Tensor, fb_thresh: float = 1.5,
+def flow_guided_visibility(sig: FlowGuidedSignals, t_q: torch.Tensor, *, fb_thresh: float = 1.5,
                            agree_px: float = 6.0, visible_cos: float = 0.6, occ_fb_scale: float = 5.0,
                            fail_run: int = 2, gone_ncc: float = GONE_NCC, gone_run: int = GONE_RUN
                            ) -> tuple[torch.Tensor, torch.Tensor]:
