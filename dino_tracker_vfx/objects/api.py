@@ -33,6 +33,7 @@ from ..tracks import Query, TrackSet
 from . import masks_io
 from .centroids import CentroidParams, mask_box, object_track_from_points
 from .features import FeatureSource, open_feature_source
+from .guide import GUIDES, GuideParams, guided_object_track
 from .metrics import mask_centroid
 from .propagate import FramePrediction, PropagationParams, Upsampler, propagate_masks
 from .sampling import sample_points
@@ -231,19 +232,46 @@ def sample_object_queries(shot, masks: dict[int, np.ndarray], ids: list[int], na
     return queries, t0s
 
 
+def propagated_labels(shot, masks: dict[int, np.ndarray], features: str | FeatureSource = "colour-texture",
+                      progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
+    """The propagated id image of every image of the shot: ``[T, H, W]`` (uint8 when every id fits,
+    else int32) from :func:`segment` with ``features`` (default the weight-free colour-texture)."""
+    masks = _check_masks(shot, masks)
+    W, H = shot.size
+    dtype = np.uint8 if max(_ids(masks)) <= 255 else np.int32
+    out = np.zeros((shot.n_images, H, W), dtype)
+    _, it = segment(shot, masks, features=features, progress=progress, cancel=cancel)
+    for fp in it:
+        out[fp.t] = fp.labels
+    return out
+
+
 def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] | None = None,
                   points_per_object: int = 24, point_tracker: str | Callable = "dino", preset: str = "cpu-preview",
                   centroid: CentroidParams = CentroidParams(), smooth: SmoothSpec = SmoothSpec(),
+                  guide: str = "propagate", guide_params: GuideParams = GuideParams(),
+                  guide_features: str | FeatureSource = "colour-texture", guide_labels: np.ndarray | None = None,
                   cache_dir=None, device=None, seed: int = 0, progress: ProgressFn | None = None,
                   cancel: CancelFn | None = None) -> TrackSet:
     """Object tracks for every object of ``masks`` (see module docstring).
 
     ``point_tracker``: ``"dino"`` (``tracker.api.track``, one training for all objects), ``"flow"``
     (:func:`flow_point_tracker`) or a callable ``(shot, queries, masks) -> TrackSet`` (same order).
+    ``guide``: ``"propagate"`` (default) checks the points against the masks propagated through the shot
+    (:mod:`.guide`; ``guide_labels`` ``[T, H, W]`` = those id images when the caller has them, else they
+    come from :func:`propagated_labels` with ``guide_features``); ``"none"``: points only.
     """
     masks = _check_masks(shot, masks)
     if points_per_object < 1:
         raise ConfigError(f"points per object must be >= 1, got {points_per_object}", where="--points-per-object")
+    if guide not in GUIDES:
+        raise ConfigError(f"guide {guide!r} is not one of {', '.join(GUIDES)}", where="--guide")
+    guide_params.validate()
+    if guide_labels is not None:
+        W, H = shot.size
+        if np.shape(guide_labels) != (shot.n_images, H, W):
+            raise InputError(f"guide labels are {np.shape(guide_labels)}, expected ({shot.n_images}, {H}, {W}): "
+                             f"one id image per image of the shot at plate size")
     ids = _ids(masks)
     nm = masks_io.object_names(ids, names)
     queries, t0s = sample_object_queries(shot, masks, ids, nm, points_per_object)
@@ -270,6 +298,10 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
                   ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta), ts.fps, ts.timecode)
     fr = [int(f) for f in shot.frame_numbers]
+    labels = None
+    if guide == "propagate":
+        labels = guide_labels if guide_labels is not None else propagated_labels(shot, masks, guide_features,
+                                                                                 progress, cancel)
     info: dict[str, Any] = {}
     for i in ids:
         name = nm[i]
@@ -277,8 +309,13 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         t0 = t0s[i]
         m0 = masks[t0] == i
         c0, area0 = mask_centroid(m0)
-        obj, inl = object_track_from_points(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0, mask_box(m0),
-                                            centroid)
+        if labels is None:
+            obj, inl = object_track_from_points(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
+                                                mask_box(m0), centroid)
+            gstats = None
+        else:
+            obj, inl, gstats = guided_object_track(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
+                                                   mask_box(m0), labels, i, centroid, guide_params)
         absent = [t for t in sorted(masks) if not (masks[t] == i).any()]
         for t in absent:  # a given mask says the object is not there: invisible, whatever the points say
             obj.visible[t] = False
@@ -292,14 +329,24 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         info[name] = {"id": i, "query_frame": fr[t0], "points": len(mem), "mask_area_px": area0,
                       "mask_centroid": [float(c0[0]), float(c0[1])], "absent_frames": [fr[t] for t in absent],
                       "invisible_frames": invisible}
+        if gstats is not None:
+            info[name]["supported_points"] = gstats["supported"]
+            info[name]["propagated_area_px"] = gstats["area"]
     ts.meta["objects"] = {
         "objects": info, "point_tracker": point_tracker if isinstance(point_tracker, str) else "custom",
         "preset": preset if point_tracker == "dino" else None, "points_per_object": points_per_object,
         "centroid": asdict(centroid), "smoothing": smooth.describe(),
-        "visibility_rule": f"visible while >= {centroid.min_visible_fraction:g} of the object's points are visible",
+        "visibility_rule": (f"visible while >= {centroid.min_visible_fraction:g} of the object's points are visible"
+                            if labels is None else
+                            f"visible while the propagated mask holds >= {guide_params.min_area_fraction:g} of the "
+                            f"object's first area or >= {centroid.min_visible_fraction:g} of its points lie on it"),
+        "guide": {"method": "none"} if labels is None else {
+            "method": "propagate", **asdict(guide_params),
+            "features": "given labels" if guide_labels is not None else
+            (guide_features if isinstance(guide_features, str) else guide_features.name)},
     }
     return ts
 
 
 __all__ = ["segment", "segment_to_dir", "track_objects", "flow_point_tracker", "sample_object_queries",
-           "POINT_TRACKERS"]
+           "propagated_labels", "POINT_TRACKERS"]
