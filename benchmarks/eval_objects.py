@@ -113,7 +113,7 @@ def score_centroids(cent: np.ndarray, gts: np.ndarray, i: int, visible: np.ndarr
     out = {"px": float(np.mean(e)) if e else nan, "norm": float(np.mean(en)) if en else nan,
            "med": float(np.median(e)) if e else nan, "p90": float(np.percentile(e, 90)) if e else nan,
            "max": float(np.max(e)) if e else nan, "frames": len(e), "coverage": len(e) / n_gt if n_gt else nan,
-           "gt_frames": n_gt}
+           "gt_frames": n_gt, "errors": [round(x, 2) for x in e]}
     if visible is not None:
         gt_there = np.array([(gts[t] == i).any() for t in range(1, len(gts))])
         vis = np.asarray(visible, bool)[1:]
@@ -236,6 +236,35 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def detail_table(results: list[dict]) -> str:
+    """Per object: error median / p90 / max (px) and presence accuracy for the object-track methods and the
+    propagated-mask centroid; last row: the same over all objects' frames pooled (presence: mean)."""
+    meth = [m for m in (list(results[0]["centroids"]) if results else []) if m.startswith(("objects", "mask-prop"))]
+    head = ["video", "object", "GT frames"] + [f"{m} med / p90 / max px, presence" for m in meth]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(r):
+        if not r.get("frames"):
+            return "-" + (f", {100 * r['presence']:.0f}%" if "presence" in r else "")
+        return (f"{r['med']:.1f} / {r['p90']:.1f} / {r['max']:.0f}"
+                + (f", {100 * r['presence']:.0f}% ({r['visible_frames']} vis)" if "presence" in r else ""))
+
+    for res in results:
+        for i in res["objects"]:
+            k = str(i) if str(i) in res["centroids"][meth[0]] else i
+            r0 = res["centroids"][meth[0]][k]
+            lines.append("| " + " | ".join([res["video"], f"obj{i}", str(r0.get("gt_frames", ""))]
+                                           + [cell(res["centroids"][m][k]) for m in meth]) + " |")
+    pooled = []
+    for m in meth:
+        e = [x for res in results for r in res["centroids"][m].values() for x in r.get("errors", [])]
+        pr = _mean([r.get("presence") for res in results for r in res["centroids"][m].values()])
+        pooled.append(f"{np.median(e):.1f} / {np.percentile(e, 90):.1f} / {np.max(e):.0f}, {100 * pr:.1f}%"
+                      if e else "-")
+    lines.append("| **all frames pooled** | | | " + " | ".join(pooled) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data/tapvid_davis", help="tapvid_davis folder (index.json)")
@@ -289,7 +318,7 @@ def main(argv=None) -> int:
         results.append(run_video(root, v, args.frames, args.features, trackers, args.tracker_preset,
                                  lambda s: print(s, flush=True), guides))
         atomic.write_json(done_path, {"settings": settings, "machine": machine(), "videos": results})
-    md = table(results)
+    md = table(results) + "\n\n" + detail_table(results)
     atomic.write_text(out / "table.md", md + "\n")
     atomic.write_json(done_path, {"settings": settings, "machine": machine(), "videos": results,
                                   "seconds_this_run": time.perf_counter() - t_all})

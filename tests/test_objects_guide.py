@@ -133,3 +133,35 @@ def test_guide_settings_and_labels_are_checked():
         track_objects(shot, {0: scene.masks[0]}, point_tracker=truth_tracker(scene), guide_labels=scene.masks[:3])
     with pytest.raises(ConfigError, match="guide 'masks' is not one of"):
         track_objects(shot, {0: scene.masks[0]}, point_tracker=truth_tracker(scene), guide="masks")
+
+
+def test_track_objects_recovers_an_object_whose_points_were_lost_with_real_propagation():
+    """End to end (colour-texture propagation of the given mask): the disc leaves the picture for two
+    frames and a chained-flow style tracker never finds its points again."""
+    from dino_tracker_vfx.objects.api import track_objects
+    from _objects_helpers import DISC, SQUARE, ArrayShot, make_scene, truth_tracker
+
+    gone = (3, 4)
+    sc = make_scene(T=8, disc_gone=gone)
+    truth = truth_tracker(sc)
+
+    def lossy(shot, queries, masks):  # disc points lost for good at the first frame without the disc
+        ts = truth(shot, queries, masks)
+        for n, q in enumerate(queries):
+            if q.group == "obj7":
+                ts.visible[n, gone[0]:] = False
+        return ts
+
+    shot = ArrayShot(sc.frames)
+    old = track_objects(shot, {0: sc.masks[0]}, points_per_object=12, point_tracker=lossy, guide="none")
+    new = track_objects(shot, {0: sc.masks[0]}, points_per_object=12, point_tracker=lossy)
+    there = [t not in gone for t in range(8)]
+    assert old.groups["obj7"].visible.tolist() == [True] * 3 + [False] * 5
+    assert new.groups["obj7"].visible.tolist() == there
+    err = np.linalg.norm(new.groups["obj7"].centroid[5:] - sc.centroids[DISC][5:], axis=1)
+    assert (err < 3.0).all(), err
+    assert new.groups[f"obj{SQUARE}"].visible.all()
+    np.testing.assert_allclose(new.groups[f"obj{SQUARE}"].centroid, sc.centroids[SQUARE], atol=3.0)
+    info = new.meta["objects"]["objects"]["obj7"]
+    assert info["propagated_area_px"][3] == 0 and info["supported_points"][6] == 0
+    assert new.meta["objects"]["guide"]["method"] == "propagate"
