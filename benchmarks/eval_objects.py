@@ -183,7 +183,8 @@ def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], p
             return cache["ts"]
 
         for g in guides:
-            ts = track_objects(shot, {0: gts[0]}, point_tracker=points, guide=g, guide_labels=pred)
+            ts = track_objects(shot, {0: gts[0]}, point_tracker=points, guide=g, guide_labels=pred,
+                               guide_features=src)
             name = f"objects-{tr}" + ("" if g == "none" else "+guide")
             cents[name] = {i: score_centroids(ts.groups[f"obj{i}"].centroid, gts, i, ts.groups[f"obj{i}"].visible)
                            for i in ids}

@@ -75,7 +75,8 @@ def occlusion_scene(gone=(4, 5, 6)):
     p0 = _grid_points(ax[0], 45, 30, 30, 4)
     xy = p0[:, None] + np.array([[8.0 * t, 0.0] for t in range(T)])[None]
     vis = np.ones((len(p0), T), bool)
-    vis[:, gone[0]:] = False
+    if gone:
+        vis[:, gone[0]:] = False
     return labels, xy, vis
 
 
@@ -165,3 +166,20 @@ def test_track_objects_recovers_an_object_whose_points_were_lost_with_real_propa
     info = new.meta["objects"]["objects"]["obj7"]
     assert info["propagated_area_px"][3] == 0 and info["supported_points"][6] == 0
     assert new.meta["objects"]["guide"]["method"] == "propagate"
+
+
+def test_a_leaked_propagated_mask_is_ignored():
+    """The propagated mask of A bleeds over the background (area > max_area_growth x its first area) from
+    frame 5: there the points alone place A, as without the guide."""
+    labels, xy, vis = occlusion_scene(gone=())
+    for t in range(5, T):
+        labels[t, :, :100] = np.where(labels[t, :, :100] == 0, A, labels[t, :, :100])  # the left half is "A"
+    m0 = labels[0] == A
+    c0 = mask_centroid(m0)[0]
+    vis = np.ones(vis.shape, bool)
+    new, _, stats = guided_object_track(xy, vis, vis.astype(float), 0, c0, mask_box(m0), labels, A)
+    old, _ = object_track_from_points(xy, vis, vis.astype(float), 0, c0, mask_box(m0))
+    assert stats["leaked"] == [False] * 5 + [True] * 5
+    np.testing.assert_allclose(new.centroid[5:], old.centroid[5:])
+    assert np.linalg.norm(mask_centroid(labels[7] == A)[0] - old.centroid[7]) > 20  # the mask was far off
+    assert new.visible.all()

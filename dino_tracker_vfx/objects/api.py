@@ -71,8 +71,7 @@ def _check_masks(shot, masks: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
 
 
 def _small_object_warnings(shot, masks, ids, names, source: FeatureSource) -> list[str]:
-    sx, sy = source.grid.step_plate()
-    patch = sx * sy
+    patch = 2 * half_patch_px(source)
     msgs = []
     for t, m in masks.items():
         vals, counts = np.unique(m, return_counts=True)
@@ -233,17 +232,25 @@ def sample_object_queries(shot, masks: dict[int, np.ndarray], ids: list[int], na
 
 
 def propagated_labels(shot, masks: dict[int, np.ndarray], features: str | FeatureSource = "colour-texture",
-                      progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> np.ndarray:
-    """The propagated id image of every image of the shot: ``[T, H, W]`` (uint8 when every id fits,
-    else int32) from :func:`segment` with ``features`` (default the weight-free colour-texture)."""
+                      progress: ProgressFn | None = None, cancel: CancelFn | None = None
+                      ) -> tuple[np.ndarray, FeatureSource]:
+    """The propagated id image of every image of the shot -> (``[T, H, W]`` ids, uint8 when every id fits,
+    else int32; the feature source used), from :func:`segment` with ``features`` (default the weight-free
+    colour-texture)."""
     masks = _check_masks(shot, masks)
     W, H = shot.size
     dtype = np.uint8 if max(_ids(masks)) <= 255 else np.int32
     out = np.zeros((shot.n_images, H, W), dtype)
-    _, it = segment(shot, masks, features=features, progress=progress, cancel=cancel)
+    source, it = segment(shot, masks, features=features, progress=progress, cancel=cancel)
     for fp in it:
         out[fp.t] = fp.labels
-    return out
+    return out, source
+
+
+def half_patch_px(source: FeatureSource) -> float:
+    """Half a feature patch in plate px: objects smaller than this are lost by the propagation."""
+    sx, sy = source.grid.step_plate()
+    return 0.5 * sx * sy
 
 
 def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] | None = None,
@@ -259,7 +266,9 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     (:func:`flow_point_tracker`) or a callable ``(shot, queries, masks) -> TrackSet`` (same order).
     ``guide``: ``"propagate"`` (default) checks the points against the masks propagated through the shot
     (:mod:`.guide`; ``guide_labels`` ``[T, H, W]`` = those id images when the caller has them, else they
-    come from :func:`propagated_labels` with ``guide_features``); ``"none"``: points only.
+    come from :func:`propagated_labels` with ``guide_features``); ``"none"``: points only. An object whose
+    first mask is smaller than half a feature patch of the guide's features (when known: ``guide_features``
+    is a source or the labels are propagated here) is tracked from its points only: propagation loses it.
     """
     masks = _check_masks(shot, masks)
     if points_per_object < 1:
@@ -298,10 +307,14 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
                   ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta), ts.fps, ts.timecode)
     fr = [int(f) for f in shot.frame_numbers]
-    labels = None
+    labels, small_px = None, 0.0
     if guide == "propagate":
-        labels = guide_labels if guide_labels is not None else propagated_labels(shot, masks, guide_features,
-                                                                                 progress, cancel)
+        src = None if isinstance(guide_features, str) else guide_features
+        if guide_labels is not None:
+            labels = guide_labels
+        else:
+            labels, src = propagated_labels(shot, masks, guide_features, progress, cancel)
+        small_px = half_patch_px(src) if src is not None else 0.0
     info: dict[str, Any] = {}
     for i in ids:
         name = nm[i]
@@ -309,7 +322,11 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         t0 = t0s[i]
         m0 = masks[t0] == i
         c0, area0 = mask_centroid(m0)
-        if labels is None:
+        guided = labels is not None and area0 >= small_px
+        if labels is not None and not guided:
+            warnings.warn(f"object {name} (id {i}) covers {area0} px at frame {fr[t0]}, less than half a feature "
+                          f"patch of the guide ({small_px:.0f} px): tracked from its points only")
+        if not guided:
             obj, inl = object_track_from_points(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
                                                 mask_box(m0), centroid)
             gstats = None
@@ -328,7 +345,7 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
                           f"{_frames_text([fr[t] for t in absent])}: marked invisible there")
         info[name] = {"id": i, "query_frame": fr[t0], "points": len(mem), "mask_area_px": area0,
                       "mask_centroid": [float(c0[0]), float(c0[1])], "absent_frames": [fr[t] for t in absent],
-                      "invisible_frames": invisible}
+                      "invisible_frames": invisible, "guided": guided}
         if gstats is not None:
             info[name]["supported_points"] = gstats["supported"]
             info[name]["propagated_area_px"] = gstats["area"]

@@ -50,12 +50,13 @@ class GuideParams:
     min_area_fraction: float = 0.05  # present while the propagated area is >= this share of the t0 area
     mask_weight: float = 0.5  # share of the propagated-mask centroid where the point support is strong
     mask_confidence: float = 0.5  # confidence floor while the propagated mask holds the object
+    max_area_growth: float = 3.0  # a propagated mask above this multiple of the t0 area has leaked: ignored
 
     def validate(self) -> "GuideParams":
         if self.tolerance < 0 or self.min_tol_px < 0 or not 0 <= self.min_area_fraction <= 1 \
-                or not 0 <= self.mask_weight <= 1 or not 0 <= self.mask_confidence <= 1:
+                or not 0 <= self.mask_weight <= 1 or not 0 <= self.mask_confidence <= 1 or self.max_area_growth < 1:
             raise ConfigError(f"bad guide settings {self} (need tolerance, min_tol_px >= 0; min_area_fraction, "
-                              f"mask_weight, mask_confidence in 0..1)")
+                              f"mask_weight, mask_confidence in 0..1; max_area_growth >= 1)")
         return self
 
 
@@ -113,9 +114,12 @@ def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndar
             b_mask[t] = mask_box(own)
         tol = max(guide.min_tol_px, guide.tolerance * math.sqrt(area[t]))
         support[:, t] = point_support(xy[:, t], visible[:, t], lab, obj_id, tol)
+    a0 = max(int(area[t0]), 1)
+    leaked = area > guide.max_area_growth * a0
+    # no evidence from a leaked mask: there every visible point counts (the points-only rule)
+    support[:, leaked] = np.asarray(visible, bool)[:, leaked] & np.isfinite(xy[:, leaked]).all(2)
     support[:, t0] = np.isfinite(xy[:, t0]).all(1)
     obj, _ = object_track_from_points(xy, support, confidence, t0, centroid0, bbox0, params)
-    a0 = max(int(area[t0]), 1)
     present = (area > 0) & (area >= guide.min_area_fraction * a0)
     n_sup = support.sum(0)
     strong = n_sup >= need
@@ -124,7 +128,9 @@ def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndar
     for t in range(T):
         if t == t0 or not present[t]:
             continue
-        if strong[t] and np.isfinite(cen[t]).all():
+        if leaked[t] and n_sup[t] > 0 and np.isfinite(cen[t]).all():
+            continue  # the points alone
+        if strong[t] and not leaked[t] and np.isfinite(cen[t]).all():
             c = (1.0 - guide.mask_weight) * cen[t] + guide.mask_weight * c_mask[t]
             box[t] = box[t] + np.tile(c - cen[t], 2) if np.isfinite(box[t]).all() else b_mask[t]
             cen[t] = c
@@ -134,7 +140,8 @@ def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndar
     vis[t0] = obj.visible[t0]
     conf = np.where(present, np.maximum(obj.confidence, guide.mask_confidence), obj.confidence).astype(np.float32)
     conf[t0] = obj.confidence[t0]
-    stats = {"supported": n_sup.tolist(), "present": present.tolist(), "area": area.tolist()}
+    stats = {"supported": n_sup.tolist(), "present": present.tolist(), "area": area.tolist(),
+             "leaked": leaked.tolist()}
     return ObjectTrack(cen, vis, box, conf), support, stats
 
 
