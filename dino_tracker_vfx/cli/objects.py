@@ -15,8 +15,9 @@ and a confidence.
 --guide propagate (default) also propagates the masks through the shot (as dtvfx segment, weight-free
 colour-texture features unless --guide-features says otherwise) and uses them as a check: a point counts
 for its object only while it lies on that object's propagated mask (never on another object's), the
-centroid leans half-way to the propagated mask's centroid and follows it alone where too few points are
-left, and the object is visible while the propagated mask holds it (or >= 30% of its points lie on it).
+centroid leans three quarters of the way to the propagated mask's centroid and follows it alone where
+too few points are left (not where the propagated mask has leaked: > 3x the area the points explain),
+and the object is visible while the propagated mask holds it (or >= 30% of its points lie on it).
 --guide none: points only (visible while >= 30% of its points are).
 
 The output track file holds the member tracks <object>_pNN (group = object) and one object track per group;

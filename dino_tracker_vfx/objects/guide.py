@@ -15,14 +15,20 @@ propagation of :mod:`.propagate` gives, at every image ``t``, an id image ``L_t`
 3. **Presence**: ``present(t)`` iff the propagated area ``area_t >= min_area_fraction * area_t0`` and
    ``> 0``. Its centroid ``c_mask(t)`` and box are the mean pixel position / extreme pixel centres of
    ``L_t == i``.
-4. **Centroid**: where the point support is strong (at least ``ceil(min_visible_fraction * N)`` points)
+4. **Leak check**: where ``area_t > max_area_growth * area_t0 * s_t^2`` (``s_t^2`` = area of the point
+   model's box relative to ``t0``, the nearest known one where there is no model) the propagated mask has
+   bled into the background: there every visible point supports ``i`` (the points-only rule) and, when
+   any is left, the points alone place the object.
+5. **Centroid**: where the point support is strong (at least ``ceil(min_visible_fraction * N)`` points)
    and the object present: ``c = (1 - mask_weight) c_pts + mask_weight c_mask``; where the support is
    weak but the object present: ``c_mask`` (so an object whose points are all lost behind passers-by
    keeps its track); where it is absent: ``c_pts`` while any point supports it, else NaN. The box is
    ``box_pts`` moved by ``c - c_pts`` (the mask box where there is no point model).
-5. **Visibility** keys ``present(t) or strong support(t)``; **confidence** = the supporting points'
+6. **Visibility** keys ``present(t) or strong support(t)``; **confidence** = the supporting points'
    summed confidence / N (as without guidance), at least ``mask_confidence`` while present.
 
+Defaults (``mask_weight`` 0.75, ``max_area_growth`` 3) chosen by leave-one-video-out on the DAVIS dev
+multi-instance videos (docs/results-objects.md).
 Frames with a given mask use it as ``L_t``. ``labels``: a sequence (or ``t -> array``) of int id images
 ``[H, W]`` at plate size, one per image; points are plate px (pixel centres at integers).
 """
@@ -48,9 +54,9 @@ class GuideParams:
     tolerance: float = 0.1  # a point may lie this fraction of sqrt(area) outside its propagated mask
     min_tol_px: float = 3.0
     min_area_fraction: float = 0.05  # present while the propagated area is >= this share of the t0 area
-    mask_weight: float = 0.5  # share of the propagated-mask centroid where the point support is strong
+    mask_weight: float = 0.75  # share of the propagated-mask centroid where the point support is strong
     mask_confidence: float = 0.5  # confidence floor while the propagated mask holds the object
-    max_area_growth: float = 3.0  # a propagated mask above this multiple of the t0 area has leaked: ignored
+    max_area_growth: float = 3.0  # a propagated mask above this multiple of the expected area has leaked
 
     def validate(self) -> "GuideParams":
         if self.tolerance < 0 or self.min_tol_px < 0 or not 0 <= self.min_area_fraction <= 1 \
@@ -85,6 +91,24 @@ def point_support(xy_t: np.ndarray, visible_t: np.ndarray, labels_t: np.ndarray,
     return out
 
 
+def _area_scale(box: np.ndarray | None, t0: int) -> np.ndarray:
+    """``[T]`` area of the point model's box relative to ``t0`` (1 where unknown: no box at ``t0``; frames
+    without a model take the nearest earlier one on their side of ``t0``)."""
+    if box is None:
+        return np.ones(1)
+    wh = np.maximum(box[:, 2:] - box[:, :2] + 1.0, 1.0)
+    a = wh[:, 0] * wh[:, 1]
+    if not np.isfinite(a[t0]):
+        return np.ones(len(a))
+    r = a / a[t0]
+    for ts in (range(t0 + 1, len(r)), range(t0 - 1, -1, -1)):
+        last = 1.0
+        for t in ts:
+            last = r[t] if np.isfinite(r[t]) else last
+            r[t] = last
+    return r
+
+
 def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndarray, t0: int, centroid0,
                         bbox0, labels: Sequence[np.ndarray] | Callable[[int], np.ndarray], obj_id: int,
                         params: CentroidParams = CentroidParams(), guide: GuideParams = GuideParams()
@@ -115,11 +139,12 @@ def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndar
         tol = max(guide.min_tol_px, guide.tolerance * math.sqrt(area[t]))
         support[:, t] = point_support(xy[:, t], visible[:, t], lab, obj_id, tol)
     a0 = max(int(area[t0]), 1)
-    leaked = area > guide.max_area_growth * a0
-    # no evidence from a leaked mask: there every visible point counts (the points-only rule)
-    support[:, leaked] = np.asarray(visible, bool)[:, leaked] & np.isfinite(xy[:, leaked]).all(2)
     support[:, t0] = np.isfinite(xy[:, t0]).all(1)
     obj, _ = object_track_from_points(xy, support, confidence, t0, centroid0, bbox0, params)
+    leaked = area > guide.max_area_growth * a0 * _area_scale(obj.bbox, t0)
+    if leaked.any():  # no evidence from a leaked mask: there every visible point counts (points-only rule)
+        support[:, leaked] = np.asarray(visible, bool)[:, leaked] & np.isfinite(xy[:, leaked]).all(2)
+        obj, _ = object_track_from_points(xy, support, confidence, t0, centroid0, bbox0, params)
     present = (area > 0) & (area >= guide.min_area_fraction * a0)
     n_sup = support.sum(0)
     strong = n_sup >= need
