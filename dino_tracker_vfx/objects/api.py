@@ -33,7 +33,7 @@ from ..tracks import Query, TrackSet
 from . import masks_io
 from .centroids import CentroidParams, mask_box, object_track_from_points
 from .features import FeatureSource, open_feature_source
-from .guide import GUIDES, GuideParams, guided_object_track
+from .guide import GUIDES, GuideParams, MaskEvidence, guided_object_track
 from .metrics import mask_centroid
 from .propagate import FramePrediction, PropagationParams, Upsampler, propagate_masks
 from .sampling import sample_points
@@ -231,22 +231,6 @@ def sample_object_queries(shot, masks: dict[int, np.ndarray], ids: list[int], na
     return queries, t0s
 
 
-def propagated_labels(shot, masks: dict[int, np.ndarray], features: str | FeatureSource = "colour-texture",
-                      progress: ProgressFn | None = None, cancel: CancelFn | None = None
-                      ) -> tuple[np.ndarray, FeatureSource]:
-    """The propagated id image of every image of the shot -> (``[T, H, W]`` ids, uint8 when every id fits,
-    else int32; the feature source used), from :func:`segment` with ``features`` (default the weight-free
-    colour-texture)."""
-    masks = _check_masks(shot, masks)
-    W, H = shot.size
-    dtype = np.uint8 if max(_ids(masks)) <= 255 else np.int32
-    out = np.zeros((shot.n_images, H, W), dtype)
-    source, it = segment(shot, masks, features=features, progress=progress, cancel=cancel)
-    for fp in it:
-        out[fp.t] = fp.labels
-    return out, source
-
-
 def half_patch_px(source: FeatureSource) -> float:
     """Half a feature patch in plate px: objects smaller than this are lost by the propagation."""
     sx, sy = source.grid.step_plate()
@@ -265,8 +249,8 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     ``point_tracker``: ``"dino"`` (``tracker.api.track``, one training for all objects), ``"flow"``
     (:func:`flow_point_tracker`) or a callable ``(shot, queries, masks) -> TrackSet`` (same order).
     ``guide``: ``"propagate"`` (default) checks the points against the masks propagated through the shot
-    (:mod:`.guide`; ``guide_labels`` ``[T, H, W]`` = those id images when the caller has them, else they
-    come from :func:`propagated_labels` with ``guide_features``); ``"none"``: points only. An object whose
+    (:mod:`.guide`; ``guide_labels`` ``[T, H, W]`` = those id images when the caller has them, else
+    :func:`segment` propagates them with ``guide_features``, one image at a time); ``"none"``: points only. An object whose
     first mask is smaller than half a feature patch of the guide's features (when known: ``guide_features``
     is a source or the labels are propagated here) is tracked from its points only: propagation loses it.
     """
@@ -307,14 +291,21 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
                   ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta), ts.fps, ts.timecode)
     fr = [int(f) for f in shot.frame_numbers]
-    labels, small_px = None, 0.0
-    if guide == "propagate":
+    evidence, small_px = None, 0.0
+    if guide == "propagate":  # one pass over the propagated id images; only per-object evidence is kept
         src = None if isinstance(guide_features, str) else guide_features
         if guide_labels is not None:
-            labels = guide_labels
+            frames = enumerate(guide_labels)
         else:
-            labels, src = propagated_labels(shot, masks, guide_features, progress, cancel)
+            src, it = segment(shot, masks, features=guide_features, progress=progress, cancel=cancel)
+            frames = ((fp.t, fp.labels) for fp in it)
         small_px = half_patch_px(src) if src is not None else 0.0
+        mems = {i: ts.members(nm[i]) for i in ids}
+        evidence = {i: MaskEvidence.empty(len(mems[i]), shot.n_images) for i in ids}
+        for t, lab in frames:
+            lab = np.asarray(lab)
+            for i in ids:
+                evidence[i].add(t, lab, i, ts.xy[mems[i], t], ts.visible[mems[i], t], guide_params)
     info: dict[str, Any] = {}
     for i in ids:
         name = nm[i]
@@ -322,8 +313,8 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         t0 = t0s[i]
         m0 = masks[t0] == i
         c0, area0 = mask_centroid(m0)
-        guided = labels is not None and area0 >= small_px
-        if labels is not None and not guided:
+        guided = evidence is not None and area0 >= small_px
+        if evidence is not None and not guided:
             warnings.warn(f"object {name} (id {i}) covers {area0} px at frame {fr[t0]}, less than half a feature "
                           f"patch of the guide ({small_px:.0f} px): tracked from its points only")
         if not guided:
@@ -332,7 +323,7 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
             gstats = None
         else:
             obj, inl, gstats = guided_object_track(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
-                                                   mask_box(m0), labels, i, centroid, guide_params)
+                                                   mask_box(m0), evidence[i], i, centroid, guide_params)
         absent = [t for t in sorted(masks) if not (masks[t] == i).any()]
         for t in absent:  # a given mask says the object is not there: invisible, whatever the points say
             obj.visible[t] = False
@@ -354,10 +345,10 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         "preset": preset if point_tracker == "dino" else None, "points_per_object": points_per_object,
         "centroid": asdict(centroid), "smoothing": smooth.describe(),
         "visibility_rule": (f"visible while >= {centroid.min_visible_fraction:g} of the object's points are visible"
-                            if labels is None else
+                            if evidence is None else
                             f"visible while the propagated mask holds >= {guide_params.min_area_fraction:g} of the "
                             f"object's first area or >= {centroid.min_visible_fraction:g} of its points lie on it"),
-        "guide": {"method": "none"} if labels is None else {
+        "guide": {"method": "none"} if evidence is None else {
             "method": "propagate", **asdict(guide_params),
             "features": "given labels" if guide_labels is not None else
             (guide_features if isinstance(guide_features, str) else guide_features.name)},
@@ -366,4 +357,4 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
 
 
 __all__ = ["segment", "segment_to_dir", "track_objects", "flow_point_tracker", "sample_object_queries",
-           "propagated_labels", "POINT_TRACKERS"]
+           "POINT_TRACKERS"]

@@ -109,35 +109,56 @@ def _area_scale(box: np.ndarray | None, t0: int) -> np.ndarray:
     return r
 
 
+@dataclass
+class MaskEvidence:
+    """What the propagated id images say about one object: ``support`` bool ``[N, T]`` (step 1),
+    ``area`` int ``[T]``, ``centroid`` ``[T, 2]`` and ``box`` ``[T, 4]`` of its propagated mask (NaN where
+    empty). Filled one image at a time by :meth:`add` (no stack of id images is kept)."""
+
+    support: np.ndarray
+    area: np.ndarray
+    centroid: np.ndarray
+    box: np.ndarray
+
+    @classmethod
+    def empty(cls, N: int, T: int) -> "MaskEvidence":
+        return cls(np.zeros((N, T), bool), np.zeros(T, np.int64), np.full((T, 2), np.nan), np.full((T, 4), np.nan))
+
+    def add(self, t: int, labels_t: np.ndarray, obj_id: int, xy_t: np.ndarray, visible_t: np.ndarray,
+            guide: "GuideParams") -> None:
+        own = labels_t == obj_id
+        ys, xs = np.nonzero(own)
+        self.area[t] = len(xs)
+        if len(xs):
+            self.centroid[t] = (xs.mean(), ys.mean())
+            self.box[t] = mask_box(own)
+        tol = max(guide.min_tol_px, guide.tolerance * math.sqrt(self.area[t]))
+        self.support[:, t] = point_support(xy_t, visible_t, labels_t, obj_id, tol)
+
+
 def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndarray, t0: int, centroid0,
-                        bbox0, labels: Sequence[np.ndarray] | Callable[[int], np.ndarray], obj_id: int,
-                        params: CentroidParams = CentroidParams(), guide: GuideParams = GuideParams()
+                        bbox0, labels: Sequence[np.ndarray] | Callable[[int], np.ndarray] | MaskEvidence,
+                        obj_id: int, params: CentroidParams = CentroidParams(), guide: GuideParams = GuideParams()
                         ) -> tuple[ObjectTrack, np.ndarray, dict]:
     """Object track of object ``obj_id`` from its N member points and the propagated id images (module
-    docstring). xy ``[N, T, 2]``, visible / confidence ``[N, T]`` as for
-    :func:`~.centroids.object_track_from_points`. Returns (track, support bool ``[N, T]``, stats dict of
-    per-frame lists: ``supported`` points, ``present``, ``area``)."""
+    docstring), or their :class:`MaskEvidence` already collected. xy ``[N, T, 2]``, visible / confidence
+    ``[N, T]`` as for :func:`~.centroids.object_track_from_points`. Returns (track, support bool ``[N, T]``,
+    stats dict of per-frame lists: ``supported`` points, ``present``, ``area``, ``leaked``)."""
     params.validate()
     guide.validate()
     d = check_shape(xy, "N T 2", "member xy")
     check_shape(visible, "N T", "member visible", d)
     N, T = d["N"], d["T"]
-    get = labels if callable(labels) else (lambda t: labels[t])
     need = max(1, math.ceil(params.min_visible_fraction * N - 1e-9))
-    support = np.zeros((N, T), bool)
-    area = np.zeros(T, np.int64)
-    c_mask = np.full((T, 2), np.nan)
-    b_mask = np.full((T, 4), np.nan)
-    for t in range(T):
-        lab = np.asarray(get(t))
-        own = lab == obj_id
-        ys, xs = np.nonzero(own)
-        area[t] = len(xs)
-        if len(xs):
-            c_mask[t] = (xs.mean(), ys.mean())
-            b_mask[t] = mask_box(own)
-        tol = max(guide.min_tol_px, guide.tolerance * math.sqrt(area[t]))
-        support[:, t] = point_support(xy[:, t], visible[:, t], lab, obj_id, tol)
+    if isinstance(labels, MaskEvidence):
+        ev = labels
+        check_shape(ev.support, "N T", "evidence support", d)
+    else:
+        get = labels if callable(labels) else (lambda t: labels[t])
+        ev = MaskEvidence.empty(N, T)
+        for t in range(T):
+            ev.add(t, np.asarray(get(t)), obj_id, xy[:, t], visible[:, t], guide)
+    support, area, c_mask, b_mask = ev.support.copy(), ev.area, ev.centroid, ev.box
     a0 = max(int(area[t0]), 1)
     support[:, t0] = np.isfinite(xy[:, t0]).all(1)
     obj, _ = object_track_from_points(xy, support, confidence, t0, centroid0, bbox0, params)
@@ -170,4 +191,4 @@ def guided_object_track(xy: np.ndarray, visible: np.ndarray, confidence: np.ndar
     return ObjectTrack(cen, vis, box, conf), support, stats
 
 
-__all__ = ["GuideParams", "GUIDES", "guided_object_track", "point_support"]
+__all__ = ["GuideParams", "GUIDES", "MaskEvidence", "guided_object_track", "point_support"]
