@@ -73,7 +73,7 @@ def write_truth(scene_dir: Path, scene: Scene, gt: GroundTruth) -> None:
     lines = ["name,frame,x,y"]
     q = gt.query_xy
     for n, t, (x, y) in zip(gt.names, gt.query_t, q):
-        lines.append(f"{n},{int(frames[t])},{x!r},{y!r}")
+        lines.append(f"{n},{int(frames[t])},{float(x)!r},{float(y)!r}")  # repr of a float: exact, any numpy
     atomic.write_text(scene_dir / QUERIES_FILE, "\n".join(lines) + "\n")
 
 
