@@ -9,7 +9,14 @@ Query files (validated against the shot; errors name the file, line/row and fiel
   of such objects (``t`` instead of ``frame`` allowed).
 * Anything a host adapter reads queries from (``.nk``, ``.blender.json``, ``.3de.txt``, ``.uv``, a core
   track file to re-track, ...): handed to :func:`dino_tracker_vfx.adapters.read_queries`, which maps
-  host frames to image indices through the shot.
+  host frames to image indices through the shot; the frames an artist keyed on a host tracker come
+  back as its corrections.
+
+Rows that share a ``name`` are ONE track with several anchors: the first row is its query, the others
+corrections (:func:`dino_tracker_vfx.tracks.group_anchors`); two different positions of one track at
+one frame are an error naming both rows. A corrections file (``read_queries(..., corrections=FILE)``,
+any of the formats above) adds anchors to the tracks of the query file by name: each of its rows must
+name a track of the query file.
 
 Masks
 -----
@@ -35,28 +42,44 @@ import numpy as np
 
 from .errors import InputError
 from .textfiles import read_user_text
-from .tracks import Query, unique_names
+from .tracks import Query, group_anchors, unique_names
 
 
 # ----------------------------------------------------------------------------- queries
-def read_queries(path: str | Path, shot) -> list[Query]:
-    """Read and validate query points for ``shot`` (see module docstring). Names are made unique."""
+def read_queries(path: str | Path, shot, corrections: str | Path | None = None) -> list[Query]:
+    """Read and validate query points for ``shot`` (see module docstring), then the rows of
+    ``corrections`` (anchors added to the tracks they name). Rows without a name get one
+    (``track_001``...); rows that share a name stay one track (one Query per anchor, same name)."""
+    rows = _read_rows(path, shot)
+    keys = [q.name if q.name is not None else ("#", i) for i, (q, _) in enumerate(rows)]
+    order = list(dict.fromkeys(keys))
+    names = dict(zip(order, unique_names([k if isinstance(k, str) else None for k in order], prefix="track")))
+    out = [(Query(q.t, q.x, q.y, names[k], q.group), lab) for (q, lab), k in zip(rows, keys)]
+    if corrections is not None:
+        known = set(names.values())
+        for q, lab in (fixes := _read_rows(corrections, shot)):
+            if q.name is None:
+                raise InputError(f"{lab}: a correction needs the name of the track it corrects")
+            if q.name not in known:
+                raise InputError(f"{lab}: correction for unknown track {q.name!r} (not in {Path(path).name})")
+        out += fixes
+    group_anchors([q for q, _ in out], [lab for _, lab in out], shot.frame_of)  # conflicts named here
+    return [q for q, _ in out]
+
+
+def _read_rows(path: str | Path, shot) -> list[tuple[Query, str]]:
+    """The query rows of one file, each with its location for messages (``file: line 3``)."""
     p = Path(path)
     if not p.is_file():
         raise InputError("query file not found", where=str(p))
     if _is_host_file(p):
         from .adapters import read_queries as read_host_queries
 
-        return read_host_queries(p, shot)
+        return [(q, str(p)) for q in read_host_queries(p, shot)]
     rows = _query_rows_json(p) if p.suffix.lower() == ".json" else _query_rows_csv(p)
     if not rows:
         raise InputError("no query points in file", where=str(p))
-    out = [_validate_query(r, where, shot, str(p)) for r, where in rows]
-    names = unique_names([q.name for q in out], prefix="track")
-    renamed = [(q.name, n) for q, n in zip(out, names) if q.name and q.name != n]
-    if renamed:
-        warnings.warn(f"{p}: duplicate query names renamed: " + ", ".join(f"{a}->{b}" for a, b in renamed))
-    return [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(out, names)]
+    return [(_validate_query(r, where, shot, str(p)), f"{p}: {where}") for r, where in rows]
 
 
 def _is_host_file(p: Path) -> bool:

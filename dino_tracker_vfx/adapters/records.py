@@ -41,6 +41,11 @@ first frame when the caller passes ``frame_numbers``) before building the HostQu
 that is not in the shot (outside the range or in a gap) is an :class:`InputError` naming the file,
 the query and the frame - never a silently shifted frame.
 
+Keyed frames (corrections): a :class:`HostQuery` may carry ``keys``, the host frames and positions the
+artist keyed on that tracker besides its query; :meth:`ReadResult.to_queries` returns each as a further
+:class:`~dino_tracker_vfx.tracks.Query` with the tracker's name, i.e. an anchor of the same track
+(:func:`~dino_tracker_vfx.tracks.group_anchors`); their frames are checked like the query's.
+
 Names: a ReadResult always holds unique names. Readers pass what the host file says; duplicates are
 renamed deterministically ``a``, ``a_2``, ``a_3`` in file order (:func:`~dino_tracker_vfx.tracks.unique_names`)
 and each rename is recorded in ``notes``.
@@ -147,6 +152,7 @@ class HostQuery:
     name: str | None = None
     group: str | None = None
     line: int | None = None  # line of the host file it came from, for error messages
+    keys: tuple[tuple[int, float, float], ...] = ()  # keyed frames (frame, x, y): corrections, same track
 
 
 @dataclass(frozen=True)
@@ -167,7 +173,8 @@ class ReadResult:
         for q, n in zip(qs, names):
             if q.name is not None and q.name != n:
                 notes.append(f"duplicate name {q.name!r} renamed to {n!r}")
-            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line))
+            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line,
+                                   tuple((int(f), float(x), float(y)) for f, x, y in q.keys)))
         object.__setattr__(self, "queries", tuple(fixed))
         object.__setattr__(self, "notes", tuple(notes))
         if self.frame_numbers is not None:
@@ -192,12 +199,14 @@ class ReadResult:
         rng = f"{frames[0]}-{frames[-1]}" if len(frames) else "empty"
         out = []
         for q in self.queries:
-            hits = np.nonzero(frames == q.frame)[0]
-            if len(hits) == 0:
-                what = "outside" if not len(frames) or not frames[0] <= q.frame <= frames[-1] else "in a gap of"
-                loc = f"{where}:{q.line}" if (where and q.line) else where
-                raise InputError(f"query {q.name!r} is at frame {q.frame}, {what} the shot ({rng})", where=loc)
-            out.append(Query(int(hits[0]), q.x, q.y, q.name, q.group))
+            for k, (frame, x, y) in enumerate(((q.frame, q.x, q.y), *q.keys)):
+                hits = np.nonzero(frames == frame)[0]
+                if len(hits) == 0:
+                    what = "outside" if not len(frames) or not frames[0] <= frame <= frames[-1] else "in a gap of"
+                    loc = f"{where}:{q.line}" if (where and q.line) else where
+                    kind = "query" if k == 0 else "keyed correction of"
+                    raise InputError(f"{kind} {q.name!r} is at frame {frame}, {what} the shot ({rng})", where=loc)
+                out.append(Query(int(hits[0]), x, y, q.name, q.group))
         return out
 
 

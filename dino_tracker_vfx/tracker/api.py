@@ -11,8 +11,13 @@
 * ``cache_dir``: per-shot cache of every stage and the training checkpoints (resume after a cancel);
   None keeps nothing on disk.
 * returns a :class:`~dino_tracker_vfx.tracks.TrackSet` in PLATE pixels, ``frame_numbers`` of the shot,
-  names made unique (``tracks.unique_names``), groups from the queries. At each query's own frame the
-  position is exactly the query, visible, confidence 1.
+  names made unique (``tracks.unique_names``), groups from the queries. Queries that share a name are ONE
+  track: the first is its query, the others corrections (anchors, :mod:`.anchors`: every anchor is
+  followed through the shot and the track blends them). At each anchor's own frame the position is
+  exactly the anchor, visible, confidence 1 (:func:`.anchors.anchor_tracks`, the only place that pins).
+* Corrections need no training: the trained model is keyed on the training settings and the shot, never
+  on the queries, so a run on the same cache that only adds or moves anchors loads every stage and the
+  final checkpoint and runs inference alone (the ``train`` progress says "trained model reused").
 
 Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
 :class:`coords.Resize`) is the only plate <-> working conversion.
@@ -38,6 +43,7 @@ from ..coords import Resize, in_plate
 from ..errors import ConfigError, InputError, ShotError
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from ..tracks import Query, TrackSet, unique_names
+from . import anchors as anchoring
 from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
@@ -289,6 +295,9 @@ class ShotTracker:
         if self._trainer is None:
             self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
         t0 = time.perf_counter()
+        target = int(iterations or cfg["train.iterations"])
+        if self._trainer.iteration >= target:  # the final checkpoint is in the cache: nothing to train
+            self._report("train", self._trainer.iteration, target, "trained model reused (cached): inference only")
         self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
         self.trained_iterations = self._trainer.iteration
@@ -404,15 +413,20 @@ class ShotTracker:
                                    drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
 
     def infer(self, queries: list[Query]) -> TrackSet:
-        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
-        qs = _check_queries(queries, self.shot)
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px. Queries
+        that share a name are one track with several anchors (module docstring)."""
+        lay = anchoring.layout(_check_queries(queries, self.shot), self.shot.frame_of)
         fr = np.asarray(self.shot.frame_numbers)
-        if not qs:
+        if not lay.rows:
             return TrackSet.empty(fr, self.shot.size)
+        if lay.n_corrections:
+            self._report("infer", 0, 1, f"{lay.n_corrections} corrections on "
+                                        f"{sum(len(a) > 1 for a in lay.anchors)} tracks: every anchor is tracked")
+        qs = list(lay.rows)  # every anchor is a query of the model and the flow
         cfg, dev = self.cfg, self.device
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:  # (the query frames are set exactly below)
+        if cfg["infer.flow_guided"] and self.flow is not None:  # (the anchor frames are set by anchor_tracks)
             from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
@@ -429,18 +443,19 @@ class ShotTracker:
             cos, _ = trajectory_cosine(store, xy, q_feat)
             vis = cos >= cfg["infer.visible_cos"]
             conf = cos.clamp(0, 1)
-            rows = torch.arange(len(qs), device=dev)
-            vis[rows, t_q], conf[rows, t_q] = True, 1.0
         self.timings["occlusion"] = time.perf_counter() - t0
-        xy_p = self.resize.to_plate(xy.double().cpu().numpy())
-        for n, q in enumerate(qs):  # the query frame is the query, exactly
-            xy_p[n, q.t] = (q.x, q.y)
-        names = unique_names([q.name for q in qs])
-        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(qs, names)]
+        xy_p, vis_p, conf_p = anchoring.anchor_tracks(self.resize.to_plate(xy.double().cpu().numpy()),
+                                                      vis.cpu().numpy(), conf.float().cpu().numpy(), lay)
+        names = unique_names([q.name for q in lay.queries])
+        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(lay.queries, names)]
+        out_a = [tuple(Query(a.t, a.x, a.y, nm, q.group) for a in anchors)
+                 for q, nm, anchors in zip(lay.queries, names, lay.anchors)]
         meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
-                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
-        return TrackSet(xy_p, vis.cpu().numpy(), conf.float().cpu().numpy(), names, out_q, fr, self.shot.size,
-                        meta=meta, fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None))
+                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict()),
+                            "seed": self.seed, "config": cfg.to_dict()}}
+        return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size, meta=meta,
+                        fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None),
+                        anchors=out_a)
 
 
 def track(shot, queries: list[Query], *, preset: str | Path | dict = "cpu-preview",
