@@ -93,7 +93,7 @@ def run(args) -> int:
     n_fix = sum(len(a) - 1 for a in tracks.anchors)
     print(f"{out}: {tracks.n_tracks} tracks x {tracks.n_images} images, {vis:.0%} visible "
           f"(preset {cfg.name}, {st.trained_iterations} iterations"
-          + (f", {n_fix} corrections" if n_fix else "") + ")")
+          + (f", {n_fix} correction{'s' * (n_fix != 1)}" if n_fix else "") + ")")
     if args.preview:
         from ..render.preview import render_preview
 

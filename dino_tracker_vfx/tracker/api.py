@@ -420,8 +420,9 @@ class ShotTracker:
         if not lay.rows:
             return TrackSet.empty(fr, self.shot.size)
         if lay.n_corrections:
-            self._report("infer", 0, 1, f"{lay.n_corrections} corrections on "
-                                        f"{sum(len(a) > 1 for a in lay.anchors)} tracks: every anchor is tracked")
+            n_fix, n_tr = lay.n_corrections, sum(len(a) > 1 for a in lay.anchors)
+            self._report("infer", 0, 1, f"{n_fix} correction{'s' * (n_fix != 1)} on {n_tr} track{'s' * (n_tr != 1)}: "
+                                        "every anchor is tracked")
         qs = list(lay.rows)  # every anchor is a query of the model and the flow
         cfg, dev = self.cfg, self.device
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
