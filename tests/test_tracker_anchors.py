@@ -129,6 +129,10 @@ def test_corrections_rerun_from_the_cache_without_training(shot, tmp_path):
     assert all(e.done == TINY_WF["train"]["iterations"] for e in train)  # no iteration ran
     assert any("trained model reused" in e.message for e in train)
     assert any("1 correction on 1 track:" in e.message for e in events if e.stage == "infer")
+    assert any("1 of 2 anchors from the cache, tracking 1" in e.message for e in events)  # only the fix tracked
+    again = st2.infer([q])  # every row from the cache now: the first run's track
+    np.testing.assert_allclose(again.xy, before.xy, atol=1e-6)
+    np.testing.assert_array_equal(again.visible, before.visible)
     assert after.anchors[0] == (q, fix) and tuple(after.xy[0, 4]) == (fix.x, fix.y)
     assert tuple(after.xy[0, 0]) == (q.x, q.y) and after.visible[0, [0, 4]].all()
     np.testing.assert_allclose(after.xy[0, 5], before.xy[0, 5] + [3.0, 0.0], atol=0.5)  # follows the fix

@@ -412,22 +412,58 @@ class ShotTracker:
         return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
                                    drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
 
-    def infer(self, queries: list[Query]) -> TrackSet:
-        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px. Queries
-        that share a name are one track with several anchors (module docstring)."""
-        lay = anchoring.layout(_check_queries(queries, self.shot), self.shot.frame_of)
-        fr = np.asarray(self.shot.frame_numbers)
-        if not lay.rows:
-            return TrackSet.empty(fr, self.shot.size)
-        if lay.n_corrections:
-            n_fix, n_tr = lay.n_corrections, sum(len(a) > 1 for a in lay.anchors)
-            self._report("infer", 0, 1, f"{n_fix} correction{'s' * (n_fix != 1)} on {n_tr} track{'s' * (n_tr != 1)}: "
-                                        "every anchor is tracked")
-        qs = list(lay.rows)  # every anchor is a query of the model and the flow
+    def _anchor_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every anchor followed through the shot as a query of its own -> (xy ``[K, T, 2]`` PLATE px, visible
+        ``[K, T]``, confidence ``[K, T]``), unpinned. Rows of this trained model already in the cache (the
+        same anchor ``t, x, y``, settings and model) are read from it; only new anchors are tracked, so a
+        correction run tracks just the corrections."""
+        key = self._rows_key()
+        got = self.cache.load("rows", key) if key else None
+        have = {}
+        if got is not None:
+            a = got[0]
+            have = {(int(t), float(x), float(y)): i for i, (t, (x, y)) in enumerate(zip(a["t"], a["xy_q"]))}
+        idx = [have.get((int(q.t), float(q.x), float(q.y))) for q in qs]
+        new = [q for q, i in zip(qs, idx) if i is None]
+        if got is not None and len(new) < len(qs):
+            self._report("infer", 0, 1, f"{len(qs) - len(new)} of {len(qs)} anchors from the cache, "
+                                        f"tracking {len(new)}")
+        K, T = len(qs), self.T
+        xy = np.full((K, T, 2), np.nan)
+        vis = np.zeros((K, T), bool)
+        conf = np.zeros((K, T), np.float32)
+        for k, i in enumerate(idx):
+            if i is not None:
+                xy[k], vis[k], conf[k] = got[0]["xy"][i], got[0]["visible"][i], got[0]["confidence"][i]
+        if not new:
+            return xy, vis, conf
+        n_xy, n_vis, n_conf = self._track_rows(new)
+        sel = [k for k, i in enumerate(idx) if i is None]
+        xy[sel], vis[sel], conf[sel] = n_xy, n_vis, n_conf
+        if key:  # the table grows by the new anchors
+            old = got[0] if got is not None else None
+            cat = (lambda name, v: v if old is None else np.concatenate([old[name], v]))
+            self.cache.save("rows", key, {"t": cat("t", np.array([q.t for q in new], np.int64)),
+                                          "xy_q": cat("xy_q", np.array([[q.x, q.y] for q in new], np.float64)),
+                                          "xy": cat("xy", n_xy), "visible": cat("visible", n_vis),
+                                          "confidence": cat("confidence", n_conf)})
+        return xy, vis, conf
+
+    def _rows_key(self) -> str | None:
+        """Cache key of the rows of this trained model and settings (None: no cache or no cached model)."""
+        model = self.keys.get("features") if self.cfg.raw_dino else self.keys.get("checkpoints")
+        if not self.cache.enabled or model is None or self._trainer is None and not self.cfg.raw_dino:
+            return None
+        return ShotCache.key("rows", {"config": self.cfg.to_dict(), "seed": self.seed,
+                                      "iterations": self.trained_iterations},
+                             [self.cache.shot_key, model, self.keys.get("flow", "none")])
+
+    def _track_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tracker on anchor rows ``qs`` -> (xy PLATE px ``[K, T, 2]``, visible ``[K, T]``, confidence)."""
         cfg, dev = self.cfg, self.device
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:  # (the anchor frames are set by anchor_tracks)
+        if cfg["infer.flow_guided"] and self.flow is not None:  # (anchor frames: set by anchor_tracks)
             from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
@@ -445,8 +481,21 @@ class ShotTracker:
             vis = cos >= cfg["infer.visible_cos"]
             conf = cos.clamp(0, 1)
         self.timings["occlusion"] = time.perf_counter() - t0
-        xy_p, vis_p, conf_p = anchoring.anchor_tracks(self.resize.to_plate(xy.double().cpu().numpy()),
-                                                      vis.cpu().numpy(), conf.float().cpu().numpy(), lay)
+        return self.resize.to_plate(xy.double().cpu().numpy()), vis.cpu().numpy(), conf.float().cpu().numpy()
+
+    def infer(self, queries: list[Query]) -> TrackSet:
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px. Queries
+        that share a name are one track with several anchors (module docstring)."""
+        lay = anchoring.layout(_check_queries(queries, self.shot), self.shot.frame_of)
+        fr = np.asarray(self.shot.frame_numbers)
+        if not lay.rows:
+            return TrackSet.empty(fr, self.shot.size)
+        if lay.n_corrections:
+            n_fix, n_tr = lay.n_corrections, sum(len(a) > 1 for a in lay.anchors)
+            self._report("infer", 0, 1, f"{n_fix} correction{'s' * (n_fix != 1)} on {n_tr} "
+                                        f"track{'s' * (n_tr != 1)}: every anchor is tracked")
+        xy_p, vis_p, conf_p = anchoring.anchor_tracks(*self._anchor_rows(list(lay.rows)), lay)
+        cfg = self.cfg
         names = unique_names([q.name for q in lay.queries])
         out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(lay.queries, names)]
         out_a = [tuple(Query(a.t, a.x, a.y, nm, q.group) for a in anchors)
