@@ -48,20 +48,29 @@ from .tracks import Query, group_anchors, unique_names
 # ----------------------------------------------------------------------------- queries
 def read_queries(path: str | Path, shot, corrections: str | Path | None = None) -> list[Query]:
     """Read and validate query points for ``shot`` (see module docstring), then the rows of
-    ``corrections`` (anchors added to the tracks they name). Rows without a name get one
-    (``track_001``...); rows that share a name stay one track (one Query per anchor, same name)."""
+    ``corrections`` (anchors added to the tracks they name, :func:`add_corrections`). Rows without a name
+    get one (``track_001``...); rows that share a name stay one track (one Query per anchor, same name)."""
     rows = _read_rows(path, shot)
     keys = [q.name if q.name is not None else ("#", i) for i, (q, _) in enumerate(rows)]
     order = list(dict.fromkeys(keys))
     names = dict(zip(order, unique_names([k if isinstance(k, str) else None for k in order], prefix="track")))
-    out = [(Query(q.t, q.x, q.y, names[k], q.group), lab) for (q, lab), k in zip(rows, keys)]
+    out = [Query(q.t, q.x, q.y, names[k], q.group) for (q, _), k in zip(rows, keys)]
+    return add_corrections(out, corrections, shot, [lab for _, lab in rows], Path(path).name)
+
+
+def add_corrections(queries: list[Query], corrections: str | Path | None, shot, labels: list[str] | None = None,
+                    source: str = "the queries") -> list[Query]:
+    """``queries`` + the rows of the file ``corrections`` (None: none), each of which must name a track of
+    ``queries`` (``source`` names them in the message); then two different anchors of one track on one
+    frame are an InputError naming both (``labels``: the queries' locations)."""
+    out = list(zip(queries, labels or [f"{source}: track {q.name!r}" for q in queries]))
     if corrections is not None:
-        known = set(names.values())
+        known = {q.name for q in queries}
         for q, lab in (fixes := _read_rows(corrections, shot)):
             if q.name is None:
                 raise InputError(f"{lab}: a correction needs the name of the track it corrects")
             if q.name not in known:
-                raise InputError(f"{lab}: correction for unknown track {q.name!r} (not in {Path(path).name})")
+                raise InputError(f"{lab}: correction for unknown track {q.name!r} (not in {source})")
         out += fixes
     group_anchors([q for q, _ in out], [lab for _, lab in out], shot.frame_of)  # conflicts named here
     return [q for q, _ in out]

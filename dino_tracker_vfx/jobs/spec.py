@@ -6,6 +6,8 @@
     shot: plates/sh010.####.exr      # pattern / movie / folder; or a mapping:
     #  shot: {path: plates/sh010.####.exr, frames: 1001-1100, colorspace: ACEScg, display: .., view: ..}
     queries: sh010_points.csv        # one path or a list (CSV/JSON, see dino_tracker_vfx.inputs)
+    corrections: sh010_fixes.csv     # optional: anchors added to the queries' tracks by name (re-running
+                                     # the job with them reuses its cache: inference only)
     masks:                           # optional: PATH, "PATH@FRAME" or {path: PATH, frame: FRAME}
       - {path: sh010_matte.1001.png, frame: 1001}
     preset: balanced                 # paper | balanced | fast | cpu-preview | path/to/preset.yaml | {mapping}
@@ -48,7 +50,7 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 
-SPEC_KEYS = ("name", "shot", "frames", "colorspace", "queries", "masks", "preset", "overrides", "seed",
+SPEC_KEYS = ("name", "shot", "frames", "colorspace", "queries", "corrections", "masks", "preset", "overrides", "seed",
              "device", "cache", "outputs", "objects", "resources", "retries")
 SHOT_KEYS = ("path", "frames", "colorspace", "display", "view", "first_frame")
 OUTPUT_KEYS = ("format", "path", "options")
@@ -106,6 +108,7 @@ class JobSpec:
     objects: dict | None
     resources: dict
     retries: int
+    corrections: str | None = None  # absolute path of a corrections file (dino_tracker_vfx.inputs)
     source: str = "job spec"  # for messages
     base_dir: str = "."
 
@@ -120,6 +123,8 @@ class JobSpec:
         d: dict[str, Any] = {"name": self.name, "shot": shot}
         if self.queries:
             d["queries"] = list(self.queries)
+        if self.corrections:
+            d["corrections"] = self.corrections
         if self.masks:
             d["masks"] = [{"path": m.path, **({"frame": m.frame} if m.frame is not None else {})} for m in self.masks]
         if self.preset is not None:
@@ -293,6 +298,9 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
             raise err(fn, f"expected PATH, 'PATH@FRAME' or {{path, frame}}, got {m!r}")
     if not queries and not masks:
         raise err("queries", "give queries and/or masks (nothing to track)")
+    corrections = None if d.get("corrections") is None else path_of(d["corrections"], "corrections")
+    if corrections and not queries:
+        raise err("corrections", "corrections name tracks of the queries: give queries too")
 
     # preset
     preset = d.get("preset")
@@ -362,7 +370,7 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
 
     return JobSpec(name=name, shot=shot, queries=queries, masks=masks, preset=preset, overrides=dict(overrides),
                    seed=seed, device=device, cache=cache, outputs=outputs, objects=objects, resources=res,
-                   retries=retries, source=where, base_dir=str(base))
+                   retries=retries, corrections=corrections, source=where, base_dir=str(base))
 
 
 OBJECT_KEYS = ("tracks", "points_per_object", "names", "smooth", "motion_model", "min_visible", "segment")

@@ -96,7 +96,8 @@ class CancelFlag:
 def input_key(spec: JobSpec, shot) -> str:
     """Spec tracking settings + size/mtime of every input file: a result made from other inputs is stale."""
     h = hashlib.sha256(spec.tracking_key().encode())
-    files = list(getattr(shot, "paths", None) or [shot.source]) + list(spec.queries) + [m.path for m in spec.masks]
+    files = list(getattr(shot, "paths", None) or [shot.source]) + list(spec.queries) + [m.path for m in spec.masks] \
+        + ([spec.corrections] if spec.corrections else [])
     for f in files:
         try:
             s = os.stat(f)
@@ -249,13 +250,17 @@ def read_inputs(spec: JobSpec, shot):
     from .. import inputs
 
     queries = []
-    for q in spec.queries:
-        queries.extend(inputs.read_queries(q, shot))
-    if len(spec.queries) > 1:
+    per_file = [inputs.read_queries(q, shot) for q in spec.queries]
+    if len(per_file) > 1:  # a name in two files is two tracks (renamed); rows sharing one in a file stay one
         from ..tracks import Query, unique_names
 
-        names = unique_names([q.name for q in queries], prefix="track")
-        queries = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(queries, names)]
+        keys = list(dict.fromkeys((i, q.name) for i, qs in enumerate(per_file) for q in qs))
+        names = dict(zip(keys, unique_names([n for _, n in keys], prefix="track")))
+        per_file = [[Query(q.t, q.x, q.y, names[(i, q.name)], q.group) for q in qs] for i, qs in enumerate(per_file)]
+    queries = [q for qs in per_file for q in qs]
+    if spec.corrections:
+        queries = inputs.add_corrections(queries, spec.corrections, shot,
+                                         source=", ".join(os.path.basename(q) for q in spec.queries))
     masks = inputs.read_masks([m.text for m in spec.masks], shot) if spec.masks else None
     return queries, masks
 
