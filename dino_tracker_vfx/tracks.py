@@ -47,7 +47,7 @@ CONVENTIONS = {
     "visibility": "boolean per track and image",
     "confidence": "0..1 per track and image",
     "bbox": "x0, y0, x1, y1 in plate pixels",
-    "anchors": "optional per track: the query and the corrections; the track passes exactly through each",
+    "anchors": "optional per track (JSON anchors, CSV is_query 2): the query and the corrections, met exactly",
 }
 DEFAULT_FPS = 24.0  # what exporters that need a rate use when the track file has none (documented)
 

@@ -57,8 +57,9 @@ def test_markers_document_hand_values_and_golden(tmp_path):
     assert t["car/car_a"]["color"] == t["car/car_b"]["color"] == pytest.approx([25 / 255, 117 / 255, 1.0], abs=1e-6)
     assert "color" not in t["corner 1"] and "fps" not in doc  # no rate in the track file: none written
     t = {x.pop("name").split("/")[-1]: x for x in doc["tracks"]}
-    f, u, v, mute = t["car_a"]["markers"][0]
-    assert (f, mute) == (1001, False) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
+    f, u, v, mute, keyed = t["car_a"]["markers"][0]
+    assert (f, mute, keyed) == (1001, False, True) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
+    assert [m[4] for m in t["car_a"]["markers"]] == [True, False, False, False, False]  # only the query is keyed
     mb = {m[0]: m for m in t["car_b"]["markers"]}
     assert sorted(mb) == FRAMES  # visible 1001, 1002, muted 1003, visible again 1004, 1005
     assert mb[1003][3] is True and mb[1003][1:3] == pytest.approx(CAR_B_MUTED, abs=1e-12)

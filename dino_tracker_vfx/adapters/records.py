@@ -23,7 +23,10 @@ Context keys
 ------------
 Callers that know the shot put these into the ``options`` dict of ``read_queries`` /
 ``read_tracks`` (readers of normalised formats such as Fusion need the plate size):
-``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int).
+``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int);
+``"keyed"``: true when the caller reads corrections and wants every keyed (visible) frame of a track as
+:attr:`HostQuery.keys`, not the query alone (readers of Nuke, Blender and the matchmove formats honour it;
+a reader that does not is read as queries only).
 They are never declared as OptionSpecs; :func:`resolve_options` converts them (``plate_size`` from
 ``"WxH"`` too, ``frame_numbers`` from ``"1001-1010"`` / ``"1001,1003"``) so a user can also give them
 as ``--option plate_size=1920x1080``.
@@ -64,7 +67,7 @@ from ..tracks import Query, TrackSet, unique_names
 
 CAPABILITIES = frozenset({"tracks", "groups", "visibility", "confidence", "queries", "cornerpin", "masks"})
 OPTION_TYPES = ("str", "int", "float", "bool", "list", "path", "size")
-CONTEXT_KEYS = ("plate_size", "frame_numbers")
+CONTEXT_KEYS = ("plate_size", "frame_numbers", "keyed")
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
@@ -279,6 +282,8 @@ def _parse_context(key: str, value: Any, where: str) -> Any:
         return None
     if key == "plate_size":
         return OptionSpec("plate_size", "size").parse(value, where)
+    if key == "keyed":
+        return OptionSpec("keyed", "bool").parse(value, where)
     try:  # frame_numbers: a sequence of ints, or text "1001,1002" / "1001-1010"
         if isinstance(value, str):
             if "-" in value.strip()[1:] and "," not in value:

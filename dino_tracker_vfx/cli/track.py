@@ -24,7 +24,9 @@ preset) continues from the last checkpoint.
 Corrections: rows that share a name are one track (the first is its query, the others corrections the
 track passes through exactly). --corrections FILE (any query format; each row names a track of the
 queries) adds such anchors: with the same --cache, the trained model and every cached stage are reused
-and only inference runs (seconds to minutes; see docs/tracker.md for the blend between anchors).
+and only inference runs (seconds to minutes; see docs/tracker.md for the blend between anchors). A host
+file as corrections (an edited .nk, .blender.json, .uv, ...) gives its keyed frames; those where the
+track is unchanged from --out (the result being corrected) are left out.
 
 presets: paper (ViT-L/14, the paper's settings, GPU), balanced, fast (GPU), cpu-preview (weight-free:
 no DINOv2 weights needed, minutes on a CPU; lower quality), or a YAML file (see presets/).
@@ -77,7 +79,15 @@ def run(args) -> int:
     if args.corrections:  # a track file corrected here must come from a model these settings reuse
         for f in (args.queries, args.corrections):
             check_tracked_with(f, cfg, args.seed)
-    queries = read_queries(args.queries, shot, corrections=args.corrections)
+    previous = None  # the tracks being corrected: an edited host export then gives just the moved keys
+    if args.corrections and out.is_file():
+        from ..tracks import TrackSet
+
+        try:
+            previous = TrackSet.load(out)
+        except InputError:
+            previous = None
+    queries = read_queries(args.queries, shot, corrections=args.corrections, previous=previous)
     masks = read_masks(args.masks, shot) if args.masks else None
     bar = ConsoleBar()
     cache = args.cache or cache_admin.default_root()

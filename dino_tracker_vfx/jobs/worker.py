@@ -164,7 +164,7 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
         spec = load_job_spec(job_dir)
         prog(Progress("load", 0, 1, message="opening shot"))
         shot = spec.shot.open()
-        queries, masks = read_inputs(spec, shot)
+        queries, masks = read_inputs(spec, shot, _previous_result(job_dir) if spec.corrections else None)
         key = input_key(spec, shot)
         tracks = _valid_result(job_dir, key)
         segment = (spec.objects or {}).get("segment")
@@ -237,6 +237,17 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
     return st
 
 
+def _previous_result(job_dir: Path):
+    """The job's last saved tracks (None when there are none or they cannot be read)."""
+    from ..tracks import TrackSet
+
+    p = job_dir / TRACKS_FILE
+    try:
+        return TrackSet.load_json(p) if p.is_file() else None
+    except UserError:
+        return None
+
+
 def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kind: str, retryable: bool) -> None:
     log_line(job_dir, f"{state}: {reason}")
     try:
@@ -246,10 +257,11 @@ def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kin
         print(f"dtvfx: cannot record job state {state} ({reason}): {e}", file=sys.stderr)
 
 
-def read_inputs(spec: JobSpec, shot):
+def read_inputs(spec: JobSpec, shot, previous=None):
+    """Queries (then the spec's corrections; ``previous``: the job's last tracks, so an edited host export
+    gives only the keys the artist moved) and masks of ``spec`` for ``shot``."""
     from .. import inputs
 
-    queries = []
     per_file = [inputs.read_queries(q, shot) for q in spec.queries]
     if len(per_file) > 1:  # a name in two files is two tracks (renamed); rows sharing one in a file stay one
         from ..tracks import Query, unique_names
@@ -260,7 +272,8 @@ def read_inputs(spec: JobSpec, shot):
     queries = [q for qs in per_file for q in qs]
     if spec.corrections:
         queries = inputs.add_corrections(queries, spec.corrections, shot,
-                                         source=", ".join(os.path.basename(q) for q in spec.queries))
+                                         source=", ".join(os.path.basename(q) for q in spec.queries),
+                                         previous=previous)
     masks = inputs.read_masks([m.text for m in spec.masks], shot) if spec.masks else None
     return queries, masks
 
