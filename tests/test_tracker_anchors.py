@@ -125,6 +125,7 @@ def test_corrections_rerun_from_the_cache_without_training(shot, tmp_path):
     computed = [e for e in events if e.message != "cached" and e.stage in ("load", "flow", "tracklets",
                                                                            "foreground", "features")]
     assert computed == [], computed  # every preprocessing stage came from the cache
+    assert [e.message for e in events if e.stage == "refine"] == ["cached"]  # and the refined features
     train = [e for e in events if e.stage == "train"]
     assert all(e.done == TINY_WF["train"]["iterations"] for e in train)  # no iteration ran
     assert any("trained model reused" in e.message for e in train)

@@ -58,6 +58,7 @@ from .train.sampling import PairPool, TrackletSource
 from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
+REFINED_CACHE_MAX_BYTES = 256 << 20  # refined features larger than this are recomputed, not cached
 # the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
 _CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
@@ -359,8 +360,19 @@ class ShotTracker:
             self.train()
         if self.store is None:
             t0 = time.perf_counter()
-            self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
-                                     progress=self.progress, cancel=self.cancel)
+            key = self._rows_key("refined")
+            hit = self.cache.load("refined", key) if key else None
+            if hit is not None:  # the trained model's features of every frame (a correction run)
+                dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+                self.store = FeatureStore(torch.from_numpy(hit[0]["phi"]).to(self.device, dtype),
+                                          torch.from_numpy(hit[0]["inv_norm"]).to(self.device), self.grid())
+                self._report("refine", 1, 1, "cached")
+            else:
+                self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
+                                         progress=self.progress, cancel=self.cancel)
+                if key and self.store.phi.numel() * self.store.phi.element_size() <= REFINED_CACHE_MAX_BYTES:
+                    self.cache.save("refined", key, {"phi": self.store.phi.cpu().numpy(),  # as computed: exact
+                                                     "inv_norm": self.store.inv_norm.cpu().numpy()})
             self.timings["refine_features"] = time.perf_counter() - t0
         return self.store
 
@@ -449,12 +461,13 @@ class ShotTracker:
                                           "confidence": cat("confidence", n_conf)})
         return xy, vis, conf
 
-    def _rows_key(self) -> str | None:
-        """Cache key of the rows of this trained model and settings (None: no cache or no cached model)."""
+    def _rows_key(self, stage: str = "rows") -> str | None:
+        """Cache key of ``stage`` (``rows``: tracked anchors; ``refined``: the refined features) of this
+        trained model and settings (None: no cache or no model trained through the cache)."""
         model = self.keys.get("features") if self.cfg.raw_dino else self.keys.get("checkpoints")
         if not self.cache.enabled or model is None or self._trainer is None and not self.cfg.raw_dino:
             return None
-        return ShotCache.key("rows", {"config": self.cfg.to_dict(), "seed": self.seed,
+        return ShotCache.key(stage, {"config": self.cfg.to_dict(), "seed": self.seed,
                                       "iterations": self.trained_iterations},
                              [self.cache.shot_key, model, self.keys.get("flow", "none")])
 
