@@ -36,7 +36,7 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
@@ -291,6 +291,18 @@ def _read_mask_oiio(p: Path) -> np.ndarray:
 _MASK_SPEC = re.compile(r"^(.*)@(-?\d+)$")
 
 
+def split_mask_spec(spec: str | Path, exists: Callable[[str], bool] | None = None) -> tuple[str, int | None]:
+    """``"PATH@FRAME"`` -> ``(PATH, FRAME)``; ``"PATH"`` -> ``(PATH, None)``. The one parser of mask specs
+    (``read_masks``, job specs, ``dtvfx segment``'s palette). Only a final ``@`` followed by a whole number
+    splits, so folders and names holding ``@`` stay in the path; a spec that names an existing file
+    (``exists``, default: an existing file) is a path even when it ends in ``@<digits>``."""
+    spec = str(spec)
+    m = _MASK_SPEC.match(spec)
+    if m and not (exists or (lambda s: Path(s).is_file()))(spec):
+        return m.group(1), int(m.group(2))
+    return spec, None
+
+
 def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> dict[int, np.ndarray]:
     """Masks for ``shot``: ``{image index: int32 [H, W] ids}`` at plate size (see module docstring).
 
@@ -302,9 +314,8 @@ def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> di
     out: dict[int, np.ndarray] = {}
     W, H = shot.size
     for spec in specs:
-        spec = str(spec)
-        m = _MASK_SPEC.match(spec)
-        path, f = (m.group(1), int(m.group(2))) if m and not Path(spec).is_file() else (spec, frame)
+        path, f = split_mask_spec(spec)
+        f = frame if f is None else f
         ids = read_mask(path)
         if f is None:
             f = _frame_from_name(path, shot)

@@ -73,6 +73,20 @@ def test_masks_binary_palette_and_integer_exr(shot, tmp_path):
     assert object_ids(m) == [1, 3]
 
 
+def test_split_mask_spec_takes_only_a_final_at_frame(tmp_path):
+    from dino_tracker_vfx.inputs import split_mask_spec
+
+    assert split_mask_spec("/sh/roto.png@1004") == ("/sh/roto.png", 1004)
+    assert split_mask_spec("/sh/roto.png@-3") == ("/sh/roto.png", -3)
+    assert split_mask_spec("/shots@v2/take@3/roto.png") == ("/shots@v2/take@3/roto.png", None)  # '@' in folders
+    assert split_mask_spec("/shots@v2/roto.png@7") == ("/shots@v2/roto.png", 7)
+    assert split_mask_spec("/sh/roto@v2.png") == ("/sh/roto@v2.png", None)
+    odd = tmp_path / "roto.png@12"  # a file really named like a spec is a path
+    odd.write_bytes(b"")
+    assert split_mask_spec(str(odd)) == (str(odd), None)
+    assert split_mask_spec(str(odd), exists=lambda s: False) == (str(tmp_path / "roto.png"), 12)
+
+
 def test_mask_errors(shot, tmp_path):
     from PIL import Image
 

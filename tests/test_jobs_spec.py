@@ -100,6 +100,46 @@ def test_bad_fields_are_named(shot_dir, fields, expect):
     assert msg.startswith(expect), msg
 
 
+@pytest.mark.parametrize("fields, expect", [
+    ({"retries": 30}, "job.yaml: retries: expected an integer in 0..20, got 30"),
+    ({"seed": "7"}, "job.yaml: seed: expected an integer >= 0, got '7'"),
+    ({"seed": True}, "job.yaml: seed: expected an integer >= 0, got True"),
+    ({"resources": {"num_cpus": -1}}, "job.yaml: resources.num_cpus: expected a number >= 0 or null, got -1"),
+    ({"resources": {"num_gpu": 1}}, "job.yaml: resources.num_gpu: unknown field; did you mean resources.num_gpus?"),
+    ({"shot": {"path": "plates/sh010.####.png", "first_frame": "1"}},
+     "job.yaml: shot.first_frame: expected an integer, got '1'"),
+    ({"shot": {"frames": "1001-1002"}}, "job.yaml: shot.path: missing"),
+    ({"shot": 5}, "job.yaml: shot: expected a path or a mapping with path, frames, colorspace, display, view, "
+                  "first_frame"),
+    ({"shots": "x"}, "job.yaml: shots: unknown field; did you mean shot?"),
+    ({"masks": ["q.csv"], "objects": {"min_visible": 2}},
+     "job.yaml: objects.min_visible: expected a fraction in (0, 1], got 2"),
+    ({"masks": ["q.csv"], "objects": {"trakcs": True}},
+     "job.yaml: objects.trakcs: unknown field; did you mean objects.tracks?"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"mattes": "hard"}}},
+     "job.yaml: objects.segment.out: missing (the folder for propagated masks)"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"out": "o", "features": 3}}},
+     "job.yaml: objects.segment.features: expected a name, got 3"),
+    ({"masks": ["q.csv"], "objects": {"names": {0: "bg"}}},
+     "job.yaml: objects.names: expected {id: name} with mask ids > 0, e.g. {1: horse, 2: rider}, got {0: 'bg'}"),
+    ({"outputs": [{"path": "a.csv", "options": 3}]}, "job.yaml: outputs[0].options: expected a mapping of adapter "
+                                                     "options, got 3"),
+])
+def test_the_spec_model_gives_one_line_per_bad_field(shot_dir, fields, expect):
+    """Types, bounds, unknown and missing fields come from the pydantic model (jobs/spec.py), one line each."""
+    assert _err(_spec(shot_dir, **fields)) == expect
+
+
+def test_spec_model_defaults_and_normalised_forms(shot_dir):
+    spec = load_spec(_spec(shot_dir, masks="q.csv@1002", objects={"segment": {"out": "mattes"}},
+                           resources={"num_cpus": 2}))
+    assert (spec.seed, spec.retries, spec.device, spec.cache) == (0, 1, None, None)
+    assert spec.masks[0].frame == 1002 and spec.masks[0].path == str(shot_dir / "q.csv")
+    assert spec.objects == {"tracks": True, "segment": {"out": str(shot_dir / "mattes")}}
+    assert spec.resources == {"num_cpus": 2} and type(spec.resources["num_cpus"]) is int
+    assert spec.source.endswith("job.yaml") and spec.base_dir == str(shot_dir)
+
+
 def test_bad_yaml_and_not_a_mapping(tmp_path):
     p = tmp_path / "job.yaml"
     p.write_text("shot: [unclosed\n")
@@ -200,3 +240,20 @@ def test_corrections_join_the_queries_tracks_and_change_the_tracking_key(shot_di
     (shot_dir / "fix.csv").write_text("name,frame,x,y\nzz,1004,5,5\n")
     with pytest.raises(InputError, match=r"fix.csv: line 2: correction for unknown track 'zz' \(not in q.csv, q2.csv\)"):
         read_inputs(spec, open_shot(spec.shot.path))
+
+
+def test_tracking_key_and_plain_form_are_the_ones_main_wrote_before_the_spec_model():
+    """A saved result stays current across the change to the pydantic spec (key recorded on main fcf7a4e)."""
+    d = {"shot": "plates/sh010.####.png 1002-1004", "queries": ["q.csv"], "masks": ["m.png@1002"],
+         "outputs": ["out/a.csv", {"format": "json", "path": "o.json"}],
+         "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+         "resources": {"num_gpus": 1}, "objects": {"names": {1: "car"}, "min_visible": 1}}
+    spec = spec_from_dict(d, base_dir="/show/sh010", where="j.yaml", check_files=False)
+    assert spec.tracking_key() == "1be9040a4537f8ac"
+    assert spec.to_dict() == {
+        "name": "job", "shot": {"path": "/show/sh010/plates/sh010.####.png", "frames": "1002-1004"},
+        "queries": ["/show/sh010/q.csv"], "masks": [{"path": "/show/sh010/m.png", "frame": 1002}],
+        "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+        "outputs": [{"format": "csv", "path": "/show/sh010/out/a.csv"},
+                    {"format": "json", "path": "/show/sh010/o.json"}],
+        "objects": {"names": {1: "car"}, "min_visible": 1, "tracks": True}, "resources": {"num_gpus": 1}, "retries": 1}

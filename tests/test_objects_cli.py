@@ -56,6 +56,24 @@ def test_segment_writes_palette_masks_with_input_ids_and_mattes(shot_files, scen
     assert rep["propagation"] == {"radius": 6, "topk": 5, "temperature": 0.2, "n_recent": 6}
 
 
+def test_segment_keeps_the_palette_of_a_mask_in_a_folder_with_an_at_sign(shot_files, scene):
+    """The output index PNGs take the input mask's palette; a folder named ``take@2`` is part of the path
+    (only a final ``@FRAME`` is a frame), with and without an explicit frame."""
+    pattern, _, tmp = shot_files
+    folder = tmp / "roto@v2" / "take@2"
+    folder.mkdir(parents=True)
+    im = Image.fromarray(scene.masks[0].astype(np.uint8), mode="P")
+    pal = [(7 * i + 11) % 256 for i in range(768)]  # not the DAVIS palette the output falls back to
+    im.putpalette(pal)
+    im.save(folder / "mask.png")
+    for n, spec in enumerate((str(folder / "mask.png"), str(folder / "mask.png") + "@1001")):
+        out = tmp / f"seg{n}"
+        assert main(["segment", pattern, "--masks", spec, "--features", "colour-texture", "--out", str(out),
+                     "-q"]) == 0
+        first = Image.open(out / "00000.png")
+        assert first.getpalette()[:768] == pal and np.array_equal(np.asarray(first), scene.masks[0])
+
+
 def test_segment_mid_shot_mask_other_size_and_a_vanishing_object(shot_files, scene, capsys):
     pattern, _, tmp = shot_files
     half = scene.masks[4][::2, ::2]  # 80x60: resized to the plate with a warning

@@ -133,6 +133,27 @@ def test_missing_weights_fail_before_any_frame_is_read(shot, tmp_path, monkeypat
     assert not [e for e in events if e.stage == "load"]
 
 
+def test_weight_check_finds_the_cache_entries_the_stages_wrote(shot, tmp_path, monkeypatch):
+    """ShotTracker._key is the one maker of stage keys: after a prepare, the weight check (run before any
+    frame is read) finds the features and flow entries - flow on its own raster here - and asks for no
+    weights; a fresh cache asks for the DINO weights."""
+    from dino_tracker_vfx.tracker.preprocess import stages as prep
+
+    preset = {**TINY_DINO, "flow": {"method": "dis", "height": 96}}
+    asked = []
+    real = prep.check_weights
+    monkeypatch.setattr(prep, "check_weights", lambda cfg, need_dino, need_raft, progress=None:
+                        asked.append((need_dino, need_raft)) or real(cfg, need_dino, need_raft, progress))
+    st = ShotTracker(shot, preset, cache_dir=tmp_path / "c")
+    assert st.flow_wh != st.work_wh
+    st.prepare()
+    assert st.keys["frames"] == st._key("frames", [], st.work_wh)
+    assert st.keys["flow"] == st._key("flow", [st._key("frames", [], st.flow_wh)])
+    assert st.keys["features"] == st._key("features", [st.keys["frames"]])
+    ShotTracker(shot, preset, cache_dir=tmp_path / "c").prepare()
+    assert asked == [(True, True), (False, False)]
+
+
 def test_masks_steer_the_foreground(shot):
     m = np.zeros((48, 64), np.int32)
     m[10:30, 20:40] = 2

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from dino_tracker_vfx.errors import ShapeError
 from dino_tracker_vfx.tracker.model.delta_dino import BlurPool, DeltaDino, count_parameters
-from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid, sample_map
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid, dino_working_size, sample_map
 from dino_tracker_vfx.tracker.model.tracker_model import TrackerModel, l2n
 from dino_tracker_vfx.tracker.model.refiner import Refiner
 
@@ -43,12 +43,33 @@ def test_blurpool_output_k_is_centred_at_input_2k_plus_half():
     assert torch.allclose(y[0, 0, 3, 1:-1], g.centres()[1:7, 0], atol=1e-4)
 
 
-def test_dino_grid_matches_the_backbone_patch_centres():
-    from dino_tracker_vfx.tracker.preprocess.backbones import patch_centres
+def test_dino_patch_grid_geometry():
+    """feature_grid owns the DINO patch grid: map size, centres, nearest cell of a pixel, working raster."""
+    from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2
 
     g = FeatureGrid.dino((854, 476), 7)
     assert (g.h, g.w) == (67, 121)  # docs/method.md: 854x476 -> 67x121
-    np.testing.assert_allclose(g.centres().numpy(), patch_centres(g.h, g.w, 7))
+    vit = DinoV2("vits14", stride=7, layer=0)
+    with torch.no_grad():
+        assert vit(torch.rand(1, 3, 14 + 7 * 2, 14 + 7 * 3)).shape[-2:] == FeatureGrid.dino((35, 28), 7).hw == (3, 4)
+    c = FeatureGrid.dino((35, 28), 7).centres().numpy()  # patch (i, j) covers px 7j .. 7j + 13
+    assert c.shape == (12, 2) and c.dtype == np.float32
+    assert c[0].tolist() == [6.5, 6.5] and c[5].tolist() == [13.5, 13.5] and c[-1].tolist() == [27.5, 20.5]
+    assert c[3, 0] + 6.5 == 35 - 1  # the last patch of a (W - 14) % 7 == 0 raster ends on the last pixel
+    assert FeatureGrid.dino_map(3, 4, 7) == FeatureGrid.dino((35, 28), 7)
+    ii, jj = FeatureGrid.dino_map(3, 4, 7).nearest_cells((35, 28))
+    # the cell of the nearest centre (6.5, 13.5, 20.5, 27.5), clamped; a tie goes to the even cell (np.rint):
+    # x = 10 is halfway between 6.5 and 13.5 -> cell 0, x = 17 -> cell 2
+    assert jj.tolist() == [0] * 11 + [1] * 6 + [2] * 8 + [3] * 10
+    assert ii.tolist() == [0] * 11 + [1] * 6 + [2] * 11 and jj.dtype == np.int64
+
+
+@pytest.mark.parametrize("plate,want", [((854, 480), (854, 476)), ((910, 480), (910, 476)),
+                                        ((1920, 1080), (847, 476)), ((480, 854), (266, 476))])
+def test_dino_working_size(plate, want):
+    W, H = dino_working_size(plate)
+    assert (W, H) == want and (W - 14) % 7 == 0 and (H - 14) % 7 == 0
+    assert dino_working_size((854, 480), height=238, stride=14)[1] == 238
 
 
 def test_sample_map_reads_sub_cell_positions_exactly():

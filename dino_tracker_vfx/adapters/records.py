@@ -58,9 +58,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import ConfigError, InputError
 from ..tracks import Query, TrackSet, unique_names
@@ -98,51 +99,45 @@ class OptionSpec:
         if self.flag is not None and not self.flag.startswith("--"):
             raise ValueError(f"OptionSpec {self.name!r}: flag {self.flag!r} must start with '--'")
 
-    def parse(self, value: Any, where: str = "option") -> Any:
-        """Convert ``value`` (a CLI string or an already typed Python value) to this option's type."""
+    def convert(self, value: Any) -> Any:
+        """``value`` (a CLI string or an already typed Python value) as this option's type; ValueError or
+        TypeError when it is not one (choices are checked by the options model, :func:`options_model`)."""
         if value is None:
             return None
-        try:
-            if self.type == "str":
-                out: Any = str(value)
-            elif self.type == "path":
-                out = Path(value)
-            elif self.type == "int":
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError(value)
-                out = int(str(value).strip()) if isinstance(value, str) else int(value)
-            elif self.type == "float":
-                out = float(value)
-            elif self.type == "bool":
-                if isinstance(value, bool):
-                    out = value
-                elif str(value).strip().lower() in _TRUE:
-                    out = True
-                elif str(value).strip().lower() in _FALSE:
-                    out = False
-                else:
-                    raise ValueError(value)
-            elif self.type == "list":
-                if isinstance(value, str):
-                    out = tuple(v.strip() for v in value.split(",") if v.strip())
-                else:
-                    out = tuple(str(v) for v in value)
-            else:  # size
-                if isinstance(value, str):
-                    w, h = value.lower().replace(",", "x").split("x")
-                    out = (int(w), int(h))
-                else:
-                    w, h = value
-                    out = (int(w), int(h))
-                if out[0] <= 0 or out[1] <= 0:
-                    raise ValueError(value)
-        except (ValueError, TypeError):
-            raise ConfigError(f"{self.name}={value!r} is not a valid {self.type}"
-                              f"{' (WxH)' if self.type == 'size' else ''}", where=where) from None
-        if self.choices and out not in self.choices:
-            raise ConfigError(f"{self.name}={value!r} must be one of {', '.join(map(str, self.choices))}",
-                              where=where)
+        if self.type == "str":
+            return str(value)
+        if self.type == "path":
+            return Path(value)
+        if self.type == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if self.type == "float":
+            return float(value)
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in _TRUE:
+                return True
+            if str(value).strip().lower() in _FALSE:
+                return False
+            raise ValueError(value)
+        if self.type == "list":
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        # size
+        w, h = value.lower().replace(",", "x").split("x") if isinstance(value, str) else value
+        out = (int(w), int(h))
+        if out[0] <= 0 or out[1] <= 0:
+            raise ValueError(value)
         return out
+
+    def parse(self, value: Any, where: str = "option") -> Any:
+        """Convert and check one value of this option (as :func:`resolve_options` does)."""
+        if value is None:
+            return None
+        return _validated(options_model("option", (self,)), {self.name: value}, where, "option", (self,))[self.name]
 
 
 @dataclass(frozen=True)
@@ -252,29 +247,58 @@ class Adapter:
         return getattr(self, need) is not None
 
 
+_PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": tuple[str, ...], "path": Path,
+             "size": tuple[int, int]}
+
+
+def options_model(adapter_name: str, options: Sequence[OptionSpec]) -> type[BaseModel]:
+    """The pydantic model of an adapter's options, built from its :class:`OptionSpec` declarations: one
+    field per option (aliased by the option's name), its type, ``choices`` as a Literal, ``required`` as a
+    required field, the default converted like a given value, command-line text converted by
+    :meth:`OptionSpec.convert`; unknown names are refused."""
+    fields: dict[str, Any] = {}
+    for i, o in enumerate(options):
+        ann: Any = Literal[tuple(o.choices)] if o.choices else _PY_TYPES[o.type]
+        ann = Annotated[ann if o.required else Optional[ann], BeforeValidator(o.convert)]
+        fields[f"o{i}"] = (ann, Field(... if o.required else o.default, alias=o.name))
+    return create_model(f"{adapter_name}_options", __config__=ConfigDict(extra="forbid", validate_default=True,
+                                                                         arbitrary_types_allowed=True), **fields)
+
+
+def _validated(model: type[BaseModel], given: dict, where: str, adapter_name: str,
+               options: Sequence[OptionSpec]) -> dict:
+    """``given`` through ``model``; the first problem as one ConfigError naming the option."""
+    try:
+        return model.model_validate(given).model_dump(by_alias=True)
+    except ValidationError as e:
+        err = e.errors()[0]
+        known = {o.name: o for o in options}
+        k = err["loc"][0] if err["loc"] else None
+        if err["type"] == "extra_forbidden" or k not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            msg = f"unknown option {k!r} (options of {adapter_name}: {listing})"
+        elif err["type"] == "missing":
+            o = known[k]
+            how = f"{o.flag} or --option {o.name}=..." if o.flag else f"--option {o.name}=..."
+            msg = f"option {o.name!r} is required ({how}): {o.help}"
+        elif err["type"] == "literal_error":
+            msg = f"{k}={given.get(k, known[k].default)!r} must be one of {', '.join(map(str, known[k].choices))}"
+        else:
+            o = known[k]
+            msg = f"{k}={given.get(k, o.default)!r} is not a valid {o.type}{' (WxH)' if o.type == 'size' else ''}"
+        raise ConfigError(msg, where=where) from None
+
+
 def resolve_options(adapter: Adapter, given: Mapping[str, Any] | None, where: str | None = None) -> dict:
-    """Validate ``given`` against ``adapter.options``: unknown names and missing required options
-    are ConfigErrors (listing the known ones); values are converted; defaults filled in.
-    Context keys (:data:`CONTEXT_KEYS`) pass through unchanged."""
+    """Validate ``given`` with the adapter's options model (:func:`options_model`): unknown names and
+    missing required options are ConfigErrors (listing the known ones); values are converted; defaults
+    filled in (a None value counts as not given). Context keys (:data:`CONTEXT_KEYS`) are converted beside."""
     given = dict(given or {})
     where = where or f"adapter {adapter.name}"
-    known = {o.name: o for o in adapter.options}
-    out: dict[str, Any] = {}
-    for k, v in given.items():
-        if k in CONTEXT_KEYS:
-            out[k] = _parse_context(k, v, where)
-            continue
-        if k not in known:
-            listing = ", ".join(sorted(known)) or "none"
-            raise ConfigError(f"unknown option {k!r} (options of {adapter.name}: {listing})", where=where)
-        out[k] = known[k].parse(v, where=where)
-    for o in adapter.options:
-        if out.get(o.name) is None:
-            if o.required:
-                how = f"{o.flag} or --option {o.name}=..." if o.flag else f"--option {o.name}=..."
-                raise ConfigError(f"option {o.name!r} is required ({how}): {o.help}", where=where)
-            out[o.name] = o.parse(o.default, where=where) if o.default is not None else None
-    return out
+    context = {k: _parse_context(k, given.pop(k), where) for k in CONTEXT_KEYS if k in given}
+    given = {k: v for k, v in given.items() if v is not None}
+    out = _validated(options_model(adapter.name, adapter.options), given, where, adapter.name, adapter.options)
+    return {**out, **context}
 
 
 def _parse_context(key: str, value: Any, where: str) -> Any:
@@ -310,4 +334,4 @@ def parse_option_pairs(pairs: Sequence[str] | None, where: str = "--option") -> 
 
 
 __all__ = ["Adapter", "OptionSpec", "HostQuery", "ReadResult", "CAPABILITIES", "CONTEXT_KEYS",
-           "OPTION_TYPES", "resolve_options", "parse_option_pairs"]
+           "OPTION_TYPES", "options_model", "resolve_options", "parse_option_pairs"]

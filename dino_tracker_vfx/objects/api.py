@@ -181,27 +181,22 @@ def _frames_text(fr: list[int]) -> str:
 
 def flow_point_tracker(shot, queries: list[Query], masks=None, *, max_side: int = 960, fb_thresh: float = 1.5,
                        flow=None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> TrackSet:
-    """Chained optical flow (A1's ``compute_flow`` + ``chain_points``, DIS) as a fast point tracker.
+    """Chained optical flow (DIS, ``tracker.infer.chain.chain_on_shot``) as a fast point tracker.
 
     Flow runs at the plate scaled to ``max_side`` px on the long side (or ``flow``, a precomputed
     ``FlowField`` of the shot at any working size); positions come back in plate px; a point is visible
     until its first failed forward-backward check (confidence = visible).
     """
-    from ..tracker.infer.chain import chain_points
-    from ..tracker.preprocess.flow import compute_flow
+    from ..tracker.infer.chain import chain_on_shot
 
     W, H = shot.size
-    if flow is not None:
-        wh = flow.size
-    else:
+    wh = None
+    if flow is None:
         s = min(1.0, max_side / max(W, H))
         wh = (max(8, int(round(W * s))), max(8, int(round(H * s))))
-    rz = shot.resize(wh)
-    fl = flow if flow is not None else compute_flow(shot.load(wh), progress=progress, cancel=cancel)
     t0 = np.array([q.t for q in queries], np.int64)
-    xy0 = rz.to_working(np.array([[q.x, q.y] for q in queries], np.float64))
-    xy, valid = chain_points(fl, t0, xy0, fb_thresh)
-    xy_p = rz.to_plate(xy.astype(np.float64))
+    xy_p, valid, wh = chain_on_shot(shot, t0, np.array([[q.x, q.y] for q in queries], np.float64), fb_thresh,
+                                    wh=wh, flow=flow, progress=progress, cancel=cancel)
     for n, q in enumerate(queries):
         xy_p[n, q.t] = (q.x, q.y)
     return TrackSet(xy_p, valid, valid.astype(np.float32), [q.name for q in queries], list(queries),

@@ -48,7 +48,7 @@ from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
 from .model.delta_dino import DeltaDino
-from .model.feature_grid import FeatureGrid
+from .model.feature_grid import FeatureGrid, dino_working_size
 from .infer.inference import FeatureStore, build_store, track_points
 from .model.tracker_model import TrackerModel
 from .infer.occlusion import occlusion
@@ -75,14 +75,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, int]:
-    """(W, H) of the working raster: DINO - ``backbones.dino_working_size``; weight-free - the preset
+    """(W, H) of the working raster: DINO - ``feature_grid.dino_working_size``; weight-free - the preset
     height (never above the plate's), width by the plate's aspect."""
     W, H = plate_wh
     if cfg.weight_free:
         h = min(int(cfg["working_height"]), H)
         return max(8, int(round(W * h / H))), max(8, h)
-    from .preprocess.backbones import dino_working_size
-
     return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
 
 
@@ -144,10 +142,23 @@ class ShotTracker:
             return FeatureGrid.cnn(self.work_wh, len(self.cfg["delta.hidden"]))
         return FeatureGrid.dino(self.work_wh, self.cfg["stride"])
 
-    def _stage(self, name: str, inputs: list[str], compute, settings: Any = None, label: str | None = None):
+    def _key(self, name: str, inputs: list[str], wh: tuple[int, int] | None = None) -> str:
+        """Cache key of stage ``name`` from its input stages' keys: the one place keys are made (the weight
+        check before the stages run must find the very entries :meth:`_stage` writes). The settings hashed
+        are the stage's ``config.STAGE_FIELDS``, the flow engine's effective parameters for ``flow``, and
+        the raster ``wh`` for ``frames``."""
+        if name == "frames":
+            settings: Any = {"work_wh": list(wh)}
+        elif name == "flow":
+            settings = prep.flow_settings(self.cfg)
+        else:
+            settings = self.cfg.stage_settings(name)
+        return ShotCache.key(name, settings, [self.cache.shot_key, *inputs])
+
+    def _stage(self, name: str, inputs: list[str], compute, wh: tuple[int, int] | None = None,
+               label: str | None = None):
         """Load stage ``name`` from the cache or compute it -> (arrays dict, key); ``label`` names its timing."""
-        key = ShotCache.key(name, self.cfg.stage_settings(name) if settings is None else settings,
-                            [self.cache.shot_key, *inputs])
+        key = self._key(name, inputs, wh)
         label = label or name
         self.keys[label] = key
         t0 = time.perf_counter()
@@ -174,7 +185,7 @@ class ShotTracker:
                 self._report("load", i, n, "frames")
             return {"frames": shot.load(wh, on_progress=cb)}
 
-        arr, k_frames = self._stage("frames", [], load_frames, settings={"work_wh": list(wh)})
+        arr, k_frames = self._stage("frames", [], load_frames, wh=wh)
         self.frames = arr["frames"]
         check_shape(self.frames, "T H W 3", "frames", {"T": self.T, "H": wh[1], "W": wh[0]})
 
@@ -190,13 +201,11 @@ class ShotTracker:
             def load_flow_frames():
                 return {"frames": shot.load(self.flow_wh, on_progress=lambda i, n: check_cancel(self.cancel))}
 
-            arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)},
-                                         label="flow_frames")
+            arr, k_fframes = self._stage("frames", [], load_flow_frames, wh=self.flow_wh, label="flow_frames")
             flow_frames = arr["frames"]
         self.flow_frames = flow_frames
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
-                                                                                self.cancel, self.device),
-                                  settings=prep.flow_settings(cfg))
+                                                                                self.cancel, self.device))
         self.flow = prep.flow_from_arrays(arr, cfg)
 
         arr, k_corr = self._stage("correspondences", [k_flow],
@@ -232,12 +241,9 @@ class ShotTracker:
 
     def _check_weights_first(self) -> None:
         """Missing weight files fail here, before frames are read - unless the stages needing them are cached."""
-        sk = self.cache.shot_key
-        k_frames = ShotCache.key("frames", {"work_wh": list(self.work_wh)}, [sk])
-        k_ff = k_frames if self.flow_wh == self.work_wh else ShotCache.key("frames", {"work_wh": list(self.flow_wh)},
-                                                                           [sk])
-        k_feat = ShotCache.key("features", self.cfg.stage_settings("features"), [sk, k_frames])
-        k_flow = ShotCache.key("flow", prep.flow_settings(self.cfg), [sk, k_ff])
+        k_frames = self._key("frames", [], self.work_wh)
+        k_feat = self._key("features", [k_frames])
+        k_flow = self._key("flow", [self._key("frames", [], self.flow_wh)])
 
         def missing(stage, key):
             p = self.cache.entry_path(stage, key)

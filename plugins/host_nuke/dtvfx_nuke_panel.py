@@ -31,7 +31,6 @@ import os
 import shlex
 import subprocess
 import tempfile
-import time
 
 ENV_CMD = "DTVFX_CMD"
 ENV_PYTHON = "DTVFX_PYTHON"
@@ -319,16 +318,6 @@ class JobRunner:
     def cancel(self):
         if self.job_dir:
             self._spawn(cancel_argv(self.cmd, self.job_dir))  # fire and forget; polling sees 'cancelled'
-
-
-def run_blocking(runner, spec_path, timeout_s=600.0, interval_s=0.05):
-    """Drive a runner without Qt (scripts and tests): tick until it finishes."""
-    runner.start(spec_path)
-    end = time.time() + timeout_s
-    while runner.active and time.time() < end:
-        runner.tick()
-        time.sleep(interval_s)
-    return runner.phase
 
 
 # ----------------------------------------------------------------------------------------- Nuke UI
