@@ -315,15 +315,20 @@ elif cmd == "status":
 '''
 
 
-@pytest.mark.blender
-def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_path):
-    """The add-on runs in Blender (the bpy venv); the stand-in dtvfx runs in this environment."""
+def _addon_setup(plate, tmp_path):
+    """The golden tracks in a .blend on the plate, and the add-on settings running the stand-in dtvfx."""
     fake = tmp_path / "fake_dtvfx.py"
     fake.write_text(FAKE_DTVFX.format(repo=str(REPO)))
     out = tmp_path / "a.blend"
     write_tracks(golden_trackset(), out, "blender", {"clip": str(plate / "plate.####.png")})
-    cfg = {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
-           "poll_seconds": 0.05}
+    return out, {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
+                 "poll_seconds": 0.05}
+
+
+@pytest.mark.blender
+def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_path):
+    """The add-on runs in Blender (the bpy venv); the stand-in dtvfx runs in this environment."""
+    out, cfg = _addon_setup(plate, tmp_path)
     r = run_driver(blender, "addon", plugins=str(REPO / "plugins"), blend=str(out), cfg=cfg,
                    select=["car/car_a", "corner 1"], frame=1002,  # queries at plate frame 1002
                    refuse={"select": "car/car_b", "frame": 1003})
@@ -347,12 +352,7 @@ def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_pat
 
 @pytest.mark.blender
 def test_addon_retrack_sends_keyed_markers_and_refills_the_same_tracks(blender, plate, tmp_path):
-    fake = tmp_path / "fake_dtvfx.py"
-    fake.write_text(FAKE_DTVFX.format(repo=str(REPO)))
-    out = tmp_path / "a.blend"
-    write_tracks(golden_trackset(), out, "blender", {"clip": str(plate / "plate.####.png")})
-    cfg = {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
-           "poll_seconds": 0.05}
+    out, cfg = _addon_setup(plate, tmp_path)
     r = run_driver(blender, "retrack", plugins=str(REPO / "plugins"), blend=str(out), cfg=cfg,
                    select=["car/car_a", "corner 1"], frame=1002,
                    fix={"track": "car/car_a", "frame": 4, "du": 3.0 / W})  # clip frame 4 = plate 1004

@@ -318,6 +318,7 @@ Tracker4 {
 
 
 def test_retrack_sends_the_node_as_corrections_and_updates_it_in_place(panel, tmp_path, monkeypatch):
+    """Same set-up as the end-to-end test above (fake dtvfx, a Read and a Tracker4 selected)."""
     fake = tmp_path / "fake_dtvfx.py"
     fake.write_text(FAKE_DTVFX)
     monkeypatch.setenv("DTVFX_CMD", f"{sys.executable} {fake}")
@@ -326,17 +327,13 @@ def test_retrack_sends_the_node_as_corrections_and_updates_it_in_place(panel, tm
     tracker = Node("Tracker4", "Tracker1", label="car")
     nuke.selectedNodes = lambda: [n for n in (read, tracker) if n._sel]
 
-    class Timer:
-        def __init__(self):
-            self.timeout = types.SimpleNamespace(connect=lambda fn: setattr(self, "fn", fn))
-            self.running = False
-
-        def start(self, ms):
-            self.running = True
-
-        def stop(self):
-            self.running = False
-    monkeypatch.setattr(panel, "_qt_timer", Timer)
+    def qt_timer():  # a timer the test drives by hand
+        t = types.SimpleNamespace(running=False)
+        t.timeout = types.SimpleNamespace(connect=lambda fn: setattr(t, "fn", fn))
+        t.start = lambda ms: setattr(t, "running", True)
+        t.stop = lambda: setattr(t, "running", False)
+        return t
+    monkeypatch.setattr(panel, "_qt_timer", qt_timer)
     p = panel.make_panel_class()()
     out = tmp_path / "out" / "sh_tracks.nk"
     p.out.setValue(str(out))

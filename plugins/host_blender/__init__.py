@@ -303,6 +303,20 @@ class DTVFX_AddonPreferences(bpy.types.AddonPreferences):
             col.prop(self, p)
 
 
+def _launch(op, context, start, what: str) -> set:
+    """Run ``start(clip, scene, cfg)`` for an operator and start polling; errors are reported, not raised."""
+    cfg = settings(context)
+    try:
+        job_dir = start(context.edit_movieclip, context.scene, cfg)
+    except clipio.ClipIOError as e:
+        op.report({"ERROR"}, str(e))
+        return {"CANCELLED"}
+    if not bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.register(_timer, first_interval=cfg["poll_seconds"])
+    op.report({"INFO"}, f"{what} {job_dir}")
+    return {"FINISHED"}
+
+
 class DTVFX_OT_track_selected(bpy.types.Operator):
     bl_idname = "dtvfx.track_selected"
     bl_label = "Track Selected"
@@ -314,16 +328,7 @@ class DTVFX_OT_track_selected(bpy.types.Operator):
             "submitting", "running", "importing")
 
     def execute(self, context):
-        cfg = settings(context)
-        try:
-            job_dir = start_job(context.edit_movieclip, context.scene, cfg)
-        except clipio.ClipIOError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if not bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.register(_timer, first_interval=cfg["poll_seconds"])
-        self.report({"INFO"}, f"dtvfx job {job_dir}")
-        return {"FINISHED"}
+        return _launch(self, context, start_job, "dtvfx job")
 
 
 class DTVFX_OT_retrack(bpy.types.Operator):
@@ -339,16 +344,7 @@ class DTVFX_OT_retrack(bpy.types.Operator):
             "submitting", "running", "importing")
 
     def execute(self, context):
-        cfg = settings(context)
-        try:
-            job_dir = start_retrack(context.edit_movieclip, context.scene, cfg)
-        except clipio.ClipIOError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if not bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.register(_timer, first_interval=cfg["poll_seconds"])
-        self.report({"INFO"}, f"dtvfx re-track {job_dir}")
-        return {"FINISHED"}
+        return _launch(self, context, start_retrack, "dtvfx re-track")
 
 
 class DTVFX_OT_cancel(bpy.types.Operator):

@@ -102,31 +102,34 @@ def correction_spec(spec_path, corrections_nk):
     return spec
 
 
+def _closing_brace(text, j):
+    """Index of the ``}`` closing the ``{`` at ``j`` (a backslash escapes the next character), or len(text)."""
+    depth, k = 0, j
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return k
+        k += 1
+    return len(text)
+
+
 def _node_blocks(text):
-    """``[(class, body)]`` of the top-level nodes of a .nk snippet (``Class {\n body }``); braces in
-    knob values are matched (a backslash escapes one)."""
-    out, i, n = [], 0, len(text)
-    while i < n:
+    """``[(class, body)]`` of the top-level nodes of a .nk snippet (``Class {\n body }``)."""
+    out, i = [], 0
+    while True:
         j = text.find("{", i)
         if j < 0:
-            break
-        cls = text[i:j].strip().split("\n")[-1].strip()
-        depth, k = 0, j
-        while k < n:
-            c = text[k]
-            if c == "\\":
-                k += 2
-                continue
-            if c == "{":
-                depth += 1
-            elif c == "}":
-                depth -= 1
-                if depth == 0:
-                    break
-            k += 1
-        out.append((cls, text[j + 1:k]))
+            return out
+        k = _closing_brace(text, j)
+        out.append((text[i:j].strip().split("\n")[-1].strip(), text[j + 1:k]))
         i = k + 1
-    return out
 
 
 def _knob_line(body, knob):
@@ -150,18 +153,7 @@ def tracker_knobs(nk_text, node_name, node_label=""):
     start = body.find("tracks {")
     if start < 0:
         raise PanelError("the re-tracked Tracker4 has no tracks")
-    depth, k = 0, start + len("tracks ")
-    while k < len(body):
-        c = body[k]
-        if c == "\\":
-            k += 2
-            continue
-        depth += c == "{"
-        depth -= c == "}"
-        k += 1
-        if depth == 0:
-            break
-    knobs = body[start:k]
+    knobs = body[start:_closing_brace(body, start + len("tracks ")) + 1]
     ref = _knob_line(body, "reference_frame")
     return knobs + ("\nreference_frame %s" % ref if ref is not None else "")
 
