@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _tracker_helpers import T, TINY_WF, true_track, write_queries, write_shot
+from _tracker_helpers import TINY_WF, true_track, write_queries, write_shot
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.shots import open_shot
 from dino_tracker_vfx.tracker.anchors import EPS, anchor_tracks, layout
@@ -37,7 +37,8 @@ def test_blend_meets_every_anchor_exactly_and_follows_the_nearest_outside():
     assert [q.name for q in lay.queries] == ["a", "b"] and [len(a) for a in lay.anchors] == [2, 1]
     assert [(r.name, r.t) for r in lay.rows] == [("a", 2), ("a", 8), ("b", 5)] and lay.n_corrections == 1
     # row 0 (from the query) drifts +1 px/frame in x; row 1 (from the correction) is the true motion
-    truth = lambda t: np.stack([10.0 + 5.0 * (t - 2), np.full_like(t, 10.0)], -1)  # noqa: E731
+    def truth(t):
+        return np.stack([10.0 + 5.0 * (t - 2), np.full_like(t, 10.0)], -1)
     t = np.arange(T_, dtype=float)
     xy, vis, conf = _rows(3, T_, lambda k: truth(t) + ([[1.0, 0.0]] * (t - 2)[:, None] if k == 0 else 0.0))
     vis[0, 9:] = False  # the query's row loses the point late; the correction's row keeps it

@@ -479,7 +479,7 @@ class ShotTracker:
 
     def _track_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The tracker on anchor rows ``qs`` -> (xy PLATE px ``[K, T, 2]``, visible ``[K, T]``, confidence)."""
-        cfg, dev = self.cfg, self.device
+        cfg = self.cfg
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
         if cfg["infer.flow_guided"] and self.flow is not None:  # (anchor frames: set by anchor_tracks)
