@@ -305,7 +305,9 @@ class ShotTracker:
         target = int(iterations or cfg["train.iterations"])
         if self._trainer.iteration >= target:  # the final checkpoint is in the cache: nothing to train
             self._report("train", self._trainer.iteration, target, "trained model reused (cached): inference only")
-        self._trainer.run(iterations)
+            self.model.eval()
+        else:
+            self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
         self.trained_iterations = self._trainer.iteration
         self.history = self._trainer.history
