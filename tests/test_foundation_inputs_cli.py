@@ -22,10 +22,9 @@ def shot(png_sequence):
 def test_queries_csv_by_frame_and_index(shot, tmp_path):
     q = tmp_path / "q.csv"
     q.write_text("# comment\nname,frame,x,y,group\np1,1003,10.5,20,car\n,1001,0,0,\np1,1005,63.5,47.5,car\n")
-    with pytest.warns(UserWarning, match="duplicate query names renamed: p1->p1_2"):
-        qs = read_queries(q, shot)
+    qs = read_queries(q, shot)
     assert [(x.t, x.x, x.y) for x in qs] == [(2, 10.5, 20.0), (0, 0.0, 0.0), (4, 63.5, 47.5)]
-    assert [x.name for x in qs] == ["p1", "track_002", "p1_2"]  # documented rename of duplicates
+    assert [x.name for x in qs] == ["p1", "track_002", "p1"]  # a shared name: one track, the second row a correction
     assert qs[0].group == "car" and qs[1].group is None
     j = tmp_path / "q.json"
     j.write_text('{"queries": [{"t": 1, "x": 3, "y": 4, "name": "k"}]}')

@@ -86,6 +86,7 @@ def test_range_in_the_shot_string(shot_dir):
     ({"queries": "missing.csv"}, "job.yaml: queries: no such file: "),
     ({"queries": ["q.csv", "missing.csv"]}, "job.yaml: queries[1]: no such file"),
     ({"queries": None}, "job.yaml: queries: give queries and/or masks"),
+    ({"corrections": "nofix.csv"}, "job.yaml: corrections: no such file: "),
     ({"masks": [{"path": "q.csv", "frame": "first"}]}, "job.yaml: masks[0].frame: expected a host frame number"),
     ({"device": "gpu"}, "job.yaml: device: 'gpu' is not one of auto, cpu, cuda"),
     ({"seed": -1}, "job.yaml: seed: expected an integer >= 0"),
@@ -218,6 +219,27 @@ def test_list_form_batch_with_spec_paths(tmp_path):
     jobs = B.load_batch(tmp_path / "list.yaml")
     assert [(j.name, j.spec is not None) for j in jobs] == [("a", True), ("b", False), ("nope", False)]
     assert "invalid YAML" in jobs[1].reason and "job spec not found" in jobs[2].reason
+
+
+def test_corrections_join_the_queries_tracks_and_change_the_tracking_key(shot_dir):
+    from dino_tracker_vfx.errors import InputError
+    from dino_tracker_vfx.jobs.worker import read_inputs
+    from dino_tracker_vfx.shots import open_shot
+
+    (shot_dir / "q2.csv").write_text("name,frame,x,y\nb,1001,3,3\nb,1003,4,4\n")
+    plain = load_spec(_spec(shot_dir, queries=["q.csv", "q2.csv"]))
+    first = read_inputs(plain, open_shot(plain.shot.path))[0]
+    (shot_dir / "fix.csv").write_text("name,frame,x,y\nb,1004,5,5\n")
+    spec = load_spec(_spec(shot_dir, queries=["q.csv", "q2.csv"], corrections="fix.csv"))
+    assert spec.corrections == str(shot_dir / "fix.csv")
+    assert spec_from_dict(spec.to_dict(), base_dir="/").corrections == spec.corrections
+    assert spec.tracking_key() != plain.tracking_key()  # the saved tracks are stale, the cache is not
+    qs = read_inputs(spec, open_shot(spec.shot.path))[0]
+    assert qs[:len(first)] == first and [q.name for q in first].count("b") == 2  # b's two rows: one track
+    assert (qs[-1].name, qs[-1].t, qs[-1].x) == ("b", 3, 5.0)
+    (shot_dir / "fix.csv").write_text("name,frame,x,y\nzz,1004,5,5\n")
+    with pytest.raises(InputError, match=r"fix.csv: line 2: correction for unknown track 'zz' \(not in q.csv, q2.csv\)"):
+        read_inputs(spec, open_shot(spec.shot.path))
 
 
 def test_tracking_key_and_plain_form_are_the_ones_main_wrote_before_the_spec_model():

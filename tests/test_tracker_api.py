@@ -45,12 +45,12 @@ def _preset(**over):
 
 
 def test_track_returns_plate_tracks_with_exact_query_frames(shot, tmp_path):
-    qs = [Query(0, 20.0, 20.0, "a", "g"), Query(3, 40.25, 25.5, "a", "g"), Query(5, 10.0, 12.0)]
+    qs = [Query(0, 20.0, 20.0, "a", "g"), Query(3, 40.25, 25.5, "b", "g"), Query(5, 10.0, 12.0)]
     events = []
     tr = track(shot, qs, preset=_preset(infer={"flow_guided": True}), cache_dir=tmp_path / "c",
                progress=events.append)
     assert isinstance(tr, TrackSet) and tr.xy.shape == (3, T, 2)
-    assert tr.names == ["a", "a_2", "track_003"] and tr.groups.keys() == {"g"}
+    assert tr.names == ["a", "b", "track_003"] and tr.groups.keys() == {"g"}
     assert list(tr.frame_numbers) == list(range(1001, 1001 + T)) and tr.plate_size == (64, 48)
     for n, q in enumerate(qs):
         assert tuple(tr.xy[n, q.t]) == (q.x, q.y)

@@ -23,7 +23,10 @@ Context keys
 ------------
 Callers that know the shot put these into the ``options`` dict of ``read_queries`` /
 ``read_tracks`` (readers of normalised formats such as Fusion need the plate size):
-``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int).
+``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int);
+``"keyed"``: true when the caller reads corrections and wants every keyed (visible) frame of a track as
+:attr:`HostQuery.keys`, not the query alone (readers of Nuke, Blender and the matchmove formats honour it;
+a reader that does not is read as queries only).
 They are never declared as OptionSpecs; :func:`resolve_options` converts them (``plate_size`` from
 ``"WxH"`` too, ``frame_numbers`` from ``"1001-1010"`` / ``"1001,1003"``) so a user can also give them
 as ``--option plate_size=1920x1080``.
@@ -40,6 +43,11 @@ first frame when the caller passes ``frame_numbers``) before building the HostQu
 ``frame_numbers`` (a :class:`~dino_tracker_vfx.shots.Shot`, a TrackSet, or a plain sequence): a frame
 that is not in the shot (outside the range or in a gap) is an :class:`InputError` naming the file,
 the query and the frame - never a silently shifted frame.
+
+Keyed frames (corrections): a :class:`HostQuery` may carry ``keys``, the host frames and positions the
+artist keyed on that tracker besides its query; :meth:`ReadResult.to_queries` returns each as a further
+:class:`~dino_tracker_vfx.tracks.Query` with the tracker's name, i.e. an anchor of the same track
+(:func:`~dino_tracker_vfx.tracks.group_anchors`); their frames are checked like the query's.
 
 Names: a ReadResult always holds unique names. Readers pass what the host file says; duplicates are
 renamed deterministically ``a``, ``a_2``, ``a_3`` in file order (:func:`~dino_tracker_vfx.tracks.unique_names`)
@@ -60,7 +68,7 @@ from ..tracks import Query, TrackSet, unique_names
 
 CAPABILITIES = frozenset({"tracks", "groups", "visibility", "confidence", "queries", "cornerpin", "masks"})
 OPTION_TYPES = ("str", "int", "float", "bool", "list", "path", "size")
-CONTEXT_KEYS = ("plate_size", "frame_numbers")
+CONTEXT_KEYS = ("plate_size", "frame_numbers", "keyed")
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
@@ -142,6 +150,7 @@ class HostQuery:
     name: str | None = None
     group: str | None = None
     line: int | None = None  # line of the host file it came from, for error messages
+    keys: tuple[tuple[int, float, float], ...] = ()  # keyed frames (frame, x, y): corrections, same track
 
 
 @dataclass(frozen=True)
@@ -162,7 +171,8 @@ class ReadResult:
         for q, n in zip(qs, names):
             if q.name is not None and q.name != n:
                 notes.append(f"duplicate name {q.name!r} renamed to {n!r}")
-            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line))
+            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line,
+                                   tuple((int(f), float(x), float(y)) for f, x, y in q.keys)))
         object.__setattr__(self, "queries", tuple(fixed))
         object.__setattr__(self, "notes", tuple(notes))
         if self.frame_numbers is not None:
@@ -187,12 +197,14 @@ class ReadResult:
         rng = f"{frames[0]}-{frames[-1]}" if len(frames) else "empty"
         out = []
         for q in self.queries:
-            hits = np.nonzero(frames == q.frame)[0]
-            if len(hits) == 0:
-                what = "outside" if not len(frames) or not frames[0] <= q.frame <= frames[-1] else "in a gap of"
-                loc = f"{where}:{q.line}" if (where and q.line) else where
-                raise InputError(f"query {q.name!r} is at frame {q.frame}, {what} the shot ({rng})", where=loc)
-            out.append(Query(int(hits[0]), q.x, q.y, q.name, q.group))
+            for k, (frame, x, y) in enumerate(((q.frame, q.x, q.y), *q.keys)):
+                hits = np.nonzero(frames == frame)[0]
+                if len(hits) == 0:
+                    what = "outside" if not len(frames) or not frames[0] <= frame <= frames[-1] else "in a gap of"
+                    loc = f"{where}:{q.line}" if (where and q.line) else where
+                    kind = "query" if k == 0 else "keyed correction of"
+                    raise InputError(f"{kind} {q.name!r} is at frame {frame}, {what} the shot ({rng})", where=loc)
+                out.append(Query(int(hits[0]), x, y, q.name, q.group))
         return out
 
 
@@ -294,6 +306,8 @@ def _parse_context(key: str, value: Any, where: str) -> Any:
         return None
     if key == "plate_size":
         return OptionSpec("plate_size", "size").parse(value, where)
+    if key == "keyed":
+        return OptionSpec("keyed", "bool").parse(value, where)
     try:  # frame_numbers: a sequence of ints, or text "1001,1002" / "1001-1010"
         if isinstance(value, str):
             if "-" in value.strip()[1:] and "," not in value:

@@ -6,6 +6,8 @@
     shot: plates/sh010.####.exr      # pattern / movie / folder; or a mapping:
     #  shot: {path: plates/sh010.####.exr, frames: 1001-1100, colorspace: ACEScg, display: .., view: ..}
     queries: sh010_points.csv        # one path or a list (CSV/JSON, see dino_tracker_vfx.inputs)
+    corrections: sh010_fixes.csv     # optional: anchors added to the queries' tracks by name (re-running
+                                     # the job with them reuses its cache: inference only)
     masks:                           # optional: PATH, "PATH@FRAME" or {path: PATH, frame: FRAME}
       - {path: sh010_matte.1001.png, frame: 1001}
     preset: balanced                 # paper | balanced | fast | cpu-preview | path/to/preset.yaml | {mapping}
@@ -191,6 +193,7 @@ class JobSpec(_Part):
     name: Optional[str] = Field(None, description="text")  # default: the spec file's stem
     shot: ShotSpec = Field(description="a plate pattern, movie or folder")
     queries: list[str] = Field(default_factory=list)
+    corrections: Optional[str] = None  # a corrections file (dino_tracker_vfx.inputs.add_corrections)
     masks: list[MaskSpec] = Field(default_factory=list)
     preset: Any = None  # name, absolute path or mapping
     overrides: dict = Field(default_factory=dict, description="a mapping of preset fields")
@@ -275,6 +278,11 @@ class JobSpec(_Part):
     def _queries(cls, v: Any, info: ValidationInfo) -> list[str]:
         one = not isinstance(v, list)
         return [_path(q, "queries" if one else f"queries[{i}]", info) for i, q in enumerate(_as_list(v))]
+
+    @field_validator("corrections", mode="before")
+    @classmethod
+    def _corrections(cls, v: Any, info: ValidationInfo) -> str | None:
+        return None if v is None else _path(v, "corrections", info)
 
     @field_validator("masks", mode="before")
     @classmethod
@@ -378,6 +386,8 @@ class JobSpec(_Part):
         """Rules between fields."""
         if not self.queries and not self.masks:
             raise FieldError("queries", "give queries and/or masks (nothing to track)")
+        if self.corrections and not self.queries:
+            raise FieldError("corrections", "corrections name tracks of the queries: give queries too")
         if self.objects is None and self.masks and not self.queries:
             self.objects = {"tracks": True}  # masks alone: track the objects they hold
         if self.objects is not None and not self.masks:

@@ -11,8 +11,13 @@
 * ``cache_dir``: per-shot cache of every stage and the training checkpoints (resume after a cancel);
   None keeps nothing on disk.
 * returns a :class:`~dino_tracker_vfx.tracks.TrackSet` in PLATE pixels, ``frame_numbers`` of the shot,
-  names made unique (``tracks.unique_names``), groups from the queries. At each query's own frame the
-  position is exactly the query, visible, confidence 1.
+  names made unique (``tracks.unique_names``), groups from the queries. Queries that share a name are ONE
+  track: the first is its query, the others corrections (anchors, :mod:`.anchors`: every anchor is
+  followed through the shot and the track blends them). At each anchor's own frame the position is
+  exactly the anchor, visible, confidence 1 (:func:`.anchors.anchor_tracks`, the only place that pins).
+* Corrections need no training: the trained model is keyed on the training settings and the shot, never
+  on the queries, so a run on the same cache that only adds or moves anchors loads every stage and the
+  final checkpoint and runs inference alone (the ``train`` progress says "trained model reused").
 
 Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
 :class:`coords.Resize`) is the only plate <-> working conversion.
@@ -38,6 +43,7 @@ from ..coords import Resize, in_plate
 from ..errors import ConfigError, InputError, ShotError
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from ..tracks import Query, TrackSet, unique_names
+from . import anchors as anchoring
 from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
@@ -52,6 +58,7 @@ from .train.sampling import PairPool, TrackletSource
 from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
+REFINED_CACHE_MAX_BYTES = 256 << 20  # refined features larger than this are recomputed, not cached
 # the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
 _CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
@@ -295,7 +302,12 @@ class ShotTracker:
         if self._trainer is None:
             self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
         t0 = time.perf_counter()
-        self._trainer.run(iterations)
+        target = int(iterations or cfg["train.iterations"])
+        if self._trainer.iteration >= target:  # the final checkpoint is in the cache: nothing to train
+            self._report("train", self._trainer.iteration, target, "trained model reused (cached): inference only")
+            self.model.eval()
+        else:
+            self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
         self.trained_iterations = self._trainer.iteration
         self.history = self._trainer.history
@@ -356,8 +368,19 @@ class ShotTracker:
             self.train()
         if self.store is None:
             t0 = time.perf_counter()
-            self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
-                                     progress=self.progress, cancel=self.cancel)
+            key = self._rows_key("refined")
+            hit = self.cache.load("refined", key) if key else None
+            if hit is not None:  # the trained model's features of every frame (a correction run)
+                dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+                self.store = FeatureStore(torch.from_numpy(hit[0]["phi"]).to(self.device, dtype),
+                                          torch.from_numpy(hit[0]["inv_norm"]).to(self.device), self.grid())
+                self._report("refine", 1, 1, "cached")
+            else:
+                self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
+                                         progress=self.progress, cancel=self.cancel)
+                if key and self.store.phi.numel() * self.store.phi.element_size() <= REFINED_CACHE_MAX_BYTES:
+                    self.cache.save("refined", key, {"phi": self.store.phi.cpu().numpy(),  # as computed: exact
+                                                     "inv_norm": self.store.inv_norm.cpu().numpy()})
             self.timings["refine_features"] = time.perf_counter() - t0
         return self.store
 
@@ -410,16 +433,59 @@ class ShotTracker:
                                    self.progress, self.cancel, cfg["infer.drift_radius"],
                                    cfg["infer.drift_radius_per_px"])
 
-    def infer(self, queries: list[Query]) -> TrackSet:
-        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
-        qs = _check_queries(queries, self.shot)
-        fr = np.asarray(self.shot.frame_numbers)
-        if not qs:
-            return TrackSet.empty(fr, self.shot.size)
-        cfg, dev = self.cfg, self.device
+    def _anchor_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every anchor followed through the shot as a query of its own -> (xy ``[K, T, 2]`` PLATE px, visible
+        ``[K, T]``, confidence ``[K, T]``), unpinned. Rows of this trained model already in the cache (the
+        same anchor ``t, x, y``, settings and model) are read from it; only new anchors are tracked, so a
+        correction run tracks just the corrections."""
+        key = self._rows_key()
+        got = self.cache.load("rows", key) if key else None
+        have = {}
+        if got is not None:
+            a = got[0]
+            have = {(int(t), float(x), float(y)): i for i, (t, (x, y)) in enumerate(zip(a["t"], a["xy_q"]))}
+        idx = [have.get((int(q.t), float(q.x), float(q.y))) for q in qs]
+        new = [q for q, i in zip(qs, idx) if i is None]
+        if got is not None and len(new) < len(qs):
+            self._report("infer", 0, 1, f"{len(qs) - len(new)} of {len(qs)} anchors from the cache, "
+                                        f"tracking {len(new)}")
+        K, T = len(qs), self.T
+        xy = np.full((K, T, 2), np.nan)
+        vis = np.zeros((K, T), bool)
+        conf = np.zeros((K, T), np.float32)
+        for k, i in enumerate(idx):
+            if i is not None:
+                xy[k], vis[k], conf[k] = got[0]["xy"][i], got[0]["visible"][i], got[0]["confidence"][i]
+        if not new:
+            return xy, vis, conf
+        n_xy, n_vis, n_conf = self._track_rows(new)
+        sel = [k for k, i in enumerate(idx) if i is None]
+        xy[sel], vis[sel], conf[sel] = n_xy, n_vis, n_conf
+        if key:  # the table grows by the new anchors
+            old = got[0] if got is not None else None
+            cat = (lambda name, v: v if old is None else np.concatenate([old[name], v]))
+            self.cache.save("rows", key, {"t": cat("t", np.array([q.t for q in new], np.int64)),
+                                          "xy_q": cat("xy_q", np.array([[q.x, q.y] for q in new], np.float64)),
+                                          "xy": cat("xy", n_xy), "visible": cat("visible", n_vis),
+                                          "confidence": cat("confidence", n_conf)})
+        return xy, vis, conf
+
+    def _rows_key(self, stage: str = "rows") -> str | None:
+        """Cache key of ``stage`` (``rows``: tracked anchors; ``refined``: the refined features) of this
+        trained model and settings (None: no cache or no model trained through the cache)."""
+        model = self.keys.get("features") if self.cfg.raw_dino else self.keys.get("checkpoints")
+        if not self.cache.enabled or model is None or self._trainer is None and not self.cfg.raw_dino:
+            return None
+        return ShotCache.key(stage, {"config": self.cfg.to_dict(), "seed": self.seed,
+                                      "iterations": self.trained_iterations},
+                             [self.cache.shot_key, model, self.keys.get("flow", "none")])
+
+    def _track_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tracker on anchor rows ``qs`` -> (xy PLATE px ``[K, T, 2]``, visible ``[K, T]``, confidence)."""
+        cfg = self.cfg
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:  # (the query frames are set exactly below)
+        if cfg["infer.flow_guided"] and self.flow is not None:  # (anchor frames: set by anchor_tracks)
             from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
@@ -438,18 +504,32 @@ class ShotTracker:
             cos, _ = trajectory_cosine(store, xy, q_feat)
             vis = cos >= cfg["infer.visible_cos"]
             conf = cos.clamp(0, 1)
-            rows = torch.arange(len(qs), device=dev)
-            vis[rows, t_q], conf[rows, t_q] = True, 1.0
         self.timings["occlusion"] = time.perf_counter() - t0
-        xy_p = self.resize.to_plate(xy.double().cpu().numpy())
-        for n, q in enumerate(qs):  # the query frame is the query, exactly
-            xy_p[n, q.t] = (q.x, q.y)
-        names = unique_names([q.name for q in qs])
-        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(qs, names)]
+        return self.resize.to_plate(xy.double().cpu().numpy()), vis.cpu().numpy(), conf.float().cpu().numpy()
+
+    def infer(self, queries: list[Query]) -> TrackSet:
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px. Queries
+        that share a name are one track with several anchors (module docstring)."""
+        lay = anchoring.layout(_check_queries(queries, self.shot), self.shot.frame_of)
+        fr = np.asarray(self.shot.frame_numbers)
+        if not lay.rows:
+            return TrackSet.empty(fr, self.shot.size)
+        if lay.n_corrections:
+            n_fix, n_tr = lay.n_corrections, sum(len(a) > 1 for a in lay.anchors)
+            self._report("infer", 0, 1, f"{n_fix} correction{'s' * (n_fix != 1)} on {n_tr} "
+                                        f"track{'s' * (n_tr != 1)}: every anchor is tracked")
+        xy_p, vis_p, conf_p = anchoring.anchor_tracks(*self._anchor_rows(list(lay.rows)), lay)
+        cfg = self.cfg
+        names = unique_names([q.name for q in lay.queries])
+        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(lay.queries, names)]
+        out_a = [tuple(Query(a.t, a.x, a.y, nm, q.group) for a in anchors)
+                 for q, nm, anchors in zip(lay.queries, names, lay.anchors)]
         meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
-                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
-        return TrackSet(xy_p, vis.cpu().numpy(), conf.float().cpu().numpy(), names, out_q, fr, self.shot.size,
-                        meta=meta, fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None))
+                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict()),
+                            "seed": self.seed, "config": cfg.to_dict()}}
+        return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size, meta=meta,
+                        fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None),
+                        anchors=out_a)
 
 
 def track(shot, queries: list[Query], *, preset: str | Path | dict = "cpu-preview",
