@@ -115,7 +115,7 @@ class TrackSet:
         self.timecode = None if self.timecode in (None, "") else str(self.timecode)
         self.xy = np.asarray(self.xy, dtype=np.float64)
         d = check_shape(self.xy, "N T 2", "TrackSet.xy")
-        N = d["N"]
+        N, T = d["N"], d["T"]
         self.visible = np.asarray(self.visible, dtype=bool)
         check_shape(self.visible, "N T", "TrackSet.visible", d)
         self.confidence = np.asarray(self.confidence, dtype=np.float32)

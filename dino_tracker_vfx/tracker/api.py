@@ -463,7 +463,10 @@ class ShotTracker:
         xy[sel], vis[sel], conf[sel] = n_xy, n_vis, n_conf
         if key:  # the table grows by the new anchors
             old = got[0] if got is not None else None
-            cat = (lambda name, v: v if old is None else np.concatenate([old[name], v]))
+
+            def cat(name, v):
+                return v if old is None else np.concatenate([old[name], v])
+
             self.cache.save("rows", key, {"t": cat("t", np.array([q.t for q in new], np.int64)),
                                           "xy_q": cat("xy_q", np.array([[q.x, q.y] for q in new], np.float64)),
                                           "xy": cat("xy", n_xy), "visible": cat("visible", n_vis),
