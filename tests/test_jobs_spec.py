@@ -82,6 +82,7 @@ def test_range_in_the_shot_string(shot_dir):
     ({"outputs": ["a.csv", {"format": "csv", "path": "a.csv"}]}, "job.yaml: outputs: two outputs write the same"),
     ({"shot": "plates/nothing.####.png"}, "job.yaml: shot.path: no frames on disk match"),
     ({"shot": "plates/sh010.####.png 1010-1001"}, "job.yaml: shot.path: bad frame range"),
+    ({"shot": {"path": "plates/sh010.####.png", "frames": "9-1"}}, "job.yaml: shot.frames: bad frame range '9-1'"),
     ({"shot": {"path": "plates/sh010.####.png", "colourspace": "x"}}, "job.yaml: shot.colourspace: unknown field"),
     ({"queries": "missing.csv"}, "job.yaml: queries: no such file: "),
     ({"queries": ["q.csv", "missing.csv"]}, "job.yaml: queries[1]: no such file"),

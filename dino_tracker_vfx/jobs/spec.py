@@ -247,12 +247,13 @@ class JobSpec(_Part):
     @field_validator("shot")
     @classmethod
     def _shot(cls, shot: ShotSpec, info: ValidationInfo) -> ShotSpec:
+        from ..errors import ShotError
         from ..shots import patterns
 
         text = shot.path.strip()
         try:
             pat_text, range_frames = patterns.split_range(text)
-        except Exception as e:  # ShotError: bad range text
+        except ShotError as e:  # bad range text
             raise FieldError("shot.path", str(e)) from None
         frames = shot.frames
         if frames is None and range_frames is not None:
@@ -260,7 +261,7 @@ class JobSpec(_Part):
         if frames is not None:
             try:
                 patterns.parse_frame_range(frames)
-            except Exception as e:
+            except ShotError as e:
                 raise FieldError("shot.frames", str(e)) from None
         is_pattern = patterns.parse_pattern(pat_text) is not None
         path = _path(pat_text, "shot.path", info, must_exist=True, pattern=is_pattern)
