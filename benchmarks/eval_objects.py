@@ -92,9 +92,12 @@ def score_masks(pred: np.ndarray, gts: np.ndarray, ids: list[int]) -> dict[int, 
     return res
 
 
-def score_centroids(cent: np.ndarray, gts: np.ndarray, i: int) -> dict[str, float]:
+def score_centroids(cent: np.ndarray, gts: np.ndarray, i: int, visible: np.ndarray | None = None) -> dict[str, float]:
     """cent: [T, 2] predicted centroid of object i (NaN = no prediction). Frames 1..N-1 where the GT object
-    exists; ``coverage`` = share of them with a prediction (errors average over those only)."""
+    exists; ``coverage`` = share of them with a prediction (errors average over those only); ``med``,
+    ``p90``, ``max`` of the per-frame error (px). ``visible`` [T] (an object track's visibility keys):
+    ``presence`` = share of frames 1..N-1 where visible == (the GT object exists), ``visible_frames`` /
+    ``gt_frames`` = counts of frames 1..N-1 with each."""
     e, en, n_gt = [], [], 0
     for t in range(1, len(gts)):
         m = gts[t] == i
@@ -106,18 +109,29 @@ def score_centroids(cent: np.ndarray, gts: np.ndarray, i: int) -> dict[str, floa
         a, b = centroid_error(cent[t], m)
         e.append(a)
         en.append(b)
-    return {"px": float(np.mean(e)) if e else float("nan"), "norm": float(np.mean(en)) if en else float("nan"),
-            "frames": len(e), "coverage": len(e) / n_gt if n_gt else float("nan")}
+    nan = float("nan")
+    out = {"px": float(np.mean(e)) if e else nan, "norm": float(np.mean(en)) if en else nan,
+           "med": float(np.median(e)) if e else nan, "p90": float(np.percentile(e, 90)) if e else nan,
+           "max": float(np.max(e)) if e else nan, "frames": len(e), "coverage": len(e) / n_gt if n_gt else nan,
+           "gt_frames": n_gt, "errors": [round(x, 2) for x in e]}
+    if visible is not None:
+        gt_there = np.array([(gts[t] == i).any() for t in range(1, len(gts))])
+        vis = np.asarray(visible, bool)[1:]
+        out["presence"] = float(np.mean(gt_there == vis))
+        out["visible_frames"] = int(vis.sum())
+    return out
 
 
 def mask_centroids(pred: np.ndarray, i: int) -> np.ndarray:
     return np.stack([mask_centroid(p == i)[0] for p in pred])
 
 
-def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], preset: str, log) -> dict:
+def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], preset: str, log,
+              guides: tuple[str, ...] = ("none", "propagate")) -> dict:
     from dino_tracker_vfx.objects.api import flow_point_tracker, segment, track_objects
     from dino_tracker_vfx.objects.propagate import PropagationParams
 
+    n = n or v["num_frames_full"]
     shot, gts = open_video(root, v, n)
     ids = sorted(int(i) for i in np.unique(gts[0]) if i)
     out: dict = {"video": f"{v['video_idx']:02d}_{v['name']}", "frames": n, "objects": ids,
@@ -156,15 +170,25 @@ def run_video(root: Path, v: dict, n: int, features: str, trackers: list[str], p
     cents = {"static": {i: score_centroids(mask_centroids(static, i), gts, i) for i in ids},
              "mask-propagate": {i: score_centroids(mask_centroids(pred, i), gts, i) for i in ids},
              "mask-flow-warp": {i: score_centroids(mask_centroids(warped, i), gts, i) for i in ids}}
+    for m, lab in (("mask-propagate", pred), ("mask-flow-warp", warped)):
+        for i in ids:
+            cents[m][i].update(score_centroids(mask_centroids(lab, i), gts, i, (lab == i).any((1, 2))))
     for tr in trackers:
         t0 = time.perf_counter()
-        if tr == "flow":
-            ts = track_objects(shot, {0: gts[0]}, point_tracker=lambda s, q, m: flow_point_tracker(s, q, m, flow=fl))
-        else:
-            ts = track_objects(shot, {0: gts[0]}, point_tracker=lambda s, q, m: st.infer(q))
+        cache: dict = {}
+
+        def points(s, q, m, tr=tr):  # one point tracking per tracker, shared by the guide rules
+            if "ts" not in cache:
+                cache["ts"] = flow_point_tracker(s, q, m, flow=fl) if tr == "flow" else st.infer(q)
+            return cache["ts"]
+
+        for g in guides:
+            ts = track_objects(shot, {0: gts[0]}, point_tracker=points, guide=g, guide_labels=pred,
+                               guide_features=src)
+            name = f"objects-{tr}" + ("" if g == "none" else "+guide")
+            cents[name] = {i: score_centroids(ts.groups[f"obj{i}"].centroid, gts, i, ts.groups[f"obj{i}"].visible)
+                           for i in ids}
         out["seconds"][f"objects-{tr}"] = time.perf_counter() - t0
-        cents[f"objects-{tr}"] = {i: score_centroids(ts.groups[f"obj{i}"].centroid, gts, i) for i in ids}
-        out[f"objects-{tr}-visible"] = {i: int(ts.groups[f"obj{i}"].visible.sum()) for i in ids}
     out["centroids"] = cents
     log(f"{out['video']}: " + ", ".join(
         f"{m} J {np.mean([r['J'] for r in out['masks'][m].values()]):.3f}" for m in MASK_METHODS) + "; " + ", ".join(
@@ -213,14 +237,46 @@ def table(results: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def detail_table(results: list[dict]) -> str:
+    """Per object: error median / p90 / max (px) and presence accuracy for the object-track methods and the
+    propagated-mask centroid; last row: the same over all objects' frames pooled (presence: mean)."""
+    meth = [m for m in (list(results[0]["centroids"]) if results else []) if m.startswith(("objects", "mask-prop"))]
+    head = ["video", "object", "GT frames"] + [f"{m} med / p90 / max px, presence" for m in meth]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+
+    def cell(r):
+        if not r.get("frames"):
+            return "-" + (f", {100 * r['presence']:.0f}%" if "presence" in r else "")
+        return (f"{r['med']:.1f} / {r['p90']:.1f} / {r['max']:.0f}"
+                + (f", {100 * r['presence']:.0f}% ({r['visible_frames']} vis)" if "presence" in r else ""))
+
+    for res in results:
+        for i in res["objects"]:
+            k = str(i) if str(i) in res["centroids"][meth[0]] else i
+            r0 = res["centroids"][meth[0]][k]
+            lines.append("| " + " | ".join([res["video"], f"obj{i}", str(r0.get("gt_frames", ""))]
+                                           + [cell(res["centroids"][m][k]) for m in meth]) + " |")
+    pooled = []
+    for m in meth:
+        e = [x for res in results for r in res["centroids"][m].values() for x in r.get("errors", [])]
+        pr = _mean([r.get("presence") for res in results for r in res["centroids"][m].values()])
+        pooled.append(f"{np.median(e):.1f} / {np.percentile(e, 90):.1f} / {np.max(e):.0f}, {100 * pr:.1f}%"
+                      if e else "-")
+    lines.append("| **all frames pooled** | | | " + " | ".join(pooled) + " |")
+    return "\n".join(lines)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", default="/work/shared/data/tapvid_davis", help="tapvid_davis folder (index.json)")
-    ap.add_argument("--frames", type=int, default=32, help="first N images of each video (32)")
+    ap.add_argument("--frames", type=int, default=32, help="first N images of each video (32; 0 = all)")
     ap.add_argument("--videos", nargs="*", help="names or idx_name (default: dev multi-instance videos)")
     ap.add_argument("--features", default="colour-texture", help="propagation features (colour-texture)")
     ap.add_argument("--trackers", default="flow", help="comma list of point trackers for centroids: flow,dino")
     ap.add_argument("--tracker-preset", default="cpu-preview")
+    ap.add_argument("--guides", default="none,propagate",
+                    help="object-track rules to compare on the same points: none (points only), propagate "
+                         "(points checked against the propagated masks, objects.guide)")
     ap.add_argument("--out", help="output folder (results.json, table.md)")
     ap.add_argument("--time-dino", metavar="MODEL:STRIDE,...",
                     help="only time the DINO feature path with RANDOM weights on judo (e.g. vits14:14,vitl14:7)")
@@ -240,13 +296,17 @@ def main(argv=None) -> int:
             ap.error(f"held-out videos may not be evaluated here: {', '.join(held)}")
         vids = [v for v in vids if v["name"] in want or f"{v['video_idx']:02d}_{v['name']}" in want]
     trackers = [t for t in args.trackers.split(",") if t]
+    guides = tuple(g for g in args.guides.split(",") if g)
+    bad = [g for g in guides if g not in ("none", "propagate")]
+    if bad:
+        ap.error(f"--guides: {', '.join(bad)} is not one of none, propagate")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
     done_path = out / "results.json"
     prev = json.loads(done_path.read_text()) if done_path.is_file() else {}
     settings = {"frames": args.frames, "features": args.features, "trackers": trackers,
-                "tracker_preset": args.tracker_preset}
+                "tracker_preset": args.tracker_preset, "guides": list(guides)}
     if prev.get("settings") != settings:
         prev = {}
     by_name = {r["video"]: r for r in prev.get("videos", [])}
@@ -257,9 +317,9 @@ def main(argv=None) -> int:
             results.append(by_name[key])
             continue
         results.append(run_video(root, v, args.frames, args.features, trackers, args.tracker_preset,
-                                 lambda s: print(s, flush=True)))
+                                 lambda s: print(s, flush=True), guides))
         atomic.write_json(done_path, {"settings": settings, "machine": machine(), "videos": results})
-    md = table(results)
+    md = table(results) + "\n\n" + detail_table(results)
     atomic.write_text(out / "table.md", md + "\n")
     atomic.write_json(done_path, {"settings": settings, "machine": machine(), "videos": results,
                                   "seconds_this_run": time.perf_counter() - t_all})

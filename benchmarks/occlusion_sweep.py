@@ -75,8 +75,8 @@ def video_rows(gt, a, grid):
     out["chained DIS"] = score(c_xy, c_valid)
     cfg = st.cfg
     for scale, run in grid:
-        vis, _ = flow_guided_visibility(sig, t_q, cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"],
-                                        cfg["infer.visible_cos"], scale, run)
+        vis, _ = flow_guided_visibility(sig, t_q, fb_thresh=cfg["flow.fb_thresh"], agree_px=cfg["infer.flow_agree_px"],
+                                        visible_cos=cfg["infer.visible_cos"], occ_fb_scale=scale, fail_run=run)
         out[f"x{scale:g} run{run}"] = score(xy, vis.numpy())
     return out, {"prepare_train_s": t_prep, "signals_s": t_sig, "rss_mb": peak_rss_mb()}, cfg
 

@@ -9,7 +9,14 @@ Query files (validated against the shot; errors name the file, line/row and fiel
   of such objects (``t`` instead of ``frame`` allowed).
 * Anything a host adapter reads queries from (``.nk``, ``.blender.json``, ``.3de.txt``, ``.uv``, a core
   track file to re-track, ...): handed to :func:`dino_tracker_vfx.adapters.read_queries`, which maps
-  host frames to image indices through the shot.
+  host frames to image indices through the shot; the frames an artist keyed on a host tracker come
+  back as its corrections.
+
+Rows that share a ``name`` are ONE track with several anchors: the first row is its query, the others
+corrections (:func:`dino_tracker_vfx.tracks.group_anchors`); two different positions of one track at
+one frame are an error naming both rows. A corrections file (``read_queries(..., corrections=FILE)``,
+any of the formats above) adds anchors to the tracks of the query file by name: each of its rows must
+name a track of the query file.
 
 Masks
 -----
@@ -29,34 +36,85 @@ import math
 import re
 import warnings
 from pathlib import Path
-from typing import Iterable
+from typing import Callable, Iterable
 
 import numpy as np
 
 from .errors import InputError
 from .textfiles import read_user_text
-from .tracks import Query, unique_names
+from .tracks import Query, group_anchors, unique_names
 
 
 # ----------------------------------------------------------------------------- queries
-def read_queries(path: str | Path, shot) -> list[Query]:
-    """Read and validate query points for ``shot`` (see module docstring). Names are made unique."""
+def read_queries(path: str | Path, shot, corrections: str | Path | None = None, previous=None) -> list[Query]:
+    """Read and validate query points for ``shot`` (see module docstring), then the rows of
+    ``corrections`` (anchors added to the tracks they name, :func:`add_corrections`; ``previous``: the
+    tracks being corrected). Rows without a name get one (``track_001``...); rows that share a name stay
+    one track (one Query per anchor, same name)."""
+    rows = _read_rows(path, shot)
+    keys = [q.name if q.name is not None else ("#", i) for i, (q, _) in enumerate(rows)]
+    order = list(dict.fromkeys(keys))
+    names = dict(zip(order, unique_names([k if isinstance(k, str) else None for k in order], prefix="track")))
+    out = [Query(q.t, q.x, q.y, names[k], q.group) for (q, _), k in zip(rows, keys)]
+    return add_corrections(out, corrections, shot, [lab for _, lab in rows], Path(path).name, previous)
+
+
+SAME_PX = 0.01  # a host-file key this close to the tracks being corrected is a key the artist did not move
+
+
+def add_corrections(queries: list[Query], corrections: str | Path | None, shot, labels: list[str] | None = None,
+                    source: str = "the queries", previous=None) -> list[Query]:
+    """``queries`` + the rows of the file ``corrections`` (None: none), each of which must name a track of
+    ``queries`` (``source`` names them in the message); then two different anchors of one track on one
+    frame are an InputError naming both (``labels``: the queries' locations).
+
+    A host file (``.nk``, ``.blender.json``, ``.uv``, ...) gives every keyed frame of its tracks. With
+    ``previous`` (the :class:`~dino_tracker_vfx.tracks.TrackSet` being corrected, e.g. the last result),
+    keys where that track is visible within :data:`SAME_PX` of the key are not corrections: an exported,
+    edited file thus gives exactly the frames the artist moved. Keys equal to an anchor of the queries
+    (within the same tolerance: host files round positions) are dropped as well."""
+    out = list(zip(queries, labels or [f"{source}: track {q.name!r}" for q in queries]))
+    if corrections is not None:
+        known = {q.name for q in queries}
+        fixes = _read_rows(corrections, shot, keyed=True)
+        fixes = [(q, lab) for q, lab in fixes if not _unchanged(q, previous, queries)]
+        for q, lab in fixes:
+            if q.name is None:
+                raise InputError(f"{lab}: a correction needs the name of the track it corrects")
+            if q.name not in known:
+                raise InputError(f"{lab}: correction for unknown track {q.name!r} (not in {source})")
+        out += fixes
+    group_anchors([q for q, _ in out], [lab for _, lab in out], shot.frame_of)  # conflicts named here
+    return [q for q, _ in out]
+
+
+def _unchanged(q: Query, previous, queries: list[Query]) -> bool:
+    """True when correction ``q`` repeats an anchor of ``queries`` or a visible position of ``previous``."""
+    if any(a.name == q.name and a.t == q.t and abs(a.x - q.x) <= SAME_PX and abs(a.y - q.y) <= SAME_PX
+           for a in queries):
+        return True
+    if previous is None or q.name not in previous.names:
+        return False
+    i = previous.names.index(q.name)
+    if len(previous.frame_numbers) <= q.t or not previous.visible[i, q.t]:
+        return False
+    return bool(np.all(np.abs(previous.xy[i, q.t] - (q.x, q.y)) <= SAME_PX))
+
+
+def _read_rows(path: str | Path, shot, keyed: bool = False) -> list[tuple[Query, str]]:
+    """The query rows of one file, each with its location for messages (``file: line 3``); ``keyed``: a
+    host file gives every keyed frame of its tracks (reading corrections), not each track's query alone."""
     p = Path(path)
     if not p.is_file():
         raise InputError("query file not found", where=str(p))
     if _is_host_file(p):
         from .adapters import read_queries as read_host_queries
 
-        return read_host_queries(p, shot)
+        return [(q, str(p)) for q in read_host_queries(p, shot, options={"keyed": True} if keyed else None)]
     rows = _query_rows_json(p) if p.suffix.lower() == ".json" else _query_rows_csv(p)
     if not rows:
         raise InputError("no query points in file", where=str(p))
-    out = [_validate_query(r, where, shot, str(p)) for r, where in rows]
-    names = unique_names([q.name for q in out], prefix="track")
-    renamed = [(q.name, n) for q, n in zip(out, names) if q.name and q.name != n]
-    if renamed:
-        warnings.warn(f"{p}: duplicate query names renamed: " + ", ".join(f"{a}->{b}" for a, b in renamed))
-    return [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(out, names)]
+    return [(_validate_query(r, where, shot, str(p)), f"{p}: {where}") for r, where in rows]
 
 
 def _is_host_file(p: Path) -> bool:
@@ -233,6 +291,18 @@ def _read_mask_oiio(p: Path) -> np.ndarray:
 _MASK_SPEC = re.compile(r"^(.*)@(-?\d+)$")
 
 
+def split_mask_spec(spec: str | Path, exists: Callable[[str], bool] | None = None) -> tuple[str, int | None]:
+    """``"PATH@FRAME"`` -> ``(PATH, FRAME)``; ``"PATH"`` -> ``(PATH, None)``. The one parser of mask specs
+    (``read_masks``, job specs, ``dtvfx segment``'s palette). Only a final ``@`` followed by a whole number
+    splits, so folders and names holding ``@`` stay in the path; a spec that names an existing file
+    (``exists``, default: an existing file) is a path even when it ends in ``@<digits>``."""
+    spec = str(spec)
+    m = _MASK_SPEC.match(spec)
+    if m and not (exists or (lambda s: Path(s).is_file()))(spec):
+        return m.group(1), int(m.group(2))
+    return spec, None
+
+
 def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> dict[int, np.ndarray]:
     """Masks for ``shot``: ``{image index: int32 [H, W] ids}`` at plate size (see module docstring).
 
@@ -244,9 +314,8 @@ def read_masks(specs: Iterable[str] | str, shot, frame: int | None = None) -> di
     out: dict[int, np.ndarray] = {}
     W, H = shot.size
     for spec in specs:
-        spec = str(spec)
-        m = _MASK_SPEC.match(spec)
-        path, f = (m.group(1), int(m.group(2))) if m and not Path(spec).is_file() else (spec, frame)
+        path, f = split_mask_spec(spec)
+        f = frame if f is None else f
         ids = read_mask(path)
         if f is None:
             f = _frame_from_name(path, shot)

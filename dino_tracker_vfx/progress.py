@@ -11,6 +11,8 @@ the docs share); any other name raises ValueError.
 
 from __future__ import annotations
 
+import math
+import os
 import signal
 import sys
 import threading
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import stages as _stages
-from .errors import Cancelled
+from .errors import Cancelled, ConfigError
 
 
 @dataclass(frozen=True)
@@ -118,31 +120,94 @@ class EtaClock:
         return None if dd <= 0 else dt / dd * max(0, total - done)
 
 
-class ConsoleBar:
-    """A one-line progress bar on stderr (plain lines when stderr is not a terminal)."""
+_BAR = "{desc:<12} {percentage:3.0f}%|{bar}| {n_fmt}/{total_fmt}"  # label, bar, the stage's own counter
 
-    def __init__(self, stream=None, width: int = 30, min_interval: float = 0.2):
+
+class ConsoleBar:
+    """The CLI's progress display, a :data:`ProgressFn` drawn by tqdm: per stage its label, a bar, the stage's
+    own counter (``done/total``) and the ETA (``Progress.eta_s`` when the work gives one, else tqdm's estimate
+    from the rate), then the message.
+
+    On a terminal one live bar per stage (a finished stage's bar stays); on anything else (a farm log, a pipe)
+    plain lines, never carriage returns: one when a stage starts, one when it ends, and between them at most
+    one every ``log_interval`` seconds (default ``$DTVFX_PROGRESS_INTERVAL``, else 30)."""
+
+    def __init__(self, stream=None, log_interval: float | None = None):
         self.stream = stream or sys.stderr
-        self.width = width
-        self.min_interval = min_interval
-        self._last = 0.0
-        self._stage = None
+        self.log_interval = _env_interval() if log_interval is None else log_interval
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self._bar = None  # the terminal's tqdm bar of the current stage
+        self._stage: str | None = None
+        self._t0 = self._last = 0.0
 
     def __call__(self, p: Progress) -> None:
         now = time.monotonic()
-        final = p.done >= p.total
-        if not final and p.stage == self._stage and now - self._last < (self.min_interval if self.tty else 5.0):
-            return
-        self._last, new_stage, self._stage = now, p.stage != self._stage, p.stage
-        n = int(round(self.width * p.fraction))
-        eta = f" eta {_fmt_s(p.eta_s)}" if p.eta_s is not None and not final else ""
-        line = f"{p.stage:<12} [{'#' * n}{'.' * (self.width - n)}] {p.done}/{p.total}{eta} {p.message}".rstrip()
+        new_stage = p.stage != self._stage
+        if new_stage:
+            self.close()
+            self._stage, self._t0, self._last = p.stage, now, 0.0
+        final = p.total > 0 and p.done >= p.total
         if self.tty:
-            self.stream.write(("\n" if new_stage and self._last else "\r") + line + ("\n" if final else ""))
-        else:
-            self.stream.write(line + "\n")
-        self.stream.flush()
+            self._draw(p, final)
+        elif new_stage or final or now - self._last >= self.log_interval:
+            self._last = now
+            self.stream.write(self._line(p, now - self._t0) + "\n")
+            self.stream.flush()
+        if final:
+            self.close()
+            self._stage = None
+
+    def _draw(self, p: Progress, final: bool) -> None:  # (tqdm throttles its redraws itself)
+        from tqdm import tqdm
+
+        total = max(p.total, 0) or None
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=p.stage, file=self.stream, leave=True, dynamic_ncols=True,
+                             bar_format=_BAR)
+        bar = self._bar
+        if bar.total != total:
+            bar.total = total
+        if p.done < bar.n:  # a counter that restarts (a resumed stage): a fresh bar, no bogus rate
+            bar.reset(total)
+        suffix = self._suffix(p, bar.format_dict.get("rate"), final).replace("{", "{{").replace("}", "}}")
+        bar.bar_format = _BAR + (" " + suffix if suffix else "")
+        bar.update(p.done - bar.n)
+
+    def _line(self, p: Progress, elapsed: float) -> str:
+        from tqdm import tqdm
+
+        final = p.total > 0 and p.done >= p.total
+        rate = p.done / elapsed if elapsed > 0 and p.done > 0 else None
+        meter = tqdm.format_meter(p.done, max(p.total, 0) or None, elapsed, ncols=80, prefix=p.stage, ascii=True,
+                                  bar_format=_BAR.replace("{bar}", "{bar:30}"))
+        return f"{meter} {self._suffix(p, rate, final)}".rstrip()
+
+    @staticmethod
+    def _suffix(p: Progress, rate: float | None, final: bool) -> str:
+        eta = p.eta_s
+        if eta is None and rate and p.total > p.done:
+            eta = (p.total - p.done) / rate
+        return " ".join(x for x in (f"eta {_fmt_s(eta)}" if eta is not None and not final else "", p.message) if x)
+
+    def close(self) -> None:
+        """End the current stage's bar (the CLI calls nothing: a stage's last event or the next stage does)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+def _env_interval() -> float:
+    raw = os.environ.get("DTVFX_PROGRESS_INTERVAL", "").strip()
+    if not raw:
+        return 30.0
+    try:
+        v = float(raw)
+    except ValueError:
+        v = math.nan
+    if not (math.isfinite(v) and v >= 0):
+        raise ConfigError(f"DTVFX_PROGRESS_INTERVAL={raw!r}: seconds between plain progress lines, a number >= 0",
+                          where="environment")
+    return v
 
 
 def _fmt_s(s: float) -> str:

@@ -7,6 +7,11 @@ Conventions (stated once, written into every file this module saves):
 * time: 0-based image index ``t`` in ``0..T-1``; ``frame_numbers[t]`` is the host frame number.
 * ``visible``: bool ``[N, T]``; ``confidence``: float32 ``[N, T]`` in ``[0, 1]``.
 * every track has a unique ``name``, an optional ``group`` (an object), and the ``Query`` it came from.
+* a track may have several anchors (``anchors[i]``: its query and the artist's corrections, ``Query``
+  tuples sorted by ``t``; :func:`group_anchors` builds them from query rows that share a name). At every
+  anchor's own image the track is exactly the anchor, visible, confidence 1. Optional in the files
+  (``"anchors": [{"t", "frame", "x", "y"}, ...]`` per track in JSON, ``is_query`` 2 on a correction's
+  row in CSV); a file without them reads as one anchor per track, its query.
 * a group may carry an object-level track: centroid ``[T, 2]``, visibility ``[T]``, bbox ``[T, 4]``
   ``(x0, y0, x1, y1)`` in the same plate-pixel convention.
 * ``fps``: the shot's frame rate (frames per second) when known, else ``None``; ``timecode``: the SMPTE
@@ -42,6 +47,7 @@ CONVENTIONS = {
     "visibility": "boolean per track and image",
     "confidence": "0..1 per track and image",
     "bbox": "x0, y0, x1, y1 in plate pixels",
+    "anchors": "optional per track (JSON anchors, CSV is_query 2): the query and the corrections, met exactly",
 }
 DEFAULT_FPS = 24.0  # what exporters that need a rate use when the track file has none (documented)
 
@@ -100,6 +106,7 @@ class TrackSet:
     meta: dict[str, Any] = field(default_factory=dict)
     fps: float | None = None  # frames per second of the shot, None = unknown
     timecode: str | None = None  # SMPTE timecode of the first image, None = none on the plate
+    anchors: list[tuple[Query, ...]] | None = None  # per track, sorted by t; None = each track's query alone
 
     def __post_init__(self):
         if self.fps is None and self.meta.get("fps") is not None:  # older writers kept the rate in meta
@@ -125,6 +132,14 @@ class TrackSet:
             raise InputError(f"TrackSet: duplicate track names {dup}")
         for g in dict.fromkeys(q.group for q in self.queries if q.group):  # query order: reproducible files
             self.groups.setdefault(g, None)
+        if self.anchors is None:
+            self.anchors = [(q,) for q in self.queries]
+        self.anchors = [tuple(sorted(a, key=lambda q: q.t)) for a in self.anchors]
+        if len(self.anchors) != N:
+            raise InputError(f"TrackSet: {N} tracks but anchors for {len(self.anchors)}")
+        for i, a in enumerate(self.anchors):
+            if not a or any(not 0 <= q.t < T for q in a):
+                raise InputError(f"TrackSet: track {self.names[i]!r} has an anchor outside 0..{T - 1} (or none)")
 
     # ------------------------------------------------------------------ basic views
     @property
@@ -166,7 +181,7 @@ class TrackSet:
         groups = {g: o for g, o in self.groups.items() if any(self.queries[i].group == g for i in idx)}
         return TrackSet(self.xy[idx], self.visible[idx], self.confidence[idx], [self.names[i] for i in idx],
                         [self.queries[i] for i in idx], self.frame_numbers, self.plate_size, groups,
-                        self.pixel_aspect, dict(self.meta), self.fps, self.timecode)
+                        self.pixel_aspect, dict(self.meta), self.fps, self.timecode, [self.anchors[i] for i in idx])
 
     @classmethod
     def empty(cls, frame_numbers, plate_size) -> "TrackSet":
@@ -187,6 +202,9 @@ class TrackSet:
                 "visible": [bool(v) for v in self.visible[i]],
                 "confidence": [_num(c, 4) for c in self.confidence[i]],
             })
+            if len(self.anchors[i]) > 1:  # optional: a track without corrections is written as before
+                tracks[-1]["anchors"] = [{"t": int(a.t), "frame": self.frame_of(a.t), "x": float(a.x),
+                                          "y": float(a.y)} for a in self.anchors[i]]
         groups = []
         for g, obj in self.groups.items():
             entry: dict[str, Any] = {"name": g, "tracks": [self.names[i] for i in self.members(g)]}
@@ -225,7 +243,7 @@ class TrackSet:
             xy = np.full((N, T, 2), np.nan)
             vis = np.zeros((N, T), bool)
             conf = np.zeros((N, T), np.float32)
-            names, queries = [], []
+            names, queries, anchors = [], [], []
             for i, r in enumerate(rows):
                 if len(r["xy"]) != T or len(r["visible"]) != T:
                     raise InputError(f"track {r.get('name')!r} has {len(r['xy'])} positions for {T} frames",
@@ -238,6 +256,8 @@ class TrackSet:
                 q = r["query"]
                 names.append(str(r["name"]))
                 queries.append(Query(int(q["t"]), float(q["x"]), float(q["y"]), str(r["name"]), r.get("group")))
+                anchors.append(tuple(Query(int(a["t"]), float(a["x"]), float(a["y"]), str(r["name"]), r.get("group"))
+                                     for a in r.get("anchors") or ()) or (queries[-1],))
             groups: dict[str, ObjectTrack | None] = {}
             for g in d.get("groups", []):
                 obj = None
@@ -256,7 +276,7 @@ class TrackSet:
                 raise
             raise InputError(f"malformed track file ({type(e).__name__}: {e})", where=where) from None
         return cls(xy, vis, conf, names, queries, frames, (W, H), groups,
-                   float(d["plate"].get("pixel_aspect", 1.0)), dict(d.get("meta") or {}), fps, timecode)
+                   float(d["plate"].get("pixel_aspect", 1.0)), dict(d.get("meta") or {}), fps, timecode, anchors)
 
     def save_json(self, path: str | Path) -> None:
         atomic.write_json(path, self.to_json_dict(), indent=1)
@@ -291,13 +311,15 @@ class TrackSet:
         w.writerow(self.CSV_COLUMNS)
         for i in range(self.n_tracks):
             q = self.queries[i]
+            corrected = {a.t for a in self.anchors[i]} - {q.t}
             lead = _csv_text_cells([self.names[i], q.group or ""])
             for t in range(self.n_images):
                 x, y = self.xy[i, t]
                 buf.write(lead)
                 w.writerow([t, self.frame_of(t),
                             "" if not math.isfinite(x) else _num(x), "" if not math.isfinite(y) else _num(y),
-                            int(self.visible[i, t]), _num(self.confidence[i, t], 4), int(t == q.t)])
+                            int(self.visible[i, t]), _num(self.confidence[i, t], 4),
+                            1 if t == q.t else 2 if t in corrected else 0])
         return buf.getvalue()
 
     def save_csv(self, path: str | Path) -> None:
@@ -340,7 +362,8 @@ class TrackSet:
                 if name not in data:
                     order.append(name)
                     data[name] = {"xy": np.full((T, 2), np.nan), "vis": np.zeros(T, bool),
-                                  "conf": np.zeros(T, np.float32), "group": row["group"] or None, "qt": None}
+                                  "conf": np.zeros(T, np.float32), "group": row["group"] or None, "qt": None,
+                                  "at": []}
                 e = data[name]
                 if row["x"] != "":
                     e["xy"][t] = (float(row["x"]), float(row["y"]))
@@ -348,17 +371,21 @@ class TrackSet:
                 e["conf"][t] = float(row["confidence"])
                 if row.get("is_query") == "1":
                     e["qt"] = t
+                elif row.get("is_query") == "2":  # a correction (an anchor that is not the query)
+                    e["at"].append(t)
             except (KeyError, ValueError, TypeError) as ex:
                 raise InputError(f"line {ln}: bad row ({ex})", where=str(p)) from None
-        queries = []
+        queries, anchors = [], []
         for n in order:
             e = data[n]
             qt = e["qt"] if e["qt"] is not None else int(np.argmax(e["vis"]))
             queries.append(Query(qt, float(e["xy"][qt, 0]), float(e["xy"][qt, 1]), n, e["group"]))
+            anchors.append((queries[-1], *(Query(t, float(e["xy"][t, 0]), float(e["xy"][t, 1]), n, e["group"])
+                                           for t in e["at"])))
         return cls(np.stack([data[n]["xy"] for n in order]) if order else np.zeros((0, T, 2)),
                    np.stack([data[n]["vis"] for n in order]) if order else np.zeros((0, T), bool),
                    np.stack([data[n]["conf"] for n in order]) if order else np.zeros((0, T), np.float32),
-                   order, queries, frames, (int(plate[0]), int(plate[1])), fps=fps, timecode=tc_h)
+                   order, queries, frames, (int(plate[0]), int(plate[1])), fps=fps, timecode=tc_h, anchors=anchors)
 
     @classmethod
     def load(cls, path: str | Path) -> "TrackSet":
@@ -412,6 +439,35 @@ def _jsonable(o: Any) -> Any:
 def _range_text(frames: Iterable[int]) -> str:
     f = list(frames)
     return f"{f[0]}-{f[-1]}" if f else "empty"
+
+
+def group_anchors(queries: Sequence[Query], labels: Sequence[str] | None = None,
+                  frame_of=None) -> list[tuple[Query, tuple[Query, ...]]]:
+    """Query rows -> tracks: ``[(query, anchors sorted by t)]`` in order of first appearance.
+
+    Rows that share a ``name`` are ONE track: the first row is its query, the others its corrections
+    (anchors); rows without a name are tracks of their own. The same position given twice at one image is
+    kept once; two different positions of one track at one image are an :class:`InputError` naming both
+    (by ``labels[i]``, e.g. ``"q.csv: line 3"``, when given, and by host frame through ``frame_of(t)``)."""
+    labels = list(labels) if labels is not None else [f"row {i}" for i in range(len(queries))]
+    tracks: dict[Any, list[tuple[Query, str]]] = {}
+    for i, q in enumerate(queries):
+        tracks.setdefault(q.name if q.name is not None else ("#", i), []).append((q, labels[i]))
+    out = []
+    for rows in tracks.values():
+        at: dict[int, tuple[Query, str]] = {}
+        for q, lab in rows:
+            prev = at.get(int(q.t))
+            if prev is None:
+                at[int(q.t)] = (q, lab)
+            elif (prev[0].x, prev[0].y) != (q.x, q.y):
+                fr = frame_of(int(q.t)) if frame_of is not None else f"t={q.t}"
+                raise InputError(f"track {q.name!r} has two anchors at frame {fr} with different positions: "
+                                 f"({prev[0].x:g}, {prev[0].y:g}) at {prev[1]} and ({q.x:g}, {q.y:g}) at {lab}")
+        first = rows[0][0]
+        out.append((first, tuple(Query(a.t, a.x, a.y, first.name, first.group)
+                                 for a, _ in sorted(at.values(), key=lambda v: v[0].t))))
+    return out
 
 
 def unique_names(names: Sequence[str | None], prefix: str = "track") -> list[str]:

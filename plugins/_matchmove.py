@@ -93,6 +93,7 @@ class Sample:
     visible: bool = True
     confidence: float | None = None
     line: int | None = None
+    keyed: bool = True  # placed by the artist (Blender: not a tracked marker); formats without the flag: all
 
 
 @dataclass
@@ -159,13 +160,16 @@ def _check_tracks(parsed: list[Parsed], path: Path) -> None:
 
 def to_read_result(parsed: list[Parsed], path: Path, options: dict, default_first: int | None,
                    size: tuple[int, int] | None, notes: Iterable[str] = ()) -> ReadResult:
-    """Each track's query is its first visible sample (lowest frame)."""
+    """Each track's query is its first visible sample (lowest frame); with the ``keyed`` context key
+    (reading corrections) its other visible samples are its keyed frames."""
     _check_tracks(parsed, path)
     fmap, fnotes = _frame_map(options, default_first)
     qs = []
     for p in parsed:
         s = min((s for s in p.samples if s.visible), key=lambda s: s.frame)
-        qs.append(HostQuery(fmap(s.frame), s.x, s.y, p.name, p.group, s.line))
+        keys = tuple((fmap(k.frame), k.x, k.y) for k in sorted(p.samples, key=lambda k: k.frame)
+                     if k.visible and k.keyed and k is not s) if options.get("keyed") else ()
+        qs.append(HostQuery(fmap(s.frame), s.x, s.y, p.name, p.group, s.line, keys))
     frames = options.get("frame_numbers")
     return ReadResult(tuple(qs), tuple(int(f) for f in frames) if frames is not None else None, size,
                       tuple(fnotes) + tuple(notes), source=str(path))

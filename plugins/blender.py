@@ -39,6 +39,11 @@ executable (option ``blender``, env ``DTVFX_BLENDER``, or ``blender`` on PATH) a
 ``blender --background --factory-startup --python host_blender/clipio.py -- REQUEST.json``. The
 ``.blend`` is saved to a temp file beside the target and renamed into place (never half-written).
 
+Keyed markers: a marker's optional 5th value in the document is Blender's ``is_keyed`` (placed by hand,
+not tracked). The writer keys the markers on a track's anchors (its query and corrections) and leaves
+the tracked ones unkeyed. Reading corrections (the ``keyed`` context key), each selected track gives the
+markers the artist keyed, on any frame; they become anchors of the track of that name (docs/tracker.md).
+
 Reading (``read_queries``): the markers of the **selected** tracks (``selected_only``, default true for
 queries, false for ``read_tracks``) at ``frame`` (a plate frame; default: the scene's current frame) of
 the clip named by ``clip`` (default: the scene's active clip, or the only one). A track with no marker
@@ -206,17 +211,18 @@ def tracks_to_doc(tracks: TrackSet, options: dict, path: Path) -> dict:
     out = []
     for name, i in zip(names, keep):
         on = mm.keyed(tracks, i)
+        anchored = {a.t for a in tracks.anchors[i]}  # keyed markers; the tracked ones are not
         uv = to_unit_bottom_left(tracks.xy[i], tracks.plate_size)
         marks = []
         last = None
         for t in range(tracks.n_images):
             f = int(tracks.frame_numbers[t])
             if on[t]:
-                marks.append([f, float(uv[t, 0]), float(uv[t, 1]), False])
+                marks.append([f, float(uv[t, 0]), float(uv[t, 1]), False, t in anchored])
                 last = uv[t]
             elif last is not None and on[t - 1]:  # first image of an occlusion: muted marker
                 p = uv[t] if np.isfinite(uv[t]).all() else last
-                marks.append([f, float(p[0]), float(p[1]), True])
+                marks.append([f, float(p[0]), float(p[1]), True, False])
         g = tracks.queries[i].group
         obj = blender_name(g) if (g and mode == "objects") else None
         entry = {"name": name, "object": obj, "select": True, "markers": marks}
@@ -265,10 +271,11 @@ def _doc_tracks(doc: dict, where: str, selected_only: bool) -> list[mm.Parsed]:
         for j, m in enumerate(t["markers"]):
             try:
                 f, u, v, mute = int(m[0]), float(m[1]), float(m[2]), bool(m[3])
+                keyed = bool(m[4]) if len(m) > 4 else True
             except (TypeError, ValueError, IndexError):
-                raise InputError(f"track {t['name']!r} marker {j}: expected [plate_frame, u, v, mute], got {m!r}",
-                                 where=where) from None
-            p.samples.append(mm.Sample(f, u, v, not mute))
+                raise InputError(f"track {t['name']!r} marker {j}: expected [plate_frame, u, v, mute(, keyed)], "
+                                 f"got {m!r}", where=where) from None
+            p.samples.append(mm.Sample(f, u, v, not mute, keyed=keyed))
         out.append(p)
     if not out:
         what = "selected tracks" if selected_only else "tracks"
@@ -293,6 +300,16 @@ def doc_read_queries(doc: dict, options: dict, where: str) -> ReadResult:
     sel = options.get("selected_only")
     parsed = _doc_tracks(doc, where, True if sel is None else bool(sel))
     _to_px(parsed, size)
+    frames = options.get("frame_numbers")
+    if options.get("keyed"):  # corrections: the markers the artist keyed (not tracked), on any frame
+        qs = []
+        for p in parsed:
+            ks = sorted((s for s in p.samples if s.visible and s.keyed), key=lambda s: s.frame)
+            if ks:
+                qs.append(HostQuery(ks[0].frame, ks[0].x, ks[0].y, p.name, p.group,
+                                    keys=tuple((k.frame, k.x, k.y) for k in ks[1:])))
+        return ReadResult(tuple(qs), tuple(int(f) for f in frames) if frames is not None else None, size,
+                          source=where)
     frame = options.get("frame")
     clip = doc.get("clip") or {}
     if frame is None:
@@ -312,7 +329,6 @@ def doc_read_queries(doc: dict, options: dict, where: str) -> ReadResult:
         if not s.visible:
             raise InputError(f"track {p.name!r} is muted (occluded) at plate frame {frame}{cinfo}", where=where)
         qs.append(HostQuery(frame, s.x, s.y, p.name, p.group))
-    frames = options.get("frame_numbers")
     return ReadResult(tuple(qs), tuple(int(f) for f in frames) if frames is not None else None, size, source=where)
 
 

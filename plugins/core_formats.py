@@ -6,7 +6,8 @@ units plate pixels of the display window; time both as 0-based image index ``t``
 number ``frame`` (first frame = the shot's own, e.g. 1001; gaps kept); occlusion: ``visible`` false
 per image, positions kept (NaN/empty where unknown), ``confidence`` 0..1.
 
-``read_queries`` returns each track's query (its host frame and plate position); ``read_tracks``
+``read_queries`` returns each track's query (its host frame and plate position) and its corrections
+(the file's ``anchors``, as keyed frames: anchors of the same track when re-tracked); ``read_tracks``
 loads the file. No renames: the core model already forbids duplicate names (a file with two tracks
 of the same name is an InputError).
 """
@@ -20,7 +21,9 @@ from dino_tracker_vfx.tracks import TrackSet
 
 
 def _read_queries(tracks: TrackSet, path: Path) -> ReadResult:
-    qs = [HostQuery(tracks.frame_of(q.t), q.x, q.y, n, q.group) for n, q in zip(tracks.names, tracks.queries)]
+    qs = [HostQuery(tracks.frame_of(q.t), q.x, q.y, n, q.group,
+                    keys=tuple((tracks.frame_of(a.t), a.x, a.y) for a in anchors if a.t != q.t))
+          for n, q, anchors in zip(tracks.names, tracks.queries, tracks.anchors)]
     return ReadResult(tuple(qs), tuple(int(f) for f in tracks.frame_numbers), tracks.plate_size,
                       source=str(path))
 

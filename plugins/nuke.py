@@ -36,7 +36,8 @@ named like a track gets ``_2``. Tracks with no visible frame are left out (logge
 Reader (``read_queries`` / ``read_tracks``): Tracker4 (and Tracker3) nodes of the ``.nk`` we write and
 of hand-written scripts: per track the keys of ``track_x``/``track_y`` where ``enable`` is not 0; the
 query is at the node's ``reference_frame`` when the track is visible there, else at its first visible
-frame. CornerPin2D ``to1..to4`` are read only when the file has no Tracker node (tracks
+frame (with the ``keyed`` context key, reading corrections: every other keyed, enabled frame too, as
+the track's keyed frames). CornerPin2D ``to1..to4`` are read only when the file has no Tracker node (tracks
 ``<node>_to1``...). The plate height comes from the ``# dino_tracker_vfx plate`` comment, a Root
 ``format``, or the caller's ``plate_size`` (the shot). A file without such nodes, a node without
 tracks, an expression instead of a curve -> InputError naming file, line and knob.
@@ -492,7 +493,12 @@ def _read_queries_nk(path: Path, options: dict) -> ReadResult:
             raise InputError(f"track {tr.name!r} of {tr.node} has no visible frame", where=f"{where}:{tr.line}")
         f = tr.ref if tr.ref in keys else min(keys)
         x, y = coords.from_bottom_left_corner(np.array(keys[f], np.float64), H)
-        qs.append(HostQuery(f, float(x), float(y), tr.name, tr.group, tr.line))
+        extra = ()
+        if options.get("keyed"):  # corrections: every other keyed, enabled frame is an anchor
+            others = [k for k in sorted(keys) if k != f]
+            pts = coords.from_bottom_left_corner(np.array([keys[k] for k in others], np.float64).reshape(-1, 2), H)
+            extra = tuple((k, float(px), float(py)) for k, (px, py) in zip(others, pts))
+        qs.append(HostQuery(f, float(x), float(y), tr.name, tr.group, tr.line, extra))
     return ReadResult(tuple(qs), tuple(frames) if frames else None, plate, tuple(notes), where)
 
 

@@ -93,7 +93,60 @@ def addon(req: dict) -> dict:
         ad.unregister()
 
 
-ACTIONS = {"markers": markers, "deselect_all": deselect_all, "addon": addon}
+def _keyed(clip) -> dict:
+    return {t.name: [[m.frame, float(m.co[0]), bool(m.is_keyed)] for m in t.markers]
+            for o in clip.tracking.objects for t in o.tracks}
+
+
+def _drive(ad) -> None:
+    deadline = time.time() + 60
+    while ad.tick() is not None:
+        if time.time() > deadline:
+            raise RuntimeError(f"the add-on did not finish: {ad.STATE}")
+        time.sleep(0.05)
+
+
+def retrack(req: dict) -> dict:
+    """Track ``select`` at ``frame`` through the add-on, then act as the artist: drag the marker of
+    ``fix["track"]`` at clip frame ``fix["frame"]`` by ``fix["du"]`` (Blender keys it), select only that
+    track and press Re-track; report the tracks (markers with is_keyed) before and after."""
+    sys.path.insert(0, req["plugins"])
+    import host_blender as ad
+
+    ad.register()
+    try:
+        _open(req["blend"])
+        clip, scene = bpy.data.movieclips[0], bpy.data.scenes[0]
+        out = {}
+        try:
+            ad.start_retrack(clip, scene, req["cfg"])
+        except ad.clipio.ClipIOError as e:
+            out["refused"] = str(e)
+        for o in clip.tracking.objects:
+            for t in o.tracks:
+                t.select = t.name in req["select"]
+        scene.frame_set(req["frame"])
+        ad.start_job(clip, scene, req["cfg"])
+        _drive(ad)
+        out["first"] = _keyed(clip)
+        fix = req["fix"]
+        tr = {t.name: t for o in clip.tracking.objects for t in o.tracks}
+        for t in tr.values():
+            t.select = t.name == fix["track"]
+        m = tr[fix["track"]].markers.find_frame(fix["frame"])
+        m.co = (m.co[0] + fix["du"], m.co[1])
+        m.is_keyed = True  # what dragging a marker in the Movie Clip Editor does
+        job_dir = ad.start_retrack(clip, scene, req["cfg"])
+        _drive(ad)
+        out.update(job_dir=job_dir, phase=ad.STATE["phase"], message=ad.STATE["message"],
+                   imported=sorted(ad.STATE["imported"]), after=_keyed(clip),
+                   n_tracks=sum(len(o.tracks) for o in clip.tracking.objects))
+        return out
+    finally:
+        ad.unregister()
+
+
+ACTIONS = {"markers": markers, "deselect_all": deselect_all, "addon": addon, "retrack": retrack}
 
 if __name__ == "__main__":
     with open(sys.argv[1], encoding="utf-8") as fh:

@@ -8,23 +8,15 @@ import pickle
 
 import numpy as np
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(os.path.dirname(REPO), "shared", "data")
+from conftest import REPO, texture
+from conftest import SHARED_DATA as DATA  # tests reading it carry the shared_data marker
+
 DEV_PKL = os.path.join(DATA, "tapvid_davis", "gt_first32", "tapvid_davis_dev_strided_32.pkl")
 NPZ_DIR = os.path.join(DATA, "tapvid_davis", "gt_first32", "npz")
 FRAMES480 = os.path.join(DATA, "tapvid_davis", "frames480")
 BADJA_DIR = os.path.join(DATA, "badja")
 SAMPLE_SHOT = os.path.join(REPO, "dino_tracker_vfx", "samples", "horsejump")
 SAMPLE_QUERIES = os.path.join(REPO, "dino_tracker_vfx", "samples", "horsejump_queries.csv")
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3] smooth random texture (wider than needed so it can be shifted)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    small = rng.integers(0, 256, size=(h // 4 + 2, w // 4 + 2, 3)).astype(np.uint8)
-    return cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
 
 
 def shifting_video(T: int = 8, w: int = 64, h: int = 48, dx: int = 1, seed: int = 0) -> np.ndarray:

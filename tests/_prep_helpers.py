@@ -4,15 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-
-def texture(h: int, w: int, seed: int = 0, blur: float = 1.5) -> np.ndarray:
-    """uint8 [h, w, 3]: smooth random texture with full contrast."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), blur)
-    img = (img - img.min()) / (img.max() - img.min())
-    return (img * 255).astype(np.uint8)
+from conftest import texture
 
 
 def sliding_frames(T: int, w: int, h: int, step=(1, 0), seed: int = 0) -> np.ndarray:

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from conftest import texture
+
 W, H, T = 64, 48, 6
 SHIFT = (2.0, 1.0)  # the texture moves by (-2, -1) px per frame: content at (x, y) in t is at (x-2, y-1) in t+1
 
@@ -22,17 +24,6 @@ TINY_WF = {  # weight-free, tiny: Delta CNN with two downsamples (stride 4), a f
               "lambda_norm": 0.0, "lambda_angle": 0.0},
     "infer": {"argmax_radius": 8.0},
 }
-
-
-def texture(h: int, w: int, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3] smooth random texture (blurred noise, full range)."""
-    import cv2
-
-    rng = np.random.default_rng(seed)
-    big = rng.random((h, w, 3)).astype(np.float32)
-    big = cv2.GaussianBlur(big, (0, 0), 1.5)
-    big = (big - big.min()) / (big.max() - big.min())
-    return (big * 255).astype(np.uint8)
 
 
 def moving_frames(n: int = T, w: int = W, h: int = H, shift=SHIFT, seed: int = 0) -> np.ndarray:
@@ -74,3 +65,20 @@ def write_queries(path: Path, rows) -> Path:
     lines = ["name,t,x,y,group"] + [f"{r[0]},{r[1]},{r[2]},{r[3]},{r[4] if len(r) > 4 else ''}" for r in rows]
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def run_flow_guided(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, *, fb_thresh: float = 1.5,
+                    agree_px: float = 6.0, visible_cos: float = 0.6, occ_fb_scale: float = 5.0, fail_run: int = 2,
+                    frames=None, drift_correct: bool = True, gone_ncc: float | None = None,
+                    gone_run: int | None = None):
+    """The flow-guided branch as ShotTracker.infer runs it: flow_guided_signals then flow_guided_visibility
+    -> (xy [N, T, 2] working px, visible [N, T], confidence [N, T])."""
+    from dino_tracker_vfx.tracker.infer import flow_guided as fg
+
+    sig = fg.flow_guided_signals(flow, to_flow, store, t_q, xy_q, q_feat, tracker_xy, frames=frames,
+                                 drift_correct=drift_correct)
+    vis, conf = fg.flow_guided_visibility(sig, t_q, fb_thresh=fb_thresh, agree_px=agree_px, visible_cos=visible_cos,
+                                          occ_fb_scale=occ_fb_scale, fail_run=fail_run,
+                                          gone_ncc=fg.GONE_NCC if gone_ncc is None else gone_ncc,
+                                          gone_run=fg.GONE_RUN if gone_run is None else gone_run)
+    return sig.xy, vis, conf

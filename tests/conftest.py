@@ -36,6 +36,69 @@ def _private_default_cache(tmp_path_factory):
     mp.undo()
 
 
+# ----------------------------------------------------------------------------- device and dtype (kornia's style)
+DTYPES = ("float32", "float64", "float16", "bfloat16")
+DEVICES = ("cpu", "cuda")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--device", default="cpu",
+                     help="devices for the tests taking a `device` fixture: cpu, cuda, a comma list, or all "
+                          "(default cpu; cuda skips without a GPU, fails nothing)")
+    parser.addoption("--dtype", default="float32",
+                     help="dtypes for the tests taking a `dtype` fixture: float32, float64, float16, bfloat16, "
+                          "a comma list, or all (default float32)")
+
+
+def _option_values(config, name: str, choices: tuple[str, ...]) -> list[str]:
+    raw = str(config.getoption(name)).strip()
+    vals = list(choices) if raw == "all" else [v.strip() for v in raw.split(",") if v.strip()]
+    bad = [v for v in vals if v not in choices]
+    if bad or not vals:
+        raise pytest.UsageError(f"--{name} {raw!r}: give one or more of {', '.join(choices)} (comma-separated) or all")
+    return vals
+
+
+def pytest_configure(config):
+    for name, choices in (("device", DEVICES), ("dtype", DTYPES)):
+        _option_values(config, name, choices)  # a typo fails at once, not only where a test takes the fixture
+
+
+def pytest_generate_tests(metafunc):
+    """Tests asking for ``device`` / ``dtype`` run once per value given on the command line."""
+    if "device" in metafunc.fixturenames:
+        metafunc.parametrize("device", [pytest.param(d, id=d, marks=[pytest.mark.cuda] if d == "cuda" else [])
+                                        for d in _option_values(metafunc.config, "device", DEVICES)],
+                             indirect=True)
+    if "dtype" in metafunc.fixturenames:
+        metafunc.parametrize("dtype", _option_values(metafunc.config, "dtype", DTYPES), indirect=True)
+
+
+@pytest.fixture
+def device(request):
+    """torch.device of this run (--device)."""
+    import torch
+
+    return torch.device(request.param)
+
+
+@pytest.fixture
+def dtype(request):
+    """torch dtype of this run (--dtype)."""
+    import torch
+
+    return getattr(torch, request.param)
+
+
+def tolerance(dtype, scale: float = 1.0) -> float:
+    """Absolute tolerance for values up to ``scale`` computed in ``dtype``: one unit of its precision at
+    ``scale`` (float16 2^-10, bfloat16 2^-7 relative), never finer than float32's, in which positions and
+    sampling coordinates are handled whatever the maps' dtype."""
+    import torch
+
+    return float(scale) * max(torch.finfo(dtype).eps, torch.finfo(torch.float32).eps)
+
+
 def pytest_runtest_setup(item):
     if item.get_closest_marker("shared_data") and not os.path.isdir(SHARED_DATA):
         missing(f"needs the project's shared data at {SHARED_DATA}")
@@ -54,14 +117,20 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-def textured_frame(t: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
-    """uint8 [h, w, 3]: smooth random texture shifted right by t pixels (deterministic)."""
+def texture(h: int, w: int, seed: int = 0, blur: float = 1.5) -> np.ndarray:
+    """uint8 [h, w, 3]: smooth random texture (noise blurred by ``blur`` px, stretched to the full 0..255
+    range), deterministic per ``seed``. The one texture of the tests' synthetic shots."""
     import cv2
 
     rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, size=(h // 4 + 2, (w + 64) // 4 + 2, 3)).astype(np.uint8)
-    big = cv2.resize(base, ((w + 64) // 4 * 4 + 8, h // 4 * 4 + 8), interpolation=cv2.INTER_CUBIC)
-    return np.ascontiguousarray(big[:h, 32 - t:32 - t + w])
+    img = cv2.GaussianBlur(rng.random((h, w, 3)).astype(np.float32), (0, 0), blur)
+    img = (img - img.min()) / (img.max() - img.min())
+    return (img * 255).astype(np.uint8)
+
+
+def textured_frame(t: int, w: int = 64, h: int = 48, seed: int = 0) -> np.ndarray:
+    """uint8 [h, w, 3]: :func:`texture` shifted right by t pixels (0 <= t <= 32)."""
+    return np.ascontiguousarray(texture(h, w + 64, seed)[:, 32 - t:32 - t + w])
 
 
 @pytest.fixture

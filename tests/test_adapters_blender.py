@@ -57,8 +57,9 @@ def test_markers_document_hand_values_and_golden(tmp_path):
     assert t["car/car_a"]["color"] == t["car/car_b"]["color"] == pytest.approx([25 / 255, 117 / 255, 1.0], abs=1e-6)
     assert "color" not in t["corner 1"] and "fps" not in doc  # no rate in the track file: none written
     t = {x.pop("name").split("/")[-1]: x for x in doc["tracks"]}
-    f, u, v, mute = t["car_a"]["markers"][0]
-    assert (f, mute) == (1001, False) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
+    f, u, v, mute, keyed = t["car_a"]["markers"][0]
+    assert (f, mute, keyed) == (1001, False, True) and (u, v) == pytest.approx(CAR_A_0, abs=1e-12)
+    assert [m[4] for m in t["car_a"]["markers"]] == [True, False, False, False, False]  # only the query is keyed
     mb = {m[0]: m for m in t["car_b"]["markers"]}
     assert sorted(mb) == FRAMES  # visible 1001, 1002, muted 1003, visible again 1004, 1005
     assert mb[1003][3] is True and mb[1003][1:3] == pytest.approx(CAR_B_MUTED, abs=1e-12)
@@ -282,14 +283,25 @@ cmd, arg = sys.argv[1], sys.argv[2]
 if cmd == "submit":
     assert sys.argv[3] == "--job-dir"
     job_dir = sys.argv[4]
-    os.makedirs(job_dir)
+    os.makedirs(job_dir, exist_ok=True)  # a re-track submits the same job again
     spec = json.load(open(arg))
     shot = open_shot(spec["shot"]["path"])
     qs = read_queries(spec["queries"], shot)
     T = shot.n_images
-    xy = np.array([[[q.x + 3.0 * (t - q.t), q.y] for t in range(T)] for q in qs])
-    vis = np.ones(xy.shape[:2], bool); vis[:, 2] = False
-    ts = TrackSet(xy, vis, vis.astype(np.float32), [q.name for q in qs], qs, shot.frame_numbers, shot.size)
+    if spec.get("corrections"):  # the worker's reading, then each anchor tracked and the rows blended
+        from dino_tracker_vfx.inputs import add_corrections
+        from dino_tracker_vfx.tracker.anchors import anchor_tracks, layout
+        prev = [o["path"] for o in spec["outputs"] if o["format"] == "json"][0]
+        qs = add_corrections(qs, spec["corrections"], shot, previous=TrackSet.load_json(prev))
+        lay = layout(qs)
+        rows = np.array([[[q.x + 3.0 * (t - q.t), q.y] for t in range(T)] for q in lay.rows])
+        xy, vis, conf = anchor_tracks(rows, np.ones(rows.shape[:2], bool), np.ones(rows.shape[:2]), lay)
+        ts = TrackSet(xy, vis, conf, [q.name for q in lay.queries], list(lay.queries), shot.frame_numbers,
+                      shot.size, anchors=list(lay.anchors))
+    else:
+        xy = np.array([[[q.x + 3.0 * (t - q.t), q.y] for t in range(T)] for q in qs])
+        vis = np.ones(xy.shape[:2], bool); vis[:, 2] = False
+        ts = TrackSet(xy, vis, vis.astype(np.float32), [q.name for q in qs], qs, shot.frame_numbers, shot.size)
     outs = []
     for o in spec["outputs"]:
         write_tracks(ts, o["path"], o["format"])
@@ -303,15 +315,20 @@ elif cmd == "status":
 '''
 
 
-@pytest.mark.blender
-def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_path):
-    """The add-on runs in Blender (the bpy venv); the stand-in dtvfx runs in this environment."""
+def _addon_setup(plate, tmp_path):
+    """The golden tracks in a .blend on the plate, and the add-on settings running the stand-in dtvfx."""
     fake = tmp_path / "fake_dtvfx.py"
     fake.write_text(FAKE_DTVFX.format(repo=str(REPO)))
     out = tmp_path / "a.blend"
     write_tracks(golden_trackset(), out, "blender", {"clip": str(plate / "plate.####.png")})
-    cfg = {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
-           "poll_seconds": 0.05}
+    return out, {"dtvfx_cmd": f"{sys.executable} {fake}", "jobs_dir": str(tmp_path / "jobs"), "preset": "fast",
+                 "poll_seconds": 0.05}
+
+
+@pytest.mark.blender
+def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_path):
+    """The add-on runs in Blender (the bpy venv); the stand-in dtvfx runs in this environment."""
+    out, cfg = _addon_setup(plate, tmp_path)
     r = run_driver(blender, "addon", plugins=str(REPO / "plugins"), blend=str(out), cfg=cfg,
                    select=["car/car_a", "corner 1"], frame=1002,  # queries at plate frame 1002
                    refuse={"select": "car/car_b", "frame": 1003})
@@ -331,6 +348,29 @@ def test_addon_submits_selected_tracks_polls_and_imports(blender, plate, tmp_pat
     assert car_b[2][3] and len(car_b) == 5  # not selected: untouched
     # a track with no unmuted marker on the current frame is refused before anything runs
     assert r["refused"] and re.search("no unmuted marker on the current frame .*car_b", r["refused"]), r["refused"]
+
+
+@pytest.mark.blender
+def test_addon_retrack_sends_keyed_markers_and_refills_the_same_tracks(blender, plate, tmp_path):
+    out, cfg = _addon_setup(plate, tmp_path)
+    r = run_driver(blender, "retrack", plugins=str(REPO / "plugins"), blend=str(out), cfg=cfg,
+                   select=["car/car_a", "corner 1"], frame=1002,
+                   fix={"track": "car/car_a", "frame": 4, "du": 3.0 / W})  # clip frame 4 = plate 1004
+    assert r["refused"].startswith("track the clip first")  # no job yet: nothing to correct
+    first = r["first"]["car/car_a"]
+    assert [m[2] for m in first] == [False, True, False, False, False]  # only the query (1002) is keyed
+    # first job: x = 10 + 3 (t - 1) px; the artist moved 1004 (t = 3) from 16 to 19 px
+    assert first[3][1] == pytest.approx(16.5 / W, abs=1e-6)
+    assert r["phase"] == "done", r["message"]
+    spec = json.loads((Path(r["job_dir"]) / "job.yaml").read_text())
+    assert spec["corrections"] == str(Path(r["job_dir"]) / "corrections.blender.json")
+    after = r["after"]["car/car_a"]
+    assert r["imported"] == ["car/car_a", "corner 1"] and r["n_tracks"] == 3  # the job's tracks, refilled in place
+    assert [m[2] for m in after] == [False, True, False, True, False]  # query + correction keyed
+    assert after[3][1] == pytest.approx(19.5 / W, abs=1e-6)  # the anchor, exactly
+    assert after[4][1] == pytest.approx(22.5 / W, abs=1e-6)  # after it: tracked from the correction
+    assert after[1][1] == pytest.approx(10.5 / W, abs=1e-6)  # the query frame is kept
+    assert [m[2] for m in r["after"]["corner 1"]] == [False, True, False, False, False]  # no correction: its query
 
 
 @pytest.mark.blender

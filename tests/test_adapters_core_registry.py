@@ -11,6 +11,7 @@ import pytest
 
 from dino_tracker_vfx.adapters import (Adapter, HostQuery, OptionSpec, ReadResult, hookimpl, load_registry,
                                        parse_option_pairs, resolve_options)
+from dino_tracker_vfx.adapters.records import options_model
 from dino_tracker_vfx.errors import ConfigError, InputError, UserError
 from dino_tracker_vfx.tracks import TrackSet
 
@@ -121,6 +122,32 @@ def test_options_parse_resolve_and_errors():
         parse_option_pairs(["cornerpin"])
     ctx = resolve_options(a, {"blend": "x", "plate_size": "2048x1556", "frame_numbers": "1001-1003"})
     assert ctx["plate_size"] == (2048, 1556) and ctx["frame_numbers"] == [1001, 1002, 1003]
+
+
+def test_options_are_a_pydantic_model_built_from_the_option_specs():
+    a = _ad("opt", options=(OptionSpec("size", "size"), OptionSpec("first_frame", "int", "1001"),
+                            OptionSpec("level", "int", 2, choices=(1, 2, 3)), OptionSpec("on", "bool", False)))
+    m = options_model(a.name, a.options)
+    assert [f.alias for f in m.model_fields.values()] == ["size", "first_frame", "level", "on"]
+    got = resolve_options(a, {"level": "3", "on": None})
+    assert got == {"size": None, "first_frame": 1001, "level": 3, "on": False}  # defaults converted, None = unset
+    with pytest.raises(ConfigError, match=r"^adapter opt: size='0x5' is not a valid size \(WxH\)$"):
+        resolve_options(a, {"size": "0x5"})
+    with pytest.raises(ConfigError, match=r"^adapter opt: on='maybe' is not a valid bool$"):
+        resolve_options(a, {"on": "maybe"})
+    with pytest.raises(ConfigError, match=r"^adapter opt: level='4' must be one of 1, 2, 3$"):
+        resolve_options(a, {"level": "4"})
+    assert OptionSpec("plate_size", "size").parse("2048,1556") == (2048, 1556)
+
+
+def test_every_registered_adapters_options_build_a_model_and_resolve():
+    reg = registry()
+    for name in reg.names():
+        a = reg.get(name)
+        need = {o.name: {"int": 1, "float": 1.0, "bool": True, "list": "a,b", "size": "4x3"}.get(o.type, "x")
+                for o in a.options if o.required}
+        got = resolve_options(a, need)
+        assert set(got) == {o.name for o in a.options}, name
 
 
 # ------------------------------------------------------------------------------------------- ReadResult

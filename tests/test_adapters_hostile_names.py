@@ -74,7 +74,8 @@ def _jsx_names_and_positions(text: str) -> dict[str, np.ndarray]:
     return {json.loads(n): np.array(json.loads(xy)) - 0.5 for n, xy in rows}  # AE layer space: pixel corners
 
 
-@pytest.mark.parametrize("name", ALL_WRITERS)
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n == "fusion" else n  # lua parsing
+                                  for n in ALL_WRITERS])
 def test_hostile_names_round_trip_and_run_nothing(name, tmp_path, png_sequence, request):
     if name == "blender":
         request.getfixturevalue("blender")  # real Blender, from the tests' bpy venv

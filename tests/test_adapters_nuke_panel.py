@@ -50,6 +50,9 @@ class Node:
     def setSelected(self, s):
         self._sel = s
 
+    def readKnobs(self, text):  # Nuke's Node.readKnobs: set knobs from .nk text
+        self.read_knobs = getattr(self, "read_knobs", []) + [text]
+
 
 def fake_nuke(selected=()):
     nuke = types.ModuleType("nuke")
@@ -295,3 +298,73 @@ def test_host_code_imports_no_heavy_modules(tmp_path):
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "['DINO-Tracker/Track points...'] []"
+
+
+RETRACK_NK = """# dino_tracker_vfx export for Nuke
+Tracker4 {
+ inputs 0
+ tracks { { 1 31 1 } { { 3 1 75 name name 1 } { 2 1 58 track_x track_x 1 } { 2 1 58 track_y track_y 1 } }
+{ { "a \\{b" {curve x1001 1.5 2.5} {curve x1001 3.5 4.5} } } }
+ reference_frame 1001
+ name Tracker_other
+}
+Tracker4 {
+ tracks { { 1 31 1 } { { 3 1 75 name name 1 } } { { "pt" } } }
+ reference_frame 1002
+ name Tracker1
+ label car
+}
+"""
+
+
+def test_retrack_sends_the_node_as_corrections_and_updates_it_in_place(panel, tmp_path, monkeypatch):
+    """Same set-up as the end-to-end test above (fake dtvfx, a Read and a Tracker4 selected)."""
+    fake = tmp_path / "fake_dtvfx.py"
+    fake.write_text(FAKE_DTVFX)
+    monkeypatch.setenv("DTVFX_CMD", f"{sys.executable} {fake}")
+    nuke = sys.modules["nuke"]
+    read = Node("Read", "Read1", file=str(tmp_path / "plate.####.exr"), first=1001, last=1010, colorspace="")
+    tracker = Node("Tracker4", "Tracker1", label="car")
+    nuke.selectedNodes = lambda: [n for n in (read, tracker) if n._sel]
+
+    def qt_timer():  # a timer the test drives by hand
+        t = types.SimpleNamespace(running=False)
+        t.timeout = types.SimpleNamespace(connect=lambda fn: setattr(t, "fn", fn))
+        t.start = lambda ms: setattr(t, "running", True)
+        t.stop = lambda: setattr(t, "running", False)
+        return t
+    monkeypatch.setattr(panel, "_qt_timer", qt_timer)
+    p = panel.make_panel_class()()
+    out = tmp_path / "out" / "sh_tracks.nk"
+    p.out.setValue(str(out))
+    p.knobChanged(p.retrack_btn)  # nothing tracked yet: one line, no job
+    assert p.status.value().startswith("error: track the shot first (no job spec at ")
+
+    def drive():
+        import time
+        end = time.time() + 20
+        while p.timer is not None and p.timer.running and time.time() < end:
+            p.timer.fn()
+            time.sleep(0.02)
+    p.knobChanged(p.track_btn)
+    drive()
+    first = json.loads((tmp_path / "out" / "Read1.dtvfx.yaml").read_text())
+    assert "corrections" not in first and nuke.log["paste"] == [str(out)]
+    # the artist keys Tracker1 on some frames, then re-tracks: the fake job writes RETRACK_NK
+    fake.write_text(FAKE_DTVFX.replace('open(out, "w").write("Tracker4 {\\n name Tracker_car\\n}\\n")',
+                                       f"open(out, 'w').write({RETRACK_NK!r})"))
+    p.knobChanged(p.retrack_btn)
+    drive()
+    spec = json.loads((tmp_path / "out" / "Read1.dtvfx.yaml").read_text())
+    fixes, sel = nuke.log["copy"][-1]
+    assert sel == ["Tracker1"] and fixes.endswith("Tracker1_corrections.nk")
+    assert spec["corrections"] == fixes and spec["queries"] == first["queries"] and spec["name"] == first["name"]
+    assert nuke.log["paste"] == [str(out)]  # no second node pasted
+    assert p.status.value() == "done: re-tracked Tracker1 in place"
+    got = tracker.read_knobs[-1]
+    assert got.startswith("tracks {") and '{ "pt" }' in got and got.endswith("reference_frame 1002")
+    assert "Tracker_other" not in got and "curve" not in got  # the node of that name, not the other one
+    # by label when the artist renamed the node; by the only node when there is one
+    assert "1002" in panel.tracker_knobs(RETRACK_NK, "Renamed", "car")
+    with pytest.raises(panel.PanelError, match="no Tracker4 for node Renamed"):
+        panel.tracker_knobs(RETRACK_NK, "Renamed", "")

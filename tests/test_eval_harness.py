@@ -114,8 +114,6 @@ def test_badja_static(tmp_path):
 
 @pytest.mark.shared_data
 def test_dino_without_weights_is_a_clear_weights_error(tmp_path, monkeypatch, capsys):
-    pytest.importorskip("dino_tracker_vfx.tracker.presets")
-    pytest.importorskip("dino_tracker_vfx.tracker.preprocess.weights")
     for k in ("DTVFX_WEIGHTS", "TORCH_HOME"):
         monkeypatch.setenv(k, str(tmp_path / "empty"))
     monkeypatch.setenv("DTVFX_OFFLINE", "1")

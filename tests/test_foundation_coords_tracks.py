@@ -155,3 +155,11 @@ def test_atomic_write_keeps_old_file_on_error_and_uses_umask(tmp_path):
     finally:
         os.umask(old)
     assert target.read_text() == "new" and (target.stat().st_mode & 0o777) == 0o644
+    old = os.umask(0o077)  # the umask is read at each write, not once at import
+    try:
+        atomic.write_json(target, {"a": 1})
+        assert (target.stat().st_mode & 0o777) == 0o600
+        atomic.write_text(target, "shared", mode=0o664)  # an explicit mode wins
+    finally:
+        os.umask(old)
+    assert target.read_text() == "shared" and (target.stat().st_mode & 0o777) == 0o664

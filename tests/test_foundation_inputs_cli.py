@@ -22,10 +22,9 @@ def shot(png_sequence):
 def test_queries_csv_by_frame_and_index(shot, tmp_path):
     q = tmp_path / "q.csv"
     q.write_text("# comment\nname,frame,x,y,group\np1,1003,10.5,20,car\n,1001,0,0,\np1,1005,63.5,47.5,car\n")
-    with pytest.warns(UserWarning, match="duplicate query names renamed: p1->p1_2"):
-        qs = read_queries(q, shot)
+    qs = read_queries(q, shot)
     assert [(x.t, x.x, x.y) for x in qs] == [(2, 10.5, 20.0), (0, 0.0, 0.0), (4, 63.5, 47.5)]
-    assert [x.name for x in qs] == ["p1", "track_002", "p1_2"]  # documented rename of duplicates
+    assert [x.name for x in qs] == ["p1", "track_002", "p1"]  # a shared name: one track, the second row a correction
     assert qs[0].group == "car" and qs[1].group is None
     j = tmp_path / "q.json"
     j.write_text('{"queries": [{"t": 1, "x": 3, "y": 4, "name": "k"}]}')
@@ -72,6 +71,20 @@ def test_masks_binary_palette_and_integer_exr(shot, tmp_path):
     m = read_masks([str(tmp_path / "matte.1002.png"), str(tmp_path / "ids.png") + "@1004"], shot)
     assert sorted(m) == [1, 3]  # frame from the file name; explicit @frame
     assert object_ids(m) == [1, 3]
+
+
+def test_split_mask_spec_takes_only_a_final_at_frame(tmp_path):
+    from dino_tracker_vfx.inputs import split_mask_spec
+
+    assert split_mask_spec("/sh/roto.png@1004") == ("/sh/roto.png", 1004)
+    assert split_mask_spec("/sh/roto.png@-3") == ("/sh/roto.png", -3)
+    assert split_mask_spec("/shots@v2/take@3/roto.png") == ("/shots@v2/take@3/roto.png", None)  # '@' in folders
+    assert split_mask_spec("/shots@v2/roto.png@7") == ("/shots@v2/roto.png", 7)
+    assert split_mask_spec("/sh/roto@v2.png") == ("/sh/roto@v2.png", None)
+    odd = tmp_path / "roto.png@12"  # a file really named like a spec is a path
+    odd.write_bytes(b"")
+    assert split_mask_spec(str(odd)) == (str(odd), None)
+    assert split_mask_spec(str(odd), exists=lambda s: False) == (str(tmp_path / "roto.png"), 12)
 
 
 def test_mask_errors(shot, tmp_path):

@@ -141,6 +141,61 @@ def test_exr_default_display_transform_is_pinned_not_the_oiio_default(tmp_path, 
     assert shot_identity(other)["transform"] != key
 
 
+STUDIO_OCIO = """ocio_profile_version: 2.1
+roles: {default: sRGB, scene_linear: sRGB, data: matte}
+displays:
+  Monitor:
+    - !<View> {name: Film, colorspace: monitor}
+colorspaces:
+  - !<ColorSpace> {name: sRGB, encoding: scene-linear}
+  - !<ColorSpace> {name: plate_log, encoding: log, from_scene_reference: !<LogTransform> {base: 10}}
+  - !<ColorSpace>
+    name: monitor
+    encoding: sdr-video
+    from_scene_reference: !<ExponentTransform> {value: [2.2, 2.2, 2.2, 1], direction: inverse}
+  - !<ColorSpace> {name: matte, isdata: true}
+"""
+
+
+def test_the_ocio_config_decides_what_is_scene_linear_not_the_names(tmp_path, monkeypatch):
+    """A studio config whose 'sRGB' is scene-linear: it is transformed (a list of names would call it
+    display-referred); its log space too; its display-encoded and data spaces pass unchanged."""
+    from dino_tracker_vfx.shots import colour
+
+    cfg = tmp_path / "studio.ocio"
+    cfg.write_text(STUDIO_OCIO)
+    monkeypatch.setenv("OCIO", str(cfg))
+    px = np.full((1, 1, 3), 0.25, np.float32)
+    got = {n: colour.make_transform(n) for n in ("sRGB", "plate_log", "monitor", "matte")}
+    assert {n: t.identity for n, t in got.items()} == {"sRGB": False, "plate_log": False, "monitor": True,
+                                                       "matte": True}
+    assert (got["sRGB"].display, got["sRGB"].view) == ("Monitor", "Film")
+    np.testing.assert_allclose(got["sRGB"].apply(px), 0.25 ** (1 / 2.2), atol=1e-5)  # to the monitor's gamma
+    np.testing.assert_array_equal(got["monitor"].apply(px), px)
+
+
+@pytest.mark.parametrize("space", ["Gamma 2.2 AP1 - Texture", "g18_rec709", "srgb_rec709_scene", "Raw"])
+def test_display_encoded_spaces_of_the_builtin_config_pass_unchanged(tmp_path, monkeypatch, space):
+    """Gamma-encoded textures (OCIO encoding sdr-video), OIIO's own tags for them and the colour interop ID
+    of sRGB are already fit to look at: no tone mapping."""
+    import cv2
+
+    monkeypatch.delenv("OCIO", raising=False)
+    rgb = (np.arange(4 * 6 * 3).reshape(4, 6, 3) * 900).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "t.0001.png"), rgb[..., ::-1])
+    shot = open_shot(str(tmp_path / "t.####.png"), colorspace=space)
+    assert shot.transform.identity
+    np.testing.assert_allclose(shot.read(0), rgb / 65535.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("space", ["lin_rec709", "ACEScg", "ACEScct", "scene_linear"])
+def test_scene_linear_and_log_spaces_of_the_builtin_config_are_transformed(monkeypatch, space):
+    from dino_tracker_vfx.shots import colour
+
+    monkeypatch.delenv("OCIO", raising=False)
+    assert not colour.make_transform(space).identity and colour.needs_display_transform(space) is True
+
+
 def test_unloadable_ocio_config_is_a_clear_error(tmp_path, monkeypatch):
     from dino_tracker_vfx.shots import colour
 

@@ -82,10 +82,12 @@ def test_range_in_the_shot_string(shot_dir):
     ({"outputs": ["a.csv", {"format": "csv", "path": "a.csv"}]}, "job.yaml: outputs: two outputs write the same"),
     ({"shot": "plates/nothing.####.png"}, "job.yaml: shot.path: no frames on disk match"),
     ({"shot": "plates/sh010.####.png 1010-1001"}, "job.yaml: shot.path: bad frame range"),
+    ({"shot": {"path": "plates/sh010.####.png", "frames": "9-1"}}, "job.yaml: shot.frames: bad frame range '9-1'"),
     ({"shot": {"path": "plates/sh010.####.png", "colourspace": "x"}}, "job.yaml: shot.colourspace: unknown field"),
     ({"queries": "missing.csv"}, "job.yaml: queries: no such file: "),
     ({"queries": ["q.csv", "missing.csv"]}, "job.yaml: queries[1]: no such file"),
     ({"queries": None}, "job.yaml: queries: give queries and/or masks"),
+    ({"corrections": "nofix.csv"}, "job.yaml: corrections: no such file: "),
     ({"masks": [{"path": "q.csv", "frame": "first"}]}, "job.yaml: masks[0].frame: expected a host frame number"),
     ({"device": "gpu"}, "job.yaml: device: 'gpu' is not one of auto, cpu, cuda"),
     ({"seed": -1}, "job.yaml: seed: expected an integer >= 0"),
@@ -97,6 +99,46 @@ def test_range_in_the_shot_string(shot_dir):
 def test_bad_fields_are_named(shot_dir, fields, expect):
     msg = _err(_spec(shot_dir, **fields))
     assert msg.startswith(expect), msg
+
+
+@pytest.mark.parametrize("fields, expect", [
+    ({"retries": 30}, "job.yaml: retries: expected an integer in 0..20, got 30"),
+    ({"seed": "7"}, "job.yaml: seed: expected an integer >= 0, got '7'"),
+    ({"seed": True}, "job.yaml: seed: expected an integer >= 0, got True"),
+    ({"resources": {"num_cpus": -1}}, "job.yaml: resources.num_cpus: expected a number >= 0 or null, got -1"),
+    ({"resources": {"num_gpu": 1}}, "job.yaml: resources.num_gpu: unknown field; did you mean resources.num_gpus?"),
+    ({"shot": {"path": "plates/sh010.####.png", "first_frame": "1"}},
+     "job.yaml: shot.first_frame: expected an integer, got '1'"),
+    ({"shot": {"frames": "1001-1002"}}, "job.yaml: shot.path: missing"),
+    ({"shot": 5}, "job.yaml: shot: expected a path or a mapping with path, frames, colorspace, display, view, "
+                  "first_frame"),
+    ({"shots": "x"}, "job.yaml: shots: unknown field; did you mean shot?"),
+    ({"masks": ["q.csv"], "objects": {"min_visible": 2}},
+     "job.yaml: objects.min_visible: expected a fraction in (0, 1], got 2"),
+    ({"masks": ["q.csv"], "objects": {"trakcs": True}},
+     "job.yaml: objects.trakcs: unknown field; did you mean objects.tracks?"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"mattes": "hard"}}},
+     "job.yaml: objects.segment.out: missing (the folder for propagated masks)"),
+    ({"masks": ["q.csv"], "objects": {"segment": {"out": "o", "features": 3}}},
+     "job.yaml: objects.segment.features: expected a name, got 3"),
+    ({"masks": ["q.csv"], "objects": {"names": {0: "bg"}}},
+     "job.yaml: objects.names: expected {id: name} with mask ids > 0, e.g. {1: horse, 2: rider}, got {0: 'bg'}"),
+    ({"outputs": [{"path": "a.csv", "options": 3}]}, "job.yaml: outputs[0].options: expected a mapping of adapter "
+                                                     "options, got 3"),
+])
+def test_the_spec_model_gives_one_line_per_bad_field(shot_dir, fields, expect):
+    """Types, bounds, unknown and missing fields come from the pydantic model (jobs/spec.py), one line each."""
+    assert _err(_spec(shot_dir, **fields)) == expect
+
+
+def test_spec_model_defaults_and_normalised_forms(shot_dir):
+    spec = load_spec(_spec(shot_dir, masks="q.csv@1002", objects={"segment": {"out": "mattes"}},
+                           resources={"num_cpus": 2}))
+    assert (spec.seed, spec.retries, spec.device, spec.cache) == (0, 1, None, None)
+    assert spec.masks[0].frame == 1002 and spec.masks[0].path == str(shot_dir / "q.csv")
+    assert spec.objects == {"tracks": True, "segment": {"out": str(shot_dir / "mattes")}}
+    assert spec.resources == {"num_cpus": 2} and type(spec.resources["num_cpus"]) is int
+    assert spec.source.endswith("job.yaml") and spec.base_dir == str(shot_dir)
 
 
 def test_bad_yaml_and_not_a_mapping(tmp_path):
@@ -178,3 +220,41 @@ def test_list_form_batch_with_spec_paths(tmp_path):
     jobs = B.load_batch(tmp_path / "list.yaml")
     assert [(j.name, j.spec is not None) for j in jobs] == [("a", True), ("b", False), ("nope", False)]
     assert "invalid YAML" in jobs[1].reason and "job spec not found" in jobs[2].reason
+
+
+def test_corrections_join_the_queries_tracks_and_change_the_tracking_key(shot_dir):
+    from dino_tracker_vfx.errors import InputError
+    from dino_tracker_vfx.jobs.worker import read_inputs
+    from dino_tracker_vfx.shots import open_shot
+
+    (shot_dir / "q2.csv").write_text("name,frame,x,y\nb,1001,3,3\nb,1003,4,4\n")
+    plain = load_spec(_spec(shot_dir, queries=["q.csv", "q2.csv"]))
+    first = read_inputs(plain, open_shot(plain.shot.path))[0]
+    (shot_dir / "fix.csv").write_text("name,frame,x,y\nb,1004,5,5\n")
+    spec = load_spec(_spec(shot_dir, queries=["q.csv", "q2.csv"], corrections="fix.csv"))
+    assert spec.corrections == str(shot_dir / "fix.csv")
+    assert spec_from_dict(spec.to_dict(), base_dir="/").corrections == spec.corrections
+    assert spec.tracking_key() != plain.tracking_key()  # the saved tracks are stale, the cache is not
+    qs = read_inputs(spec, open_shot(spec.shot.path))[0]
+    assert qs[:len(first)] == first and [q.name for q in first].count("b") == 2  # b's two rows: one track
+    assert (qs[-1].name, qs[-1].t, qs[-1].x) == ("b", 3, 5.0)
+    (shot_dir / "fix.csv").write_text("name,frame,x,y\nzz,1004,5,5\n")
+    with pytest.raises(InputError, match=r"fix.csv: line 2: correction for unknown track 'zz' \(not in q.csv, q2.csv\)"):
+        read_inputs(spec, open_shot(spec.shot.path))
+
+
+def test_tracking_key_and_plain_form_are_the_ones_main_wrote_before_the_spec_model():
+    """A saved result stays current across the change to the pydantic spec (key recorded on main fcf7a4e)."""
+    d = {"shot": "plates/sh010.####.png 1002-1004", "queries": ["q.csv"], "masks": ["m.png@1002"],
+         "outputs": ["out/a.csv", {"format": "json", "path": "o.json"}],
+         "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+         "resources": {"num_gpus": 1}, "objects": {"names": {1: "car"}, "min_visible": 1}}
+    spec = spec_from_dict(d, base_dir="/show/sh010", where="j.yaml", check_files=False)
+    assert spec.tracking_key() == "1be9040a4537f8ac"
+    assert spec.to_dict() == {
+        "name": "job", "shot": {"path": "/show/sh010/plates/sh010.####.png", "frames": "1002-1004"},
+        "queries": ["/show/sh010/q.csv"], "masks": [{"path": "/show/sh010/m.png", "frame": 1002}],
+        "preset": {"base": "fast", "train": {"iterations": 5}}, "seed": 3, "device": "cuda:1",
+        "outputs": [{"format": "csv", "path": "/show/sh010/out/a.csv"},
+                    {"format": "json", "path": "/show/sh010/o.json"}],
+        "objects": {"names": {1: "car"}, "min_visible": 1, "tracks": True}, "resources": {"num_gpus": 1}, "retries": 1}

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from _jobs_helpers import REPO, wait_for
+from dino_tracker_vfx import atomic
 from dino_tracker_vfx.errors import Cancelled
 from dino_tracker_vfx.jobs import client
 from dino_tracker_vfx.jobs import lock as L
@@ -86,7 +87,7 @@ def test_queued_job_whose_spawned_worker_never_started_reports_died(tmp_path):
     S.write_status(tmp_path, S.new_status(tmp_path, "sh010", []))
     p = subprocess.Popen([sys.executable, "-c", "pass"])
     p.wait()
-    S.write_json_shared(tmp_path / S.SPAWN_FILE, {"pid": p.pid, "host": S.hostname()})
+    atomic.write_json(tmp_path / S.SPAWN_FILE, {"pid": p.pid, "host": S.hostname()})
     assert S.effective_state(tmp_path) == "died"
     (tmp_path / S.SPAWN_FILE).unlink()
     assert S.effective_state(tmp_path) == "queued"  # e.g. waiting in a Ray queue: no local worker to check
@@ -120,6 +121,28 @@ def test_lock_survives_a_crashed_holder_and_names_it(tmp_path):
     assert L.read_holder(lk_path)["pid"] == os.getpid()
     mine.release()
     assert not L.is_held(lk_path)
+
+
+def test_lock_imports_without_status_and_job_files_follow_the_umask_at_write_time(tmp_path):
+    # lock.py must not import status.py (status asks lock whether a worker lock is held): a fresh interpreter
+    # importing only the lock module leaves status unimported
+    r = subprocess.run([sys.executable, "-c", "import sys; import dino_tracker_vfx.jobs.lock as L; "
+                        "L.FileLock(sys.argv[1]).try_acquire(); "
+                        "print('dino_tracker_vfx.jobs.status' in sys.modules)", str(tmp_path / "x.lock")],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "False"
+    assert json.loads((tmp_path / "x.lock.holder.json").read_text())["host"] == S.hostname()
+    old = os.umask(0o027)  # a umask set after import (a farm wrapper's) is the one job files get
+    try:
+        S.write_status(tmp_path, S.new_status(tmp_path, "job", []))
+        lk = L.FileLock(tmp_path / "y.lock")
+        assert lk.try_acquire()
+        lk.release()
+    finally:
+        os.umask(old)
+    assert (S.status_path(tmp_path).stat().st_mode & 0o777) == 0o640
+    assert ((tmp_path / "y.lock.holder.json").stat().st_mode & 0o777) == 0o640
 
 
 def test_job_fraction_is_monotonic_over_the_stages():

@@ -149,6 +149,7 @@ def test_changed_inputs_invalidate_the_saved_tracks(tmp_path):
     assert TrackSet.load_json(tmp_path / "chg.dtvfx" / "tracks.json").n_tracks == 4
 
 
+@pytest.mark.slow
 def test_two_jobs_sharing_a_cache_never_train_the_same_shot_at_once(tmp_path):
     common = dict(iterations=250, step_s=0.02, cache="shared_cache")
     spec_a = tiny_job(tmp_path, "sh", **common)

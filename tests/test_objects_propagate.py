@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from _objects_helpers import DISC, SQUARE, ArrayShot, make_scene
+from conftest import texture
 from dino_tracker_vfx.coords import Resize
 from dino_tracker_vfx.errors import InputError
 from dino_tracker_vfx.objects.features import ColourTextureFeatures, PatchGrid, TrackerFeatures
@@ -77,12 +78,17 @@ def test_patch_probs_are_cell_averages_and_upsampling_interpolates():
     up = Upsampler(grid, (16, 12))
     ramp = torch.arange(12, dtype=torch.float32).reshape(1, 3, 4)  # value = 4 * row + col
     full = up(ramp)[0].numpy()
-    c = grid.centres_plate()  # at patch centres the upsampled map is the patch value
-    for n, (x, y) in enumerate(c):
-        if float(x).is_integer() and float(y).is_integer():
-            assert full[int(y), int(x)] == pytest.approx(float(n))
-    # between two centres (x = 3.5 is half way between columns 0 and 1): linear
-    assert 0.5 * (full[1, 3] + full[1, 4]) == pytest.approx(0.5, abs=0.2)
+    # plate pixel (x, y) reads the grid at ((x - 1.5) / 4, (y - 1.5) / 4), held at the border patches outside the
+    # outermost centres; bilinear interpolation of a linear ramp is the ramp itself, so every pixel is known
+    gx = np.clip((np.arange(16) - 1.5) / 4.0, 0, 3)
+    gy = np.clip((np.arange(12) - 1.5) / 4.0, 0, 2)
+    np.testing.assert_allclose(full, 4.0 * gy[:, None] + gx[None, :], atol=1e-5)
+    inner = [(n, x, y) for n, (x, y) in enumerate(grid.centres_plate()) if 1.5 < x < 13.5 and 1.5 < y < 9.5]
+    assert [n for n, _, _ in inner] == [5, 6]
+    for n, x, y in inner:  # an inner patch centre (between four pixels) is its patch's value
+        x0, y0 = int(np.floor(x)), int(np.floor(y))
+        assert full[y0:y0 + 2, x0:x0 + 2].mean() == pytest.approx(float(n), abs=1e-5)
+    assert full[1, 3] == pytest.approx(0.375, abs=1e-5) and full[1, 4] == pytest.approx(0.625, abs=1e-5)
 
 
 def test_grid_from_centres_checks_regularity():
@@ -167,8 +173,8 @@ def test_tracker_features_wrapper_normalises_and_keeps_grid(scene):
 
 
 def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
-    """The DINO path wired to A1's DinoV2 (untrained weights: shapes and grid only, not quality)."""
-    pytest.importorskip("dino_tracker_vfx.tracker.preprocess.backbones")
+    """The DINO path wired to the tracker's DinoV2 with untrained weights: its grid, unit features, and
+    features that move with the picture (an untrained ViT's patch features are local)."""
     from dino_tracker_vfx.objects.features import DinoFeatures
 
     shot = ArrayShot(scene.frames[:3])
@@ -182,6 +188,16 @@ def test_dino_source_with_random_weights_runs_on_the_backbone_grid(scene):
     assert "RANDOM" in src.describe()["backbone"]
     preds = list(propagate_masks(src, 3, {0: scene.masks[0]}, shot.size))
     assert len(preds) == 3 and set(np.unique(preds[-1].labels)) <= {0, SQUARE, DISC}
+    # a picture moved left by two patches (28 px on an 84x56 plate that is its own working raster)
+    big = texture(56, 112, seed=3)
+    moved = ArrayShot(np.stack([big[:, :84], big[:, 28:]]))
+    src = DinoFeatures.build(moved.read, moved.size, model="vits14", stride=14, height=56, random_weights=True)
+    assert src.resize.work_wh == (84, 56) and (src.grid.h, src.grid.w) == (4, 6)
+    f0, f1 = src(0), src(1)
+    cos = torch.einsum("cn,cm->nm", f0[:, :, 2:].reshape(384, -1), f1.reshape(384, -1))
+    want = (torch.arange(4)[:, None] * 6 + torch.arange(4)[None, :]).reshape(-1)  # column j in 0 -> j - 2 in 1
+    assert torch.equal(cos.argmax(1), want)
+    assert float(cos[torch.arange(len(want)), want].min()) > 0.9  # (0.96 here; unit features)
 
 
 def test_auto_feature_choice(scene, monkeypatch, caplog, tmp_path):

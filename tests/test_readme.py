@@ -28,6 +28,7 @@ def test_ci_runs_the_readme_test_command():
     ci = open(os.path.join(REPO, ".ci", "run")).read()
     cmd = _quick_start_commands()[1]
     assert cmd in ci, (cmd, ci)
+    assert "python -m ruff check ." in ci.split(cmd)[0], "CI lints (ruff) before the tests"
 
 
 def test_every_cli_command_is_documented_in_readme():

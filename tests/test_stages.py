@@ -54,14 +54,15 @@ def test_a_real_run_reports_known_stages_in_order_and_job_progress_only_grows(tm
         w.progress(e)
         overall.append(st["progress"])
 
-    for _ in range(2):  # computed, then from the cache
+    for run in range(2):  # computed, then from the cache (the tracked point too: no refine, no drift)
         events.clear()
         track(shot, [Query(0, 20.0, 20.0, "a")], preset=p, cache_dir=tmp_path / "c", progress=progress)
         seen = list(dict.fromkeys(e.stage for e in events))
-        assert {"load", "flow", "tracklets", "foreground", "train", "refine", "infer", "drift",
-                "plate_refine"} <= set(seen)
+        assert {"load", "flow", "tracklets", "foreground", "train", "infer"} <= set(seen)
+        assert ({"refine", "drift", "plate_refine"} <= set(seen)) == (run == 0), seen
         order = [stages.NAMES.index(s) for s in seen]
         assert order == sorted(order), seen  # each stage comes in the list's order
+    assert any("1 of 1 anchors from the cache" in e.message for e in events if e.stage == "infer")
     # the job's overall progress moved in every stage (none is unknown to its weights) and never went back
     assert all(b >= a for a, b in zip(overall, overall[1:]))
     assert len(set(overall)) > 10 and 0.0 < overall[-1] < 1.0

@@ -51,7 +51,7 @@ def test_failed_write_leaves_no_partial_file(tmp_path):
         def __array__(self, *a, **kw):
             raise RuntimeError("disk full")
 
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="disk full"):
         c.save("flow", k, {"a": np.zeros(3), "b": Boom()})
     assert not c.entry_path("flow", k).exists()
     assert not list((tmp_path / c.shot_key).glob(".flow*"))

@@ -108,20 +108,22 @@ def test_more_iterations_continue_from_the_last_checkpoint(shot, tmp_path):
     assert _train_events(ShotTracker(shot, other, cache_dir=cache))[0] == 0
 
 
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # it reads the CLI's stderr until a training line: never forever
 def test_ctrl_c_in_dtvfx_track_saves_a_checkpoint_and_a_rerun_resumes(shot, tmp_path):
     preset = tmp_path / "long.yaml"
     preset.write_text(json.dumps(_preset(100000, every=100000)))
     q = write_queries(tmp_path / "q.csv", [("a", 0, 20, 20, "")])
     cache, out = tmp_path / "c", tmp_path / "out.json"
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1", "DTVFX_PROGRESS_INTERVAL": "0.5"}
     proc = subprocess.Popen([sys.executable, "-m", "dino_tracker_vfx.cli", "track", shot.source, "--queries", str(q),
                              "--preset", str(preset), "--cache", str(cache), "--out", str(out)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
     lines = []
     try:
-        for line in proc.stderr:  # the bar prints a line per stage and every 5 s: wait for trained iterations
+        for line in proc.stderr:  # plain progress lines per stage and every 0.5 s: wait for trained iterations
             lines.append(line)
-            m = re.match(r"train\s+\[[#.]*\] (\d+)/100000", line)
+            m = re.match(r"train\s+\d+%\|[#0-9 ]*\| (\d+)/100000", line)
             if m and int(m.group(1)) > 0:
                 break
         else:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from _prep_helpers import constant_flow, sliding_frames
-from dino_tracker_vfx.tracker.infer.chain import chain_points
+from dino_tracker_vfx.shots import from_array
+from dino_tracker_vfx.tracker.infer.chain import chain_on_shot, chain_points
 from dino_tracker_vfx.tracker.preprocess.flow import compute_flow
 
 
@@ -47,3 +48,20 @@ def test_chained_dis_tracks_real_motion():
     xy, valid = chain_points(ff, np.array([0, 5]), np.array([[40.0, 30.0], [30.0, 25.0]]))
     assert np.allclose(xy[0, 5], (30.0, 25.0), atol=0.5) and valid[0].all()
     assert np.allclose(xy[1, 0], (40.0, 30.0), atol=0.5) and valid[1].all()
+
+
+def test_chain_on_shot_is_the_flow_point_tracker_in_plate_px():
+    """The flow baseline (flow on the plate, positions as chained) and the objects' flow tracker (flow on a
+    smaller raster or given, plate px through shot.resize) are this one function."""
+    shot = from_array(sliding_frames(6, 80, 60, step=(2, 1)))
+    t0, xy0 = np.array([0, 5]), np.array([[40.0, 30.0], [30.0, 25.0]])
+    xy, valid, wh = chain_on_shot(shot, t0, xy0)
+    assert wh == (80, 60) and xy.dtype == np.float32
+    want, want_valid = chain_points(compute_flow(shot.load()), t0, xy0)
+    assert np.array_equal(xy, want) and np.array_equal(valid, want_valid)
+    assert np.allclose(xy[0, 5], (30.0, 25.0), atol=0.5) and valid.all()
+    half, hv, hwh = chain_on_shot(shot, t0, xy0, wh=(40, 30))  # a half-size raster, positions back in plate px
+    assert hwh == (40, 30) and half.dtype == np.float64 and hv[:, :4].all()
+    assert np.allclose(half[0, 4], (32.0, 26.0), atol=1.0) and np.allclose(half[1, 1], (38.0, 29.0), atol=1.0)
+    given, gv, gwh = chain_on_shot(shot, t0, xy0, flow=compute_flow(shot.load((40, 30))))
+    assert gwh == (40, 30) and np.array_equal(given, half) and np.array_equal(gv, hv)

@@ -1,18 +1,16 @@
-"""tracker/preprocess/backbones.py: DINOv2 forward semantics at a denser patch stride, patch centres, working size."""
+"""tracker/preprocess/backbones.py: DINOv2 forward semantics at a denser patch stride (the patch grid's geometry:
+test_tracker_model.py)."""
 
 from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
 
-torch = pytest.importorskip("torch")
-import torch.nn.functional as F  # noqa: E402
-
-from dino_tracker_vfx.errors import ConfigError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import (DinoV2, default_layer, dino_working_size,  # noqa: E402
-                                                 parse_name, patch_centres)
+from dino_tracker_vfx.errors import Cancelled, ConfigError
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, default_layer, parse_name, run_frames
 
 
 def _reference_forward(m: DinoV2, img: torch.Tensor) -> torch.Tensor:
@@ -79,18 +77,33 @@ def test_layers_names_and_errors():
         DinoV2("vits14", stride=15)
 
 
-def test_patch_centres_and_grid_alignment():
-    c = patch_centres(3, 4, 7)
-    assert c.shape == (12, 2) and c.dtype == np.float32
-    assert c[0].tolist() == [6.5, 6.5] and c[5].tolist() == [13.5, 13.5] and c[-1].tolist() == [27.5, 20.5]
-    # the last patch of an image (W - 14) % 7 == 0 wide ends exactly on the last pixel
-    W = 14 + 7 * 3
-    assert c[3, 0] + 6.5 == W - 1
 
 
-@pytest.mark.parametrize("plate,want", [((854, 480), (854, 476)), ((910, 480), (910, 476)),
-                                        ((1920, 1080), (847, 476)), ((480, 854), (266, 476))])
-def test_dino_working_size(plate, want):
-    W, H = dino_working_size(plate)
-    assert (W, H) == want and (W - 14) % 7 == 0 and (H - 14) % 7 == 0
-    assert dino_working_size((854, 480), height=238, stride=14)[1] == 238
+def test_run_frames_runs_the_vit_over_a_shot_in_chunks():
+    """The one loop over frames: uint8 or 0..1 float frames, chunked, a block other than the model's (restored),
+    the output dtype, progress after each chunk and cancel before each."""
+    import numpy as np
+
+    m = DinoV2("vits14", stride=7, layer=1)
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (3, 28, 35, 3), dtype=np.uint8)
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255.0
+    with torch.no_grad():
+        want1 = m(x)
+        m.layer = 0
+        want0 = m(x)
+        m.layer = 1
+    done = []
+    out = run_frames(m, frames, chunk=2, on_chunk=lambda e, T: done.append((e, T)))
+    assert out.shape == (3, 384, 3, 4) and out.dtype == torch.float32 and done == [(2, 3), (3, 3)]
+    assert torch.allclose(out, want1, atol=1e-5)
+    assert torch.allclose(run_frames(m, frames.astype(np.float32) / 255.0, chunk=3), want1, atol=1e-5)
+    half = run_frames(m, frames, layer=0, dtype=torch.float16)
+    assert half.dtype == torch.float16 and torch.allclose(half.float(), want0, atol=1e-2) and m.layer == 1
+
+    def cancel():
+        return len(done) >= 3
+
+    with pytest.raises(Cancelled, match="saliency"):
+        run_frames(m, frames, layer=0, chunk=1, cancel=cancel, what="saliency", on_chunk=lambda e, T: done.append(e))
+    assert m.layer == 1 and len(done) == 3

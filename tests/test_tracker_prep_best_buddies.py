@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from _prep_helpers import constant_flow  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,  # noqa: E402
+from _prep_helpers import constant_flow
+from dino_tracker_vfx.tracker.preprocess.best_buddies import (BestBuddies, all_pairs, bb_weight, mine_best_buddies,
                                                     mutual_nearest, nms_ratio)
-from dino_tracker_vfx.tracker.preprocess.backbones import patch_centres  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.tracklets import build_tracklets  # noqa: E402
+from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
+from dino_tracker_vfx.tracker.preprocess.tracklets import build_tracklets
 
 
 def _brute_mnn(fa, fb):
@@ -65,7 +63,7 @@ def test_mining_finds_the_shift_and_positions_are_patch_centres():
     d = (bb.t_j - bb.t_i) * 7.0
     dx = (bb.xy_j[:, 0] - bb.xy_i[:, 0]) % (8 * 7)
     assert np.allclose(dx, d) and np.allclose(bb.xy_j[:, 1], bb.xy_i[:, 1])
-    centres = set(map(tuple, patch_centres(6, 8, 7).tolist()))
+    centres = set(map(tuple, FeatureGrid.dino_map(6, 8, 7).centres().tolist()))
     assert set(map(tuple, bb.xy_i.tolist())) <= centres
     assert np.all((bb.r >= 0) & (bb.r <= 1)) and np.allclose(bb.w, bb_weight(bb.r, bb.sim))
 

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dino_tracker_vfx.coords import Resize  # noqa: E402
-from dino_tracker_vfx.errors import ConfigError, InputError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.foreground import foreground_masks, saliency_component  # noqa: E402
+from dino_tracker_vfx.coords import Resize
+from dino_tracker_vfx.errors import ConfigError, InputError
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2
+from dino_tracker_vfx.tracker.preprocess.foreground import foreground_masks, saliency_component
 
 T, W, H = 5, 56, 42
 FRAMES = np.zeros((T, H, W, 3), np.uint8)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from _prep_helpers import constant_flow, sliding_frames
-from dino_tracker_vfx.errors import CacheError, ConfigError
+from dino_tracker_vfx.errors import CacheError, ConfigError, ShapeError
 from dino_tracker_vfx.tracker.preprocess.flow import FlowField, compute_flow
 from dino_tracker_vfx.tracker.preprocess.tracklets import FlowCorrespondences, build_tracklets, dyadic_pairs
 
@@ -78,7 +78,7 @@ def test_sampling_frames_foreground_ratio_and_determinism():
     a = fc.sample(50, rng=np.random.default_rng(7))
     b = fc.sample(50, rng=np.random.default_rng(7))
     assert all(np.array_equal(x, y) for x, y in zip(a, b))
-    with pytest.raises(Exception):
+    with pytest.raises(ShapeError, match=r"fg_masks: expected shape \(T, H, W\) with T=6, H=30, W=40, got \(6, 31, 40\)"):
         fc.sample(10, 0.5, np.zeros((T, H + 1, W), bool))
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import hashlib
 
 import pytest
+import torch
 
-torch = pytest.importorskip("torch")
-
-from dino_tracker_vfx.errors import WeightsError  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess import weights as wt  # noqa: E402
-from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, build_dinov2  # noqa: E402
+from dino_tracker_vfx.errors import WeightsError
+from dino_tracker_vfx.tracker.preprocess import weights as wt
+from dino_tracker_vfx.tracker.preprocess.backbones import DinoV2, build_dinov2
 
 
 @pytest.fixture
@@ -95,6 +94,36 @@ def test_download_path_with_file_url(offline_dirs, tmp_path, monkeypatch):
     p = wt.resolve("dinov2_vits14_reg4_pretrain.pth", src.as_uri(), progress=got.append)
     assert p == offline_dirs[0] / "dinov2_vits14_reg4_pretrain.pth" and p.read_bytes() == src.read_bytes()
     assert got and got[-1].stage == "weights" and got[-1].done == got[-1].total == src.stat().st_size
+
+
+def test_download_checks_the_official_hash_and_keeps_nothing_on_a_mismatch(offline_dirs, tmp_path, monkeypatch):
+    """torch.hub's download checks the known sha256 while the file arrives: a served file that is not the
+    official one is refused in one line and nothing (not even a partial file) is left in the folder."""
+    monkeypatch.delenv("DTVFX_OFFLINE")
+    wdir = offline_dirs[0]
+    src = tmp_path / "served.pth"
+    _save_random_vits(src)
+    with pytest.raises(WeightsError, match=r"does not match the official file's sha256 \(b938bf1bc15c\.\.\.\)") as e:
+        wt.resolve("dinov2_vits14_pretrain.pth", src.as_uri())
+    assert "\n" not in str(e.value) and src.as_uri() in str(e.value)
+    assert list(wdir.iterdir()) == []
+    # the same file under a hash that is its own: fetched, placed, loadable
+    monkeypatch.setitem(wt.KNOWN_SHA256, "dinov2_vits14_pretrain.pth", wt.sha256_file(src))
+    got = []
+    p = wt.resolve("dinov2_vits14_pretrain.pth", src.as_uri(), progress=got.append)
+    assert p == wdir / "dinov2_vits14_pretrain.pth" and p.read_bytes() == src.read_bytes()
+    assert [(g.stage, g.done, g.total) for g in got] == [("weights", 0, 1), ("weights", p.stat().st_size,
+                                                                             p.stat().st_size)]
+    assert sorted(x.name for x in wdir.iterdir()) == ["dinov2_vits14_pretrain.pth"]
+    with pytest.raises(WeightsError, match=r"dinov2_vitb14_pretrain.pth not found \(download failed: URLError\)"):
+        wt.resolve("dinov2_vitb14_pretrain.pth", (tmp_path / "not-served.pth").as_uri())
+
+
+def test_the_hub_cache_is_torch_hubs_own_folder(tmp_path, monkeypatch):
+    monkeypatch.delenv("DTVFX_WEIGHTS", raising=False)
+    monkeypatch.setattr(torch.hub, "_hub_dir", str(tmp_path / "hub"))  # what torch.hub.set_dir does
+    assert wt.hub_checkpoints_dir() == tmp_path / "hub" / "checkpoints"
+    assert wt.search_dirs() == [tmp_path / "hub" / "checkpoints"]
 
 
 def test_wrong_layout_and_non_tensor_pickles(tmp_path):

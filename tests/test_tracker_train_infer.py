@@ -13,7 +13,7 @@ from dino_tracker_vfx.tracker.model.delta_dino import DeltaDino
 from dino_tracker_vfx.tracker.model.feature_grid import FeatureGrid
 from dino_tracker_vfx.tracker.infer.inference import FeatureStore, build_store, track_points
 from dino_tracker_vfx.tracker.model.tracker_model import TrackerModel
-from dino_tracker_vfx.tracker.infer.occlusion import occlusion
+from dino_tracker_vfx.tracker.infer.occlusion import occlusion, trajectory_cosine
 from dino_tracker_vfx.tracker.model.refiner import Refiner
 from dino_tracker_vfx.tracker.train.sampling import PairPool, draw_frame_set, sample_mask_points
 from dino_tracker_vfx.tracker.train.trainer import TrainData, Trainer, mutual_nearest_cells
@@ -143,3 +143,17 @@ def test_occlusion_marks_the_covered_frames_and_keeps_the_query_visible():
     assert vis[1].all()
     assert conf[0, 0] == 1.0 and conf[1, 2] == 1.0 and (conf >= 0).all() and (conf <= 1).all()
     assert (conf[0, 3:5] < 0.5).all()
+
+
+def test_trajectory_cosine_of_the_features_along_a_track():
+    """The one trajectory cosine (occlusion's anchors, the api's per-frame scores): cos of the bilinear
+    feature at each trajectory point vs the query feature, both normalised, and the normalised features."""
+    g = FeatureGrid(2, 2, 8.0, 3.5)  # cell centres x, y in {3.5, 11.5}
+    phi = torch.zeros(3, 2, 2, 2)
+    phi[0, 0], phi[1, 1] = 2.0, 5.0  # frame 0 along the query, frame 1 orthogonal
+    phi[2, 0, :, 0], phi[2, 1, :, 1] = 1.0, 1.0  # frame 2: left column (1, 0), right column (0, 1)
+    store = FeatureStore(phi, 1.0 / phi.norm(dim=1), g)
+    xy = torch.tensor([[[3.5, 3.5], [11.5, 3.5], [7.5, 3.5]], [[3.5, 3.5], [3.5, 11.5], [3.5, 11.5]]])
+    cos, f = trajectory_cosine(store, xy, torch.tensor([[3.0, 0.0], [0.0, 0.5]]))
+    assert torch.allclose(cos, torch.tensor([[1.0, 0.0, 0.5 ** 0.5], [0.0, 1.0, 0.0]]), atol=1e-6)
+    assert f.shape == (2, 3, 2) and torch.allclose(f.norm(dim=-1), torch.ones(2, 3))

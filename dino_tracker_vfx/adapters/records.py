@@ -23,7 +23,10 @@ Context keys
 ------------
 Callers that know the shot put these into the ``options`` dict of ``read_queries`` /
 ``read_tracks`` (readers of normalised formats such as Fusion need the plate size):
-``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int).
+``"plate_size"``: ``(W, H)``; ``"frame_numbers"``: the shot's host frame numbers (a list of int);
+``"keyed"``: true when the caller reads corrections and wants every keyed (visible) frame of a track as
+:attr:`HostQuery.keys`, not the query alone (readers of Nuke, Blender and the matchmove formats honour it;
+a reader that does not is read as queries only).
 They are never declared as OptionSpecs; :func:`resolve_options` converts them (``plate_size`` from
 ``"WxH"`` too, ``frame_numbers`` from ``"1001-1010"`` / ``"1001,1003"``) so a user can also give them
 as ``--option plate_size=1920x1080``.
@@ -41,6 +44,11 @@ first frame when the caller passes ``frame_numbers``) before building the HostQu
 that is not in the shot (outside the range or in a gap) is an :class:`InputError` naming the file,
 the query and the frame - never a silently shifted frame.
 
+Keyed frames (corrections): a :class:`HostQuery` may carry ``keys``, the host frames and positions the
+artist keyed on that tracker besides its query; :meth:`ReadResult.to_queries` returns each as a further
+:class:`~dino_tracker_vfx.tracks.Query` with the tracker's name, i.e. an anchor of the same track
+(:func:`~dino_tracker_vfx.tracks.group_anchors`); their frames are checked like the query's.
+
 Names: a ReadResult always holds unique names. Readers pass what the host file says; duplicates are
 renamed deterministically ``a``, ``a_2``, ``a_3`` in file order (:func:`~dino_tracker_vfx.tracks.unique_names`)
 and each rename is recorded in ``notes``.
@@ -50,16 +58,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Annotated, Any, Callable, Literal, Mapping, Optional, Sequence
 
 import numpy as np
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, create_model
 
 from ..errors import ConfigError, InputError
 from ..tracks import Query, TrackSet, unique_names
 
 CAPABILITIES = frozenset({"tracks", "groups", "visibility", "confidence", "queries", "cornerpin", "masks"})
 OPTION_TYPES = ("str", "int", "float", "bool", "list", "path", "size")
-CONTEXT_KEYS = ("plate_size", "frame_numbers")
+CONTEXT_KEYS = ("plate_size", "frame_numbers", "keyed")
 
 _TRUE = {"1", "true", "yes", "on", "y"}
 _FALSE = {"0", "false", "no", "off", "n", ""}
@@ -90,51 +99,45 @@ class OptionSpec:
         if self.flag is not None and not self.flag.startswith("--"):
             raise ValueError(f"OptionSpec {self.name!r}: flag {self.flag!r} must start with '--'")
 
-    def parse(self, value: Any, where: str = "option") -> Any:
-        """Convert ``value`` (a CLI string or an already typed Python value) to this option's type."""
+    def convert(self, value: Any) -> Any:
+        """``value`` (a CLI string or an already typed Python value) as this option's type; ValueError or
+        TypeError when it is not one (choices are checked by the options model, :func:`options_model`)."""
         if value is None:
             return None
-        try:
-            if self.type == "str":
-                out: Any = str(value)
-            elif self.type == "path":
-                out = Path(value)
-            elif self.type == "int":
-                if isinstance(value, float) and not value.is_integer():
-                    raise ValueError(value)
-                out = int(str(value).strip()) if isinstance(value, str) else int(value)
-            elif self.type == "float":
-                out = float(value)
-            elif self.type == "bool":
-                if isinstance(value, bool):
-                    out = value
-                elif str(value).strip().lower() in _TRUE:
-                    out = True
-                elif str(value).strip().lower() in _FALSE:
-                    out = False
-                else:
-                    raise ValueError(value)
-            elif self.type == "list":
-                if isinstance(value, str):
-                    out = tuple(v.strip() for v in value.split(",") if v.strip())
-                else:
-                    out = tuple(str(v) for v in value)
-            else:  # size
-                if isinstance(value, str):
-                    w, h = value.lower().replace(",", "x").split("x")
-                    out = (int(w), int(h))
-                else:
-                    w, h = value
-                    out = (int(w), int(h))
-                if out[0] <= 0 or out[1] <= 0:
-                    raise ValueError(value)
-        except (ValueError, TypeError):
-            raise ConfigError(f"{self.name}={value!r} is not a valid {self.type}"
-                              f"{' (WxH)' if self.type == 'size' else ''}", where=where) from None
-        if self.choices and out not in self.choices:
-            raise ConfigError(f"{self.name}={value!r} must be one of {', '.join(map(str, self.choices))}",
-                              where=where)
+        if self.type == "str":
+            return str(value)
+        if self.type == "path":
+            return Path(value)
+        if self.type == "int":
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return int(str(value).strip()) if isinstance(value, str) else int(value)
+        if self.type == "float":
+            return float(value)
+        if self.type == "bool":
+            if isinstance(value, bool):
+                return value
+            if str(value).strip().lower() in _TRUE:
+                return True
+            if str(value).strip().lower() in _FALSE:
+                return False
+            raise ValueError(value)
+        if self.type == "list":
+            if isinstance(value, str):
+                return tuple(v.strip() for v in value.split(",") if v.strip())
+            return tuple(str(v) for v in value)
+        # size
+        w, h = value.lower().replace(",", "x").split("x") if isinstance(value, str) else value
+        out = (int(w), int(h))
+        if out[0] <= 0 or out[1] <= 0:
+            raise ValueError(value)
         return out
+
+    def parse(self, value: Any, where: str = "option") -> Any:
+        """Convert and check one value of this option (as :func:`resolve_options` does)."""
+        if value is None:
+            return None
+        return _validated(options_model("option", (self,)), {self.name: value}, where, "option", (self,))[self.name]
 
 
 @dataclass(frozen=True)
@@ -147,6 +150,7 @@ class HostQuery:
     name: str | None = None
     group: str | None = None
     line: int | None = None  # line of the host file it came from, for error messages
+    keys: tuple[tuple[int, float, float], ...] = ()  # keyed frames (frame, x, y): corrections, same track
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,8 @@ class ReadResult:
         for q, n in zip(qs, names):
             if q.name is not None and q.name != n:
                 notes.append(f"duplicate name {q.name!r} renamed to {n!r}")
-            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line))
+            fixed.append(HostQuery(int(q.frame), float(q.x), float(q.y), n, q.group, q.line,
+                                   tuple((int(f), float(x), float(y)) for f, x, y in q.keys)))
         object.__setattr__(self, "queries", tuple(fixed))
         object.__setattr__(self, "notes", tuple(notes))
         if self.frame_numbers is not None:
@@ -192,12 +197,14 @@ class ReadResult:
         rng = f"{frames[0]}-{frames[-1]}" if len(frames) else "empty"
         out = []
         for q in self.queries:
-            hits = np.nonzero(frames == q.frame)[0]
-            if len(hits) == 0:
-                what = "outside" if not len(frames) or not frames[0] <= q.frame <= frames[-1] else "in a gap of"
-                loc = f"{where}:{q.line}" if (where and q.line) else where
-                raise InputError(f"query {q.name!r} is at frame {q.frame}, {what} the shot ({rng})", where=loc)
-            out.append(Query(int(hits[0]), q.x, q.y, q.name, q.group))
+            for k, (frame, x, y) in enumerate(((q.frame, q.x, q.y), *q.keys)):
+                hits = np.nonzero(frames == frame)[0]
+                if len(hits) == 0:
+                    what = "outside" if not len(frames) or not frames[0] <= frame <= frames[-1] else "in a gap of"
+                    loc = f"{where}:{q.line}" if (where and q.line) else where
+                    kind = "query" if k == 0 else "keyed correction of"
+                    raise InputError(f"{kind} {q.name!r} is at frame {frame}, {what} the shot ({rng})", where=loc)
+                out.append(Query(int(hits[0]), x, y, q.name, q.group))
         return out
 
 
@@ -240,29 +247,58 @@ class Adapter:
         return getattr(self, need) is not None
 
 
+_PY_TYPES = {"str": str, "int": int, "float": float, "bool": bool, "list": tuple[str, ...], "path": Path,
+             "size": tuple[int, int]}
+
+
+def options_model(adapter_name: str, options: Sequence[OptionSpec]) -> type[BaseModel]:
+    """The pydantic model of an adapter's options, built from its :class:`OptionSpec` declarations: one
+    field per option (aliased by the option's name), its type, ``choices`` as a Literal, ``required`` as a
+    required field, the default converted like a given value, command-line text converted by
+    :meth:`OptionSpec.convert`; unknown names are refused."""
+    fields: dict[str, Any] = {}
+    for i, o in enumerate(options):
+        ann: Any = Literal[tuple(o.choices)] if o.choices else _PY_TYPES[o.type]
+        ann = Annotated[ann if o.required else Optional[ann], BeforeValidator(o.convert)]
+        fields[f"o{i}"] = (ann, Field(... if o.required else o.default, alias=o.name))
+    return create_model(f"{adapter_name}_options", __config__=ConfigDict(extra="forbid", validate_default=True,
+                                                                         arbitrary_types_allowed=True), **fields)
+
+
+def _validated(model: type[BaseModel], given: dict, where: str, adapter_name: str,
+               options: Sequence[OptionSpec]) -> dict:
+    """``given`` through ``model``; the first problem as one ConfigError naming the option."""
+    try:
+        return model.model_validate(given).model_dump(by_alias=True)
+    except ValidationError as e:
+        err = e.errors()[0]
+        known = {o.name: o for o in options}
+        k = err["loc"][0] if err["loc"] else None
+        if err["type"] == "extra_forbidden" or k not in known:
+            listing = ", ".join(sorted(known)) or "none"
+            msg = f"unknown option {k!r} (options of {adapter_name}: {listing})"
+        elif err["type"] == "missing":
+            o = known[k]
+            how = f"{o.flag} or --option {o.name}=..." if o.flag else f"--option {o.name}=..."
+            msg = f"option {o.name!r} is required ({how}): {o.help}"
+        elif err["type"] == "literal_error":
+            msg = f"{k}={given.get(k, known[k].default)!r} must be one of {', '.join(map(str, known[k].choices))}"
+        else:
+            o = known[k]
+            msg = f"{k}={given.get(k, o.default)!r} is not a valid {o.type}{' (WxH)' if o.type == 'size' else ''}"
+        raise ConfigError(msg, where=where) from None
+
+
 def resolve_options(adapter: Adapter, given: Mapping[str, Any] | None, where: str | None = None) -> dict:
-    """Validate ``given`` against ``adapter.options``: unknown names and missing required options
-    are ConfigErrors (listing the known ones); values are converted; defaults filled in.
-    Context keys (:data:`CONTEXT_KEYS`) pass through unchanged."""
+    """Validate ``given`` with the adapter's options model (:func:`options_model`): unknown names and
+    missing required options are ConfigErrors (listing the known ones); values are converted; defaults
+    filled in (a None value counts as not given). Context keys (:data:`CONTEXT_KEYS`) are converted beside."""
     given = dict(given or {})
     where = where or f"adapter {adapter.name}"
-    known = {o.name: o for o in adapter.options}
-    out: dict[str, Any] = {}
-    for k, v in given.items():
-        if k in CONTEXT_KEYS:
-            out[k] = _parse_context(k, v, where)
-            continue
-        if k not in known:
-            listing = ", ".join(sorted(known)) or "none"
-            raise ConfigError(f"unknown option {k!r} (options of {adapter.name}: {listing})", where=where)
-        out[k] = known[k].parse(v, where=where)
-    for o in adapter.options:
-        if out.get(o.name) is None:
-            if o.required:
-                how = f"{o.flag} or --option {o.name}=..." if o.flag else f"--option {o.name}=..."
-                raise ConfigError(f"option {o.name!r} is required ({how}): {o.help}", where=where)
-            out[o.name] = o.parse(o.default, where=where) if o.default is not None else None
-    return out
+    context = {k: _parse_context(k, given.pop(k), where) for k in CONTEXT_KEYS if k in given}
+    given = {k: v for k, v in given.items() if v is not None}
+    out = _validated(options_model(adapter.name, adapter.options), given, where, adapter.name, adapter.options)
+    return {**out, **context}
 
 
 def _parse_context(key: str, value: Any, where: str) -> Any:
@@ -270,6 +306,8 @@ def _parse_context(key: str, value: Any, where: str) -> Any:
         return None
     if key == "plate_size":
         return OptionSpec("plate_size", "size").parse(value, where)
+    if key == "keyed":
+        return OptionSpec("keyed", "bool").parse(value, where)
     try:  # frame_numbers: a sequence of ints, or text "1001,1002" / "1001-1010"
         if isinstance(value, str):
             if "-" in value.strip()[1:] and "," not in value:
@@ -296,4 +334,4 @@ def parse_option_pairs(pairs: Sequence[str] | None, where: str = "--option") -> 
 
 
 __all__ = ["Adapter", "OptionSpec", "HostQuery", "ReadResult", "CAPABILITIES", "CONTEXT_KEYS",
-           "OPTION_TYPES", "resolve_options", "parse_option_pairs"]
+           "OPTION_TYPES", "options_model", "resolve_options", "parse_option_pairs"]

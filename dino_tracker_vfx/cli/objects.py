@@ -10,7 +10,15 @@ HELP = "track objects given by instance masks: member points + robust centroid, 
 DESCRIPTION = """Sample points inside each object of the mask (spread over it, denser where it is textured), track
 them all with one tracker training for the shot, and derive per object a robust centroid that follows the
 mask centroid (MAD outlier rejection, similarity motion model), a bounding box, a visibility keyframe
-(visible while >= 30% of its points are) and a confidence.
+and a confidence.
+
+--guide propagate (default) also propagates the masks through the shot (as dtvfx segment, weight-free
+colour-texture features unless --guide-features says otherwise) and uses them as a check: a point counts
+for its object only while it lies on that object's propagated mask (never on another object's), the
+centroid leans three quarters of the way to the propagated mask's centroid and follows it alone where
+too few points are left (not where the propagated mask has leaked: > 3x the area the points explain),
+and the object is visible while the propagated mask holds it (or >= 30% of its points lie on it).
+--guide none: points only (visible while >= 30% of its points are).
 
 The output track file holds the member tracks <object>_pNN (group = object) and one object track per group;
 exporters write them as one named group per object. Objects are named obj<id> unless --names is given.
@@ -28,6 +36,7 @@ examples:
 def add_arguments(p) -> None:
     from ..objects.api import POINT_TRACKERS
     from ..objects.centroids import MOTION_MODELS, CentroidParams
+    from ..objects.guide import GUIDES
     from .info import add_shot_arguments
     from .segment import add_mask_arguments, add_preview_argument
 
@@ -46,6 +55,10 @@ def add_arguments(p) -> None:
                    help=f"model from points to the mask centroid ({d.motion_model})")
     p.add_argument("--min-visible", type=float, default=d.min_visible_fraction, metavar="FRACTION",
                    help=f"object visible while this fraction of its points is ({d.min_visible_fraction})")
+    p.add_argument("--guide", choices=GUIDES, default="propagate",
+                   help="check the points against the propagated masks (propagate, default) or not (none)")
+    p.add_argument("--guide-features", choices=("colour-texture", "auto", "dino"), default="colour-texture",
+                   help="features for the guide's mask propagation (default colour-texture: weight-free)")
     p.add_argument("--cache", metavar="DIR", help="tracker cache folder (resume / reuse a training)")
     p.add_argument("--device", metavar="DEV", help="cpu, cuda or cuda:N (default: cuda when available)")
     p.add_argument("--seed", type=int, default=0)
@@ -70,6 +83,7 @@ def run(args) -> int:
         warnings.simplefilter("always")
         ts = track_objects(shot, masks, names=parse_names(args.names), points_per_object=args.points_per_object,
                            point_tracker=args.tracker, preset=args.preset, centroid=cp, smooth=smooth,
+                           guide=args.guide, guide_features=args.guide_features,
                            cache_dir=args.cache, device=args.device, seed=args.seed,
                            progress=None if args.quiet else ConsoleBar())
     show_warnings(caught)

@@ -106,6 +106,7 @@ def show_warnings(caught) -> None:
 
 
 def run(args) -> int:
+    from ..inputs import split_mask_spec
     from ..objects.api import segment_to_dir
     from ..objects.masks_io import parse_names, read_palette
     from ..objects.propagate import PropagationParams
@@ -115,7 +116,7 @@ def run(args) -> int:
     shot = open_from_args(args)
     masks = read_cli_masks(args, shot)
     params = PropagationParams(args.radius, args.topk, args.temperature, args.n_recent).validate()
-    palette = next((pal for pal in (read_palette(m.split("@")[0]) for m in args.masks) if pal), None)
+    palette = next((pal for pal in (read_palette(split_mask_spec(m)[0]) for m in args.masks) if pal), None)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         rep = segment_to_dir(shot, masks, args.out, features=args.features, params=params,

@@ -9,6 +9,8 @@ the returned :class:`~dino_tracker_vfx.tracks.TrackSet` has one track per query,
 * ``flow``    - optical flow chained from the query frame forward and backward with a forward-backward
   check (``tracker.infer.chain.chain_points``; DIS by default, RAFT with local weights). A point stays where
   the flow takes it after it fails the check, and is marked occluded from there on.
+* ``klt``     - chained pyramidal Lucas-Kanade at plate resolution with a forward-backward check
+  (:mod:`.klt`; the classic matchmove 2D tracker).
 * ``dino``    - raw DINOv2 feature matching (the tracker without Delta-DINO or refiner; needs DINOv2 weights).
 * ``tracker`` - the full DINO-Tracker (``tracker.api.track``), trained per video, with any preset.
 """
@@ -25,7 +27,7 @@ from ..errors import ConfigError
 from ..progress import CancelFn, ProgressFn, check_cancel
 from ..tracks import Query, TrackSet
 
-METHOD_NAMES = ("static", "flow", "dino", "tracker")
+METHOD_NAMES = ("static", "flow", "klt", "dino", "tracker")
 # the preset the raw-DINO baseline asks the tracker API for
 RAW_DINO_PRESET = "raw-dino"
 
@@ -91,18 +93,39 @@ class Flow(Method):
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):
-        from ..tracker.infer.chain import chain_points
-        from ..tracker.preprocess.flow import compute_flow
+        from ..tracker.infer.chain import chain_on_shot
 
         check_cancel(cancel, "flow baseline")
-        frames = shot.load()  # uint8 [T, H, W, 3] at plate resolution: flow px == plate px
-        ff = compute_flow(frames, method=self.options["flow"], weights=self.weights, progress=progress,
-                          cancel=cancel)
         t0 = np.array([q.t for q in queries], np.int64)
         xy0 = np.array([[q.x, q.y] for q in queries], np.float64).reshape(-1, 2)
-        xy, valid = chain_points(ff, t0, xy0, fb_thresh=self.options["fb_thresh"])
+        # flow on the plate itself (no wh): flow px == plate px
+        xy, valid, _ = chain_on_shot(shot, t0, xy0, self.options["fb_thresh"], method=self.options["flow"],
+                                     weights=self.weights, progress=progress, cancel=cancel)
         return trackset_for(queries, xy, valid, shot.frame_numbers, shot.size,
                             meta={"method": "flow", **self.options})
+
+
+class KLT(Method):
+    """Chained pyramidal Lucas-Kanade at plate resolution with a forward-backward check (:mod:`.klt`)."""
+
+    def __init__(self, fb_thresh: float | None = None, **params):
+        from .klt import KLT_DEFAULTS
+
+        opts = {**KLT_DEFAULTS, **params}
+        if fb_thresh is not None:
+            opts["fb_thresh"] = float(fb_thresh)
+        super().__init__("klt", True, opts)
+
+    def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
+            frame_numbers=None):
+        from .klt import klt_chain
+
+        check_cancel(cancel, "klt baseline")
+        frames = shot.load()  # uint8 [T, H, W, 3] at plate resolution
+        t0 = np.array([q.t for q in queries], np.int64)
+        xy0 = np.array([[q.x, q.y] for q in queries], np.float64).reshape(-1, 2)
+        xy, valid = klt_chain(frames, t0, xy0, **self.options)
+        return trackset_for(queries, xy, valid, shot.frame_numbers, shot.size, meta={"method": "klt", **self.options})
 
 
 def first_frame_mask(shot) -> dict[int, np.ndarray]:
@@ -142,8 +165,8 @@ class Tracker(Method):
                               where="--method") from None
         cfg = load_preset(self.options["preset"])
         if not cfg.weight_free:
-            arch = str(cfg["backbone"]).replace("dinov2_", "")
-            resolve_dinov2(arch, bool(cfg["registers"]), weights=cfg["weights"])
+            arch = str(cfg.backbone).replace("dinov2_", "")
+            resolve_dinov2(arch, bool(cfg.registers), weights=cfg.weights)
 
     def run(self, shot, queries, *, progress=None, cancel=None, cache_dir=None, n_frames=None, plate_size=None,
             frame_numbers=None):
@@ -157,13 +180,15 @@ class Tracker(Method):
                          device=self.device, seed=self.options["seed"], progress=progress, cancel=cancel)
 
 
-def make_method(name: str, *, preset: str | None = None, flow: str = "dis", fb_thresh: float = 1.5,
+def make_method(name: str, *, preset: str | None = None, flow: str = "dis", fb_thresh: float | None = None,
                 weights: str | None = None, device: str | None = None, seed: int = 0, masks: str = "none") -> Method:
     """Build a method by name (see module docstring)."""
     if name == "static":
         return Static()
     if name == "flow":
-        return Flow(flow, fb_thresh, weights)
+        return Flow(flow, 1.5 if fb_thresh is None else fb_thresh, weights)
+    if name == "klt":
+        return KLT(fb_thresh)
     if name == "dino":
         return Tracker("dino", preset or RAW_DINO_PRESET, device, seed, masks)
     if name == "tracker":

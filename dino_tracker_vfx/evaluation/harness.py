@@ -40,7 +40,8 @@ from .baselines import Method
 from .datasets import GTVideo, find_frames_dir, name_from_frames_dir, read_gt, select
 
 HARNESS_VERSION = 1
-SHOWN = ("AJ", "OA", "delta_avg", "delta_seg", "delta_3px")
+SHOWN = ("AJ", "OA", "delta_avg", "delta_seg", "delta_3px", "median_err", "p90_err", "reacq", "solve_reproj_mean",
+         "solve_path_rmse_rel")
 TAPVID_KEYS = ("OA", "AJ", "delta_avg") + tuple(f"delta_{d}" for d in M.THRESHOLDS) + tuple(
     f"jaccard_{d}" for d in M.THRESHOLDS)
 
@@ -331,5 +332,98 @@ def evaluate_badja(data_dir, frames_root, method: Method, out_dir, *, videos: Se
         from .plots import plot_per_video
 
         plot_per_video(rows, list(BADJA_KEYS), out_dir / "per_video.png", title=f"BADJA {method.name}")
+    atomic.write_json(out_dir / "summary.json", _clean(summary))
+    return summary
+
+
+# ----------------------------------------------------------------------------------------- synthetic plates
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, MiB (Linux ru_maxrss is in KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _synth_task(scene_dir: Path, method: Method, out_dir: Path, solve: bool = False) -> VideoTask:
+    from .plate_metrics import PLATE_KEYS, plate_metrics
+    from .synth.files import QUERIES_FILE, read_truth
+
+    gt = read_truth(scene_dir)
+    fp = fingerprint(gt.xy, gt.visible, gt.evaluable, gt.query_t, extra={"scene": str(scene_dir)})
+
+    def run(progress, cancel):
+        from ..inputs import read_queries
+        from ..shots import open_shot
+
+        t0 = time.perf_counter()
+        shot = open_shot(gt.pattern)
+        if shot.size != gt.size or shot.n_images != gt.xy.shape[1]:
+            raise InputError(f"scene {gt.key}: the plate is {shot.size[0]}x{shot.size[1]} x {shot.n_images}, "
+                             f"gt.npz says {gt.size[0]}x{gt.size[1]} x {gt.xy.shape[1]}", where=str(scene_dir))
+        queries = read_queries(scene_dir / QUERIES_FILE, shot)
+        t1 = time.perf_counter()
+        pred = method.run(shot, queries, progress=progress, cancel=cancel, cache_dir=out_dir / "cache" / gt.key)
+        t2 = time.perf_counter()
+        pos = {n: i for i, n in enumerate(pred.names)}
+        missing = [n for n in gt.names if n not in pos]
+        if missing or pred.n_images != gt.xy.shape[1]:
+            raise InputError(f"scene {gt.key}: method returned {pred.n_images} frames and no track for "
+                             f"{missing[:1]}", where=str(scene_dir))
+        pred = pred.subset([pos[n] for n in gt.names])
+        m = plate_metrics(gt.query_t, gt.xy, gt.visible, pred.xy, pred.visible, gt.evaluable)
+        t3 = time.perf_counter()
+        row = {"video": gt.key, "n_queries": len(gt.names), "n_frames": int(gt.xy.shape[1]),
+               **{k: float(m[k]) for k in PLATE_KEYS}, "n_reappear": int(m["n_reappear"]),
+               "n_eval": int(m["n_eval"]), "load_s": round(t1 - t0, 3), "track_s": round(t2 - t1, 3),
+               "metrics_s": round(t3 - t2, 3)}
+        if solve:
+            from .synth.solve import judge
+
+            row.update(judge(gt, pred.xy, pred.visible))
+        row["peak_rss_mb"] = round(peak_rss_mb(), 1)
+        return row, {}, pred
+
+    return VideoTask(gt.key, fp, run)
+
+
+SOLVE_KEYS = ("solve_reproj_mean", "solve_reproj_median", "solve_reproj_p90", "solve_path_rmse",
+              "solve_path_rmse_rel", "solve_rot_err_deg", "solve_frames", "solve_s")
+
+
+def evaluate_synth(scenes_root, method: Method, out_dir, *, solve: bool = False, progress: ProgressFn | None = None,
+                   cancel: CancelFn | None = None, log: Callable[[str], None] | None = None) -> dict:
+    """Plate-pixel evaluation (:mod:`.plate_metrics`) of ``method`` on the synthetic scenes under ``scenes_root``
+    (made by :func:`.synth.files.make_scenes`); writes ``out_dir`` like :func:`evaluate_tapvid` (per-video rows
+    are scenes, with per-stage seconds and the peak RSS) and returns the summary. ``solve``: also judge the
+    tracks by a camera solve (:mod:`.synth.solve`, needs pycolmap) and report its ``solve_*`` numbers."""
+    from .plate_metrics import PLATE_KEYS, PLATE_THRESHOLDS
+    from .synth.files import find_scenes
+
+    out_dir = Path(out_dir)
+    if solve:
+        from .synth.solve import require_pycolmap
+
+        require_pycolmap()
+    method.check()
+    scenes = find_scenes(scenes_root)
+    settings = {**method.settings(), "benchmark": "synth", "harness": HARNESS_VERSION, "solve": bool(solve)}
+    records = run_tasks([_synth_task(d, method, out_dir, solve) for d in scenes], out_dir, settings, progress,
+                        cancel, log)
+    rows = [r["metrics"] for r in records]
+    stages = ("load_s", "track_s", "metrics_s") + (("solve_s",) if solve else ())
+    means = M.mean_over_videos(rows, PLATE_KEYS + (SOLVE_KEYS[:-1] if solve else ()))
+    summary = {"benchmark": "synth", "method": method.name, "preset": method.options.get("preset"), **means,
+               "n_videos": len(rows), "n_queries": int(sum(r["n_queries"] for r in rows)),
+               "n_reappear": int(sum(r["n_reappear"] for r in rows)),
+               "thresholds_plate_px": list(PLATE_THRESHOLDS),
+               "stage_seconds": {k: round(sum(float(r.get(k, 0.0)) for r in rows), 3) for k in stages},
+               "peak_rss_mb": max(float(r.get("peak_rss_mb", 0.0)) for r in rows),
+               "settings": settings, "scenes": str(scenes_root), "videos": [r["video"] for r in rows],
+               "seconds": round(sum(r["seconds"] for r in records), 2), "machine": machine()}
+    cols = ["video", "n_queries", "n_frames", *PLATE_KEYS, "n_reappear", "n_eval", *stages,
+            *(SOLVE_KEYS[:-1] if solve else ()), "peak_rss_mb", "seconds"]
+    write_table(out_dir / "per_video.csv", [{**r["metrics"], "seconds": r["seconds"]} for r in records], cols)
     atomic.write_json(out_dir / "summary.json", _clean(summary))
     return summary

@@ -50,12 +50,14 @@ def eval_mask(query_t, T: int, mode: str) -> np.ndarray:
 
 
 def tapvid_metrics(query_t, gt_xy, gt_visible, pred_xy, pred_visible, mode: str = "strided",
-                   per_track: bool = False, thresholds=THRESHOLDS) -> dict[str, np.ndarray | float]:
+                   per_track: bool = False, thresholds=THRESHOLDS, evaluable=None) -> dict[str, np.ndarray | float]:
     """TAP-Vid metrics of one video, all positions already on the evaluation raster.
 
     query_t: int ``[N]`` query image index. gt_xy / pred_xy: float ``[N, T, 2]`` (x, y) on the 256x256
     raster. gt_visible / pred_visible: bool ``[N, T]``. ``per_track``: return ``[N]`` arrays (one value
-    per query, NaN where a track has nothing to evaluate) instead of pooled floats.
+    per query, NaN where a track has nothing to evaluate) instead of pooled floats. ``evaluable``: optional
+    bool ``[N, T]``; pairs where it is False are left out of every number (synthetic plates flag frames next
+    to a depth edge so).
 
     Keys: ``OA``, ``AJ``, ``delta_avg``, ``delta_<d>`` and ``jaccard_<d>`` for each threshold,
     ``n_eval`` (evaluated pairs) and ``n_visible`` (evaluated GT-visible pairs).
@@ -71,6 +73,9 @@ def tapvid_metrics(query_t, gt_xy, gt_visible, pred_xy, pred_visible, mode: str 
     vis = np.asarray(gt_visible, bool)
     pvis = np.asarray(pred_visible, bool)
     ev = eval_mask(query_t, d["T"], mode)
+    if evaluable is not None:
+        check_shape(np.asarray(evaluable), "N T", "evaluable", d)
+        ev = ev & np.asarray(evaluable, bool)
     axis = 1 if per_track else None
 
     def ratio(num, den):

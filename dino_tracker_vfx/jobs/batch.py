@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+from .. import atomic
 from ..errors import ConfigError, UserError
 from ..progress import Progress, ProgressFn
 from . import runner
@@ -184,7 +185,7 @@ def prepare_batch(jobs: list[BatchJob], jobs_root: Path, executor: str) -> None:
             j.first_attempt = int(_status.read_status(j.job_dir).get("attempt") or 1)
         except UserError as e:
             j.state, j.reason, j.error = "failed", str(e), str(e)
-    _status.write_json_shared(Path(jobs_root) / BATCH_FILE, {
+    atomic.write_json(Path(jobs_root) / BATCH_FILE, {
         "format": BATCH_FORMAT, "version": 1, "created": _status.now_iso(), "executor": executor,
         "jobs": [{"name": j.name, "job_dir": str(j.job_dir) if j.job_dir else None, "error": j.error}
                  for j in jobs]})

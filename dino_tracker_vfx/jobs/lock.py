@@ -22,7 +22,9 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from .. import atomic
 from ..errors import UserError
+from .stamp import hostname, now_iso
 
 try:
     import fcntl
@@ -62,11 +64,9 @@ class FileLock:
             os.close(fd)
             raise
         self._fd = fd
-        from .status import hostname, now_iso, write_json_shared
-
         holder = {"pid": os.getpid(), "host": hostname(), "since": now_iso(), **(info or {})}
         try:
-            write_json_shared(self.holder_path, holder)
+            atomic.write_json(self.holder_path, holder)
         except OSError:
             pass  # messages only
         return True

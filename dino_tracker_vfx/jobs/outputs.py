@@ -7,7 +7,6 @@ is not there. No torch import here.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Callable
 
@@ -72,7 +71,3 @@ def write_output(tracks, fmt: str, path: Path, options: dict) -> Path:
         raise ConfigError(f"adapter {fmt!r} did not write the file", where=str(path))
     return path
 
-
-def output_ok(path: str | os.PathLike) -> bool:
-    p = Path(path)
-    return p.is_file() and p.stat().st_size > 0

@@ -27,6 +27,7 @@ from typing import Callable
 
 import yaml
 
+from .. import atomic
 from ..errors import UserError
 from ..progress import Progress, ProgressFn
 from ..stages import NAMES
@@ -96,9 +97,9 @@ def prepare_job(spec: JobSpec, job_dir: str | os.PathLike, executor: str = "loca
 
     d = spec.to_dict()
     header = f"# dtvfx job spec: copied from {spec.source} at {_status.now_iso()}; paths made absolute\n"
-    _status.write_shared(job_dir / SPEC_COPY, header + yaml.safe_dump(d, sort_keys=False))
+    atomic.write_text(job_dir / SPEC_COPY, header + yaml.safe_dump(d, sort_keys=False))
     if source_text is not None:
-        _status.write_shared(job_dir / "job.source.yaml", source_text)
+        atomic.write_text(job_dir / "job.source.yaml", source_text)
     (job_dir / CANCEL_FILE).unlink(missing_ok=True)
     (job_dir / _status.SPAWN_FILE).unlink(missing_ok=True)
     outputs = [{"format": o.format, "path": str(Path(o.path) if o.path else default_path(o.format, job_dir, spec.name)),
@@ -153,7 +154,7 @@ def spawn_worker(job_dir: str | os.PathLike, env: dict | None = None) -> int:
         proc = subprocess.Popen(worker_command(job_dir, "local"), stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True, close_fds=True,
                                 cwd=str(job_dir), env=worker_env(env))
-    _status.write_json_shared(job_dir / _status.SPAWN_FILE,
+    atomic.write_json(job_dir / _status.SPAWN_FILE,
                       {"pid": proc.pid, "host": _status.hostname(), "time": _status.now_iso()})
     # reap it when it ends if this process lives on (a host application), so it never lingers as a zombie
     threading.Thread(target=proc.wait, name=f"dtvfx-reap-{proc.pid}", daemon=True).start()
@@ -161,7 +162,7 @@ def spawn_worker(job_dir: str | os.PathLike, env: dict | None = None) -> int:
 
 
 def request_cancel(job_dir: Path, who: str = "") -> None:
-    _status.write_shared(job_dir / CANCEL_FILE,
+    atomic.write_text(job_dir / CANCEL_FILE,
                       f"cancelled by {who or 'user'} (pid {os.getpid()} on {_status.hostname()}) at "
                       f"{_status.now_iso()}\n")
 

@@ -6,6 +6,8 @@
     shot: plates/sh010.####.exr      # pattern / movie / folder; or a mapping:
     #  shot: {path: plates/sh010.####.exr, frames: 1001-1100, colorspace: ACEScg, display: .., view: ..}
     queries: sh010_points.csv        # one path or a list (CSV/JSON, see dino_tracker_vfx.inputs)
+    corrections: sh010_fixes.csv     # optional: anchors added to the queries' tracks by name (re-running
+                                     # the job with them reuses its cache: inference only)
     masks:                           # optional: PATH, "PATH@FRAME" or {path: PATH, frame: FRAME}
       - {path: sh010_matte.1001.png, frame: 1001}
     preset: balanced                 # paper | balanced | fast | cpu-preview | path/to/preset.yaml | {mapping}
@@ -28,9 +30,14 @@
     resources: {num_cpus: 4, num_gpus: 1}    # optional; batch/Ray scheduling (default from device)
     retries: 1                       # optional; Ray: re-runs after a crash (resumes from checkpoints)
 
-Relative paths resolve against the spec file's folder (or ``base_dir`` for a dict spec). Errors are
+The fields are a pydantic model (:class:`JobSpec` with :class:`ShotSpec`, :class:`MaskSpec`, :class:`OutputSpec`,
+:class:`ObjectsSpec`, :class:`SegmentSpec`, :class:`Resources`): types, bounds, defaults and unknown fields are
+declared there once; validators turn short forms into the long ones and resolve paths. Relative paths
+resolve against the spec file's folder (or ``base_dir`` for a dict spec). Errors are
 :class:`~dino_tracker_vfx.errors.ConfigError` naming the file and the field, e.g.
 ``job.yaml: outputs[1].format: unknown adapter 'nukee' (known: ...)``.
+
+A new field is one line in its model (plus its resolution in a validator when it holds a path).
 
 This module never imports torch: host plugins validate specs through :mod:`.client`.
 """
@@ -42,29 +49,82 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Annotated, Any, Mapping, Optional
+
+from pydantic import (BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from ..errors import ConfigError
+from ..typed import FieldError, Number, one_line
 
-SPEC_KEYS = ("name", "shot", "frames", "colorspace", "queries", "masks", "preset", "overrides", "seed",
-             "device", "cache", "outputs", "objects", "resources", "retries")
-SHOT_KEYS = ("path", "frames", "colorspace", "display", "view", "first_frame")
-OUTPUT_KEYS = ("format", "path", "options")
-RESOURCE_KEYS = ("num_cpus", "num_gpus", "memory")
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 _NAME = re.compile(r"^[A-Za-z0-9_.\-]+$")
+_A_NAME = "a name"
 
 
-@dataclass(frozen=True)
-class ShotSpec:
-    path: str  # absolute pattern / movie / folder
-    frames: str | None = None
-    colorspace: str | None = None
-    display: str | None = None
-    view: str | None = None
-    first_frame: int = 1  # movies: host frame number of the first image
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+def _ctx(info: ValidationInfo) -> tuple[Path, bool]:
+    """(the folder relative paths resolve against, whether input files must exist) from the validation context."""
+    c = info.context or {}
+    return c.get("base") or Path(".").resolve(), c.get("check_files", True)
+
+
+def _path(v: Any, field: str, info: ValidationInfo, must_exist: bool = True, pattern: bool = False) -> str:
+    """An absolute, normalised path (``~`` and ``$VARS`` expanded; relative to the spec's folder)."""
+    base, check = _ctx(info)
+    if not isinstance(v, (str, os.PathLike)) or not str(v).strip():
+        raise FieldError(field, f"expected a path, got {v!r}")
+    s = os.path.expanduser(os.path.expandvars(str(v).strip()))
+    full = s if os.path.isabs(s) else str(base / s)
+    if must_exist and check and not pattern and not os.path.exists(full):
+        raise FieldError(field, f"no such file: {full}")
+    return os.path.normpath(full)
+
+
+def _as_list(v: Any) -> list:
+    if v is None:
+        return []
+    return list(v) if isinstance(v, (list, tuple)) else [v]
+
+
+def _text(v: Any) -> Any:
+    return str(v) if isinstance(v, os.PathLike) else v
+
+
+def _sub(model: type[BaseModel], v: Any, field: str, info: ValidationInfo) -> BaseModel:
+    """``v`` validated as ``model``; its first problem named ``field.sub`` (for dict-valued spec fields)."""
+    try:
+        return model.model_validate(v, context=info.context)
+    except ValidationError as e:
+        name, _, msg = one_line(e, model, v, verb="expected", prefix=field).partition(": ")
+        raise FieldError(name, msg) from None
+
+
+class ShotSpec(_Part):
+    path: str  # absolute pattern / movie / folder (a range after it moves to frames)
+    frames: Optional[str] = None
+    colorspace: Optional[str] = Field(None, description=_A_NAME)
+    display: Optional[str] = Field(None, description=_A_NAME)
+    view: Optional[str] = Field(None, description=_A_NAME)
+    first_frame: int = Field(1, description="an integer")  # movies: host frame number of the first image
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if isinstance(v, (str, os.PathLike)):
+            return {"path": str(v)}
+        if not isinstance(v, Mapping):
+            raise FieldError("shot", f"expected a path or a mapping with {', '.join(cls.model_fields)}")
+        v = dict(v)
+        if v.get("frames") is not None:
+            v["frames"] = str(v["frames"]).strip()
+        if "path" in v:
+            v["path"] = _text(v["path"])
+        return v
 
     def open(self):
         from ..shots import open_shot
@@ -73,10 +133,9 @@ class ShotSpec:
                          view=self.view, movie_first_frame=self.first_frame)
 
 
-@dataclass(frozen=True)
-class MaskSpec:
+class MaskSpec(_Part):
     path: str
-    frame: int | None = None
+    frame: Optional[int] = Field(None, description="a host frame number")
 
     @property
     def text(self) -> str:
@@ -84,60 +143,267 @@ class MaskSpec:
         return self.path if self.frame is None else f"{self.path}@{self.frame}"
 
 
-@dataclass(frozen=True)
-class OutputSpec:
-    format: str  # adapter name (resolved from a suffix when one was given)
-    path: str | None  # absolute; None = <job dir>/outputs/<name><suffix>
-    options: dict = field(default_factory=dict)
+class OutputSpec(_Part):
+    format: Optional[str] = Field(None, description="an adapter name or a suffix")  # adapter name once resolved
+    path: Optional[str] = None  # absolute; None = <job dir>/outputs/<name><suffix>
+    options: dict = Field(default_factory=dict, description="a mapping of adapter options")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, v: Any) -> Any:
+        if isinstance(v, (str, os.PathLike)):
+            return {"path": str(v)}
+        if isinstance(v, Mapping):
+            v = dict(v)
+            v["path"] = _text(v.get("path"))
+            v["options"] = v.get("options") or {}
+        return v
 
 
-@dataclass
-class JobSpec:
-    name: str
-    shot: ShotSpec
-    queries: list[str]
-    masks: list[MaskSpec]
-    preset: Any  # name, absolute path or mapping
-    overrides: dict
-    seed: int
-    device: str | None
-    cache: str | None
-    outputs: list[OutputSpec]
-    objects: dict | None
-    resources: dict
-    retries: int
-    source: str = "job spec"  # for messages
-    base_dir: str = "."
+class SegmentSpec(_Part):
+    out: str = Field(description="the folder for propagated masks")
+    features: Optional[str] = Field(None, description=_A_NAME)
+    mattes: Optional[str] = Field(None, description=_A_NAME)
+    index_format: Optional[str] = Field(None, description=_A_NAME)
+    matte_format: Optional[str] = Field(None, description=_A_NAME)
+
+
+class ObjectsSpec(_Part):
+    """``objects:`` (types checked here; values the objects module checks at run time)."""
+
+    tracks: bool = True
+    points_per_object: Optional[int] = Field(None, ge=1)
+    names: Optional[dict[Annotated[int, Field(gt=0)], str]] = Field(
+        None, description="{id: name} with mask ids > 0, e.g. {1: horse, 2: rider}")
+    smooth: Optional[str] = Field(None, description=_A_NAME)
+    motion_model: Optional[str] = Field(None, description=_A_NAME)
+    min_visible: Optional[Number] = Field(None, gt=0, le=1, description="a fraction in (0, 1]")
+    segment: Optional[SegmentSpec] = None
+
+
+class Resources(_Part):
+    num_cpus: Optional[Number] = Field(None, ge=0)
+    num_gpus: Optional[Number] = Field(None, ge=0)
+    memory: Optional[Number] = Field(None, ge=0)
+
+
+class JobSpec(_Part):
+    """One job, fully resolved (absolute paths, adapter names). ``source``: the spec file, for messages."""
+
+    name: Optional[str] = Field(None, description="text")  # default: the spec file's stem
+    shot: ShotSpec = Field(description="a plate pattern, movie or folder")
+    queries: list[str] = Field(default_factory=list)
+    corrections: Optional[str] = None  # a corrections file (dino_tracker_vfx.inputs.add_corrections)
+    masks: list[MaskSpec] = Field(default_factory=list)
+    preset: Any = None  # name, absolute path or mapping
+    overrides: dict = Field(default_factory=dict, description="a mapping of preset fields")
+    seed: int = Field(0, ge=0)
+    device: Optional[str] = None
+    cache: Optional[str] = None
+    outputs: list[OutputSpec] = Field(default_factory=list, description="a list of {format, path, options} or paths")
+    objects: Optional[dict] = None  # an ObjectsSpec as a plain dict (tracks always present)
+    resources: dict = Field(default_factory=dict)  # a Resources as a plain dict (the given fields)
+    retries: int = Field(1, ge=0, le=20)
+
+    _source: str = PrivateAttr(default="job spec")
+    _base_dir: str = PrivateAttr(default=".")
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def base_dir(self) -> str:
+        return self._base_dir
+
+    # ------------------------------------------------------------ short forms and paths
+    @model_validator(mode="before")
+    @classmethod
+    def _top_level(cls, d: Any, info: ValidationInfo) -> Any:
+        """Defaults that depend on the caller; ``frames`` / ``colorspace`` at the top level belong to the shot."""
+        d = dict(d)
+        if d.get("name") is None:
+            d["name"] = (info.context or {}).get("default_name") or "job"
+        moved = {k: d.pop(k) for k in ("frames", "colorspace") if k in d}
+        if "shot" in d and moved:
+            shot = d["shot"]
+            shot = {"path": str(shot)} if isinstance(shot, (str, os.PathLike)) else shot
+            if isinstance(shot, Mapping):
+                d["shot"] = {**{k: v for k, v in moved.items() if v is not None}, **shot}
+        for k in ("overrides", "resources"):
+            if d.get(k) is None:
+                d.pop(k, None)
+        if "outputs" in d and d["outputs"] is None:
+            d["outputs"] = []
+        return d
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _NAME.match(v):
+            raise FieldError("name", f"{v!r} must be letters, digits, '_', '-' or '.'")
+        return v
+
+    @field_validator("shot")
+    @classmethod
+    def _shot(cls, shot: ShotSpec, info: ValidationInfo) -> ShotSpec:
+        from ..errors import ShotError
+        from ..shots import patterns
+
+        text = shot.path.strip()
+        try:
+            pat_text, range_frames = patterns.split_range(text)
+        except ShotError as e:  # bad range text
+            raise FieldError("shot.path", str(e)) from None
+        frames = shot.frames
+        if frames is None and range_frames is not None:
+            frames = text[len(pat_text):].strip().lstrip(":")
+        if frames is not None:
+            try:
+                patterns.parse_frame_range(frames)
+            except ShotError as e:
+                raise FieldError("shot.frames", str(e)) from None
+        is_pattern = patterns.parse_pattern(pat_text) is not None
+        path = _path(pat_text, "shot.path", info, must_exist=True, pattern=is_pattern)
+        if is_pattern and _ctx(info)[1]:
+            seq = patterns.parse_pattern(path)
+            folder = os.path.dirname(seq.head) or "."
+            if not os.path.isdir(folder):
+                raise FieldError("shot.path", f"no such folder: {folder}")
+            if not seq.glob():
+                raise FieldError("shot.path", f"no frames on disk match {seq.display}")
+        return shot.model_copy(update={"path": path, "frames": frames})
+
+    @field_validator("queries", mode="before")
+    @classmethod
+    def _queries(cls, v: Any, info: ValidationInfo) -> list[str]:
+        one = not isinstance(v, list)
+        return [_path(q, "queries" if one else f"queries[{i}]", info) for i, q in enumerate(_as_list(v))]
+
+    @field_validator("corrections", mode="before")
+    @classmethod
+    def _corrections(cls, v: Any, info: ValidationInfo) -> str | None:
+        return None if v is None else _path(v, "corrections", info)
+
+    @field_validator("masks", mode="before")
+    @classmethod
+    def _masks(cls, v: Any, info: ValidationInfo) -> list[dict]:
+        base, _ = _ctx(info)
+        out = []
+        for i, m in enumerate(_as_list(v)):
+            fn = f"masks[{i}]" if isinstance(v, list) else "masks"
+            if isinstance(m, Mapping):
+                m = dict(m)
+                if "path" in m:
+                    m["path"] = _path(m["path"], f"{fn}.path", info)
+            elif isinstance(m, (str, os.PathLike)):
+                from ..inputs import split_mask_spec
+
+                path, frame = split_mask_spec(m, lambda s: os.path.exists(str(base / s)) or os.path.exists(s))
+                m = {"path": _path(path, fn, info)} if frame is None else {"path": _path(path, fn, info),
+                                                                           "frame": frame}
+            else:
+                raise FieldError(fn, f"expected PATH, 'PATH@FRAME' or {{path, frame}}, got {m!r}")
+            out.append(m)
+        return out
+
+    @field_validator("preset")
+    @classmethod
+    def _preset(cls, preset: Any, info: ValidationInfo) -> Any:
+        if preset is None:
+            return None  # the tracker's default preset
+        if isinstance(preset, Mapping):
+            return copy.deepcopy(dict(preset))
+        if isinstance(preset, str) and (preset.lower().endswith((".yaml", ".yml")) or os.sep in preset
+                                        or "/" in preset):
+            return _path(preset, "preset", info)
+        if isinstance(preset, str):
+            known = known_presets()
+            if preset not in known:
+                raise FieldError("preset", f"unknown preset {preset!r} (known: {', '.join(known)}; or a .yaml path)")
+            return preset
+        raise FieldError("preset", f"expected a preset name, a .yaml path or a mapping, got {preset!r}")
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: Optional[str]) -> Optional[str]:
+        if device is None:
+            return None
+        if not _DEVICE.match(device.strip().lower()):
+            raise FieldError("device", f"{device!r} is not one of auto, cpu, cuda, cuda:N, mps")
+        device = device.strip().lower()
+        return None if device == "auto" else device
+
+    @field_validator("cache", mode="before")
+    @classmethod
+    def _cache(cls, v: Any, info: ValidationInfo) -> Optional[str]:
+        return None if v is None else _path(v, "cache", info, must_exist=False)
+
+    @field_validator("outputs")
+    @classmethod
+    def _outputs(cls, outputs: list[OutputSpec], info: ValidationInfo) -> list[OutputSpec]:
+        from .outputs import check_options, resolve_format
+
+        out = []
+        for i, o in enumerate(outputs):
+            fn = f"outputs[{i}]"
+            path = _path(o.path, f"{fn}.path", info, must_exist=False) if o.path is not None else None
+            fmt = o.format
+            if fmt is None:
+                if path is None:
+                    raise FieldError(fn, "give a format and/or a path")
+                fmt = Path(path).suffix
+                if not fmt:
+                    raise FieldError(f"{fn}.path", f"{path} has no suffix to pick a format by; add format:")
+            name = resolve_format(fmt, lambda msg: FieldError(f"{fn}.format", msg))
+            options = check_options(name, dict(o.options), lambda msg: FieldError(f"{fn}.options", msg))
+            out.append(OutputSpec(format=name, path=path, options=options))
+        paths = [o.path for o in out if o.path]
+        dup = sorted({p for p in paths if paths.count(p) > 1})
+        if dup:
+            raise FieldError("outputs", f"two outputs write the same file {dup[0]}")
+        return out
+
+    @field_validator("objects", mode="before")
+    @classmethod
+    def _objects(cls, v: Any, info: ValidationInfo) -> Optional[dict]:
+        if v is None:
+            return None
+        o = _sub(ObjectsSpec, {} if v is True else v, "objects", info)
+        out = o.model_dump(exclude_unset=True)
+        out.setdefault("tracks", True)
+        if o.segment is not None:
+            out["segment"] = {**o.segment.model_dump(exclude_unset=True),
+                              "out": _path(o.segment.out, "objects.segment.out", info, must_exist=False)}
+        return out
+
+    @field_validator("resources", mode="before")
+    @classmethod
+    def _resources(cls, v: Any, info: ValidationInfo) -> dict:
+        return _sub(Resources, v, "resources", info).model_dump(exclude_unset=True)
+
+    @model_validator(mode="after")
+    def _together(self) -> "JobSpec":
+        """Rules between fields."""
+        if not self.queries and not self.masks:
+            raise FieldError("queries", "give queries and/or masks (nothing to track)")
+        if self.corrections and not self.queries:
+            raise FieldError("corrections", "corrections name tracks of the queries: give queries too")
+        if self.objects is None and self.masks and not self.queries:
+            self.objects = {"tracks": True}  # masks alone: track the objects they hold
+        if self.objects is not None and not self.masks:
+            raise FieldError("objects", "object tracks and mask propagation need masks (add masks:)")
+        _check_preset(self.preset, dict(self.overrides))
+        return self
 
     # ----------------------------------------------------------------- forms
     def to_dict(self) -> dict:
-        """Plain, fully resolved (absolute paths) form; :func:`spec_from_dict` reads it back unchanged."""
-        shot = {k: v for k, v in (("path", self.shot.path), ("frames", self.shot.frames),
-                                  ("colorspace", self.shot.colorspace), ("display", self.shot.display),
-                                  ("view", self.shot.view)) if v is not None}
-        if self.shot.first_frame != 1:
-            shot["first_frame"] = self.shot.first_frame
-        d: dict[str, Any] = {"name": self.name, "shot": shot}
-        if self.queries:
-            d["queries"] = list(self.queries)
-        if self.masks:
-            d["masks"] = [{"path": m.path, **({"frame": m.frame} if m.frame is not None else {})} for m in self.masks]
-        if self.preset is not None:
-            d["preset"] = copy.deepcopy(self.preset)
-        if self.overrides:
-            d["overrides"] = copy.deepcopy(self.overrides)
-        d["seed"] = self.seed
-        if self.device:
-            d["device"] = self.device
-        if self.cache:
-            d["cache"] = self.cache
-        d["outputs"] = [{"format": o.format, **({"path": o.path} if o.path else {}),
-                         **({"options": copy.deepcopy(o.options)} if o.options else {})} for o in self.outputs]
-        if self.objects is not None:
-            d["objects"] = copy.deepcopy(self.objects)
-        if self.resources:
-            d["resources"] = dict(self.resources)
-        d["retries"] = self.retries
+        """Plain, fully resolved (absolute paths) form; :func:`spec_from_dict` reads it back unchanged. Unset
+        optional fields and empty lists/mappings are left out (``outputs``, ``seed`` and ``retries`` always
+        written), so a field added to the model joins this form, and :meth:`tracking_key`, only when set."""
+        d = {k: v for k, v in self.model_dump(exclude_none=True).items() if v not in ([], {}) or k == "outputs"}
+        d["shot"] = self.shot.model_dump(exclude_none=True, exclude_defaults=True)
+        d["outputs"] = [o.model_dump(exclude_none=True, exclude_defaults=True) for o in self.outputs]
         return d
 
     def tracking_key(self) -> str:
@@ -193,259 +459,15 @@ def spec_from_dict(d: Mapping, base_dir: str | os.PathLike = ".", where: str = "
                    default_name: str | None = None, check_files: bool = True) -> JobSpec:
     """Validate a spec mapping. ``check_files``: input files must exist (shot, queries, masks, preset path)."""
     base = Path(base_dir).resolve()
-
-    def err(fieldname: str, msg: str) -> ConfigError:
-        return ConfigError(f"{fieldname}: {msg}", where=where)
-
-    unknown = [k for k in d if k not in SPEC_KEYS]
-    if unknown:
-        raise err(str(unknown[0]), f"unknown field (known: {', '.join(SPEC_KEYS)})")
-
-    def path_of(v: Any, fieldname: str, must_exist: bool = True, pattern: bool = False) -> str:
-        if not isinstance(v, (str, os.PathLike)) or not str(v).strip():
-            raise err(fieldname, f"expected a path, got {v!r}")
-        s = os.path.expanduser(os.path.expandvars(str(v).strip()))
-        full = s if os.path.isabs(s) else str(base / s)
-        if must_exist and check_files and not pattern and not os.path.exists(full):
-            raise err(fieldname, f"no such file: {full}")
-        return os.path.normpath(full)
-
-    # name
-    name = d.get("name", default_name or "job")
-    if not isinstance(name, str) or not _NAME.match(name):
-        raise err("name", f"{name!r} must be letters, digits, '_', '-' or '.'")
-
-    # shot
-    if "shot" not in d:
-        raise err("shot", "missing (a plate pattern, movie or folder)")
-    raw_shot = d["shot"]
-    if isinstance(raw_shot, (str, os.PathLike)):
-        raw_shot = {"path": str(raw_shot)}
-    if not isinstance(raw_shot, Mapping):
-        raise err("shot", f"expected a path or a mapping with {', '.join(SHOT_KEYS)}")
-    for k in raw_shot:
-        if k not in SHOT_KEYS:
-            raise err(f"shot.{k}", f"unknown field (known: {', '.join(SHOT_KEYS)})")
-    if "path" not in raw_shot:
-        raise err("shot.path", "missing")
-    from ..shots import patterns
-
-    text = str(raw_shot["path"]).strip()
+    if not isinstance(d, Mapping):
+        raise ConfigError("expected a mapping of job fields (shot, queries, outputs, ...)", where=where)
     try:
-        pat_text, range_frames = patterns.split_range(text)
-    except Exception as e:  # ShotError: bad range text
-        raise err("shot.path", str(e)) from None
-    frames = raw_shot.get("frames", d.get("frames"))
-    if frames is None and range_frames is not None:
-        frames = text[len(pat_text):].strip().lstrip(":")
-    if frames is not None:
-        frames = str(frames).strip()
-        try:
-            patterns.parse_frame_range(frames)
-        except Exception as e:
-            raise err("shot.frames", str(e)) from None
-    is_pattern = patterns.parse_pattern(pat_text) is not None
-    shot_path = path_of(pat_text, "shot.path", must_exist=True, pattern=is_pattern)
-    if is_pattern and check_files:
-        seq = patterns.parse_pattern(shot_path)
-        folder = os.path.dirname(seq.head) or "."
-        if not os.path.isdir(folder):
-            raise err("shot.path", f"no such folder: {folder}")
-        if not seq.glob():
-            raise err("shot.path", f"no frames on disk match {seq.display}")
-    first_frame = raw_shot.get("first_frame", 1)
-    if not isinstance(first_frame, int) or isinstance(first_frame, bool):
-        raise err("shot.first_frame", f"expected an integer, got {first_frame!r}")
-    opt_str = {}
-    for k in ("colorspace", "display", "view"):
-        v = raw_shot.get(k, d.get(k) if k == "colorspace" else None)
-        if v is not None and not isinstance(v, str):
-            raise err(f"shot.{k}", f"expected a name, got {v!r}")
-        opt_str[k] = v
-    shot = ShotSpec(shot_path, frames, opt_str["colorspace"], opt_str["display"], opt_str["view"], first_frame)
-
-    # queries / masks
-    queries = _as_list(d.get("queries"))
-    queries = [path_of(q, f"queries[{i}]" if isinstance(d.get("queries"), list) else "queries")
-               for i, q in enumerate(queries)]
-    masks: list[MaskSpec] = []
-    raw_masks = _as_list(d.get("masks"))
-    for i, m in enumerate(raw_masks):
-        fn = f"masks[{i}]" if isinstance(d.get("masks"), list) else "masks"
-        if isinstance(m, Mapping):
-            bad = [k for k in m if k not in ("path", "frame")]
-            if bad:
-                raise err(f"{fn}.{bad[0]}", "unknown field (known: path, frame)")
-            if "path" not in m:
-                raise err(f"{fn}.path", "missing")
-            fr = m.get("frame")
-            if fr is not None and (not isinstance(fr, int) or isinstance(fr, bool)):
-                raise err(f"{fn}.frame", f"expected a host frame number, got {fr!r}")
-            masks.append(MaskSpec(path_of(m["path"], f"{fn}.path"), fr))
-        elif isinstance(m, (str, os.PathLike)):
-            s = str(m)
-            mm = re.match(r"^(.*)@(-?\d+)$", s)
-            if mm and not os.path.exists(str(base / s)) and not os.path.exists(s):
-                masks.append(MaskSpec(path_of(mm.group(1), fn), int(mm.group(2))))
-            else:
-                masks.append(MaskSpec(path_of(s, fn)))
-        else:
-            raise err(fn, f"expected PATH, 'PATH@FRAME' or {{path, frame}}, got {m!r}")
-    if not queries and not masks:
-        raise err("queries", "give queries and/or masks (nothing to track)")
-
-    # preset
-    preset = d.get("preset")
-    if preset is None:
-        pass  # the tracker's default preset
-    elif isinstance(preset, Mapping):
-        preset = copy.deepcopy(dict(preset))
-    elif isinstance(preset, str) and (preset.lower().endswith((".yaml", ".yml")) or os.sep in preset
-                                      or "/" in preset):
-        preset = path_of(preset, "preset")
-    elif isinstance(preset, str):
-        known = known_presets()
-        if preset not in known:
-            raise err("preset", f"unknown preset {preset!r} (known: {', '.join(known)}; or a .yaml path)")
-    else:
-        raise err("preset", f"expected a preset name, a .yaml path or a mapping, got {preset!r}")
-    overrides = d.get("overrides") or {}
-    if not isinstance(overrides, Mapping):
-        raise err("overrides", "expected a mapping of preset fields")
-    _check_preset(preset, dict(overrides), err)
-
-    seed = d.get("seed", 0)
-    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-        raise err("seed", f"expected an integer >= 0, got {seed!r}")
-    device = d.get("device")
-    if device is not None:
-        if not isinstance(device, str) or not _DEVICE.match(device.strip().lower()):
-            raise err("device", f"{device!r} is not one of auto, cpu, cuda, cuda:N, mps")
-        device = device.strip().lower()
-        if device == "auto":
-            device = None
-    cache = d.get("cache")
-    if cache is not None:
-        cache = path_of(cache, "cache", must_exist=False)
-
-    # outputs
-    raw_out = d.get("outputs")
-    if raw_out is None:
-        raw_out = []
-    if not isinstance(raw_out, list):
-        raise err("outputs", "expected a list of {format, path, options} or paths")
-    outputs = [_output(o, f"outputs[{i}]", err, path_of) for i, o in enumerate(raw_out)]
-    paths = [o.path for o in outputs if o.path]
-    dup = sorted({p for p in paths if paths.count(p) > 1})
-    if dup:
-        raise err("outputs", f"two outputs write the same file {dup[0]}")
-
-    objects = _objects(d.get("objects"), err, path_of)
-    if objects is None and masks and not queries:
-        objects = {"tracks": True}  # masks alone: track the objects they hold
-    if objects is not None and not masks:
-        raise err("objects", "object tracks and mask propagation need masks (add masks:)")
-
-    resources = d.get("resources") or {}
-    if not isinstance(resources, Mapping):
-        raise err("resources", f"expected a mapping with {', '.join(RESOURCE_KEYS)}")
-    res = {}
-    for k, v in resources.items():
-        if k not in RESOURCE_KEYS:
-            raise err(f"resources.{k}", f"unknown field (known: {', '.join(RESOURCE_KEYS)})")
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise err(f"resources.{k}", f"expected a number >= 0, got {v!r}")
-        res[k] = v
-    retries = d.get("retries", 1)
-    if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 20:
-        raise err("retries", f"expected an integer 0..20, got {retries!r}")
-
-    return JobSpec(name=name, shot=shot, queries=queries, masks=masks, preset=preset, overrides=dict(overrides),
-                   seed=seed, device=device, cache=cache, outputs=outputs, objects=objects, resources=res,
-                   retries=retries, source=where, base_dir=str(base))
-
-
-OBJECT_KEYS = ("tracks", "points_per_object", "names", "smooth", "motion_model", "min_visible", "segment")
-SEGMENT_KEYS = ("out", "features", "mattes", "index_format", "matte_format")
-
-
-def _objects(o: Any, err, path_of) -> dict | None:
-    """``objects:`` -> plain dict (types checked here; values the objects module checks at run time)."""
-    if o is None:
-        return None
-    if o is True:
-        o = {}
-    if not isinstance(o, Mapping):
-        raise err("objects", f"expected a mapping with {', '.join(OBJECT_KEYS)}")
-    out: dict[str, Any] = {}
-    for k, v in o.items():
-        if k not in OBJECT_KEYS:
-            raise err(f"objects.{k}", f"unknown field (known: {', '.join(OBJECT_KEYS)})")
-        if k == "tracks" and not isinstance(v, bool):
-            raise err("objects.tracks", f"expected true or false, got {v!r}")
-        if k == "points_per_object" and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-            raise err("objects.points_per_object", f"expected an integer >= 1, got {v!r}")
-        if k == "min_visible" and (not isinstance(v, (int, float)) or isinstance(v, bool) or not 0 < v <= 1):
-            raise err("objects.min_visible", f"expected a fraction in (0, 1], got {v!r}")
-        if k in ("smooth", "motion_model") and not isinstance(v, str):
-            raise err(f"objects.{k}", f"expected a name, got {v!r}")
-        if k == "names":
-            if not isinstance(v, Mapping) or not all(isinstance(i, int) and i > 0 and isinstance(n, str)
-                                                     for i, n in v.items()):
-                raise err("objects.names", "expected {id: name} with mask ids > 0, e.g. {1: horse, 2: rider}")
-            v = {int(i): n for i, n in v.items()}
-        if k == "segment":
-            if not isinstance(v, Mapping):
-                raise err("objects.segment", f"expected a mapping with {', '.join(SEGMENT_KEYS)}")
-            bad = [x for x in v if x not in SEGMENT_KEYS]
-            if bad:
-                raise err(f"objects.segment.{bad[0]}", f"unknown field (known: {', '.join(SEGMENT_KEYS)})")
-            if "out" not in v:
-                raise err("objects.segment.out", "missing (the folder for propagated masks)")
-            v = {**{x: y for x, y in v.items() if x != "out"},
-                 "out": path_of(v["out"], "objects.segment.out", must_exist=False)}
-            for x in SEGMENT_KEYS[1:]:
-                if x in v and not isinstance(v[x], str):
-                    raise err(f"objects.segment.{x}", f"expected a name, got {v[x]!r}")
-        out[k] = copy.deepcopy(v)
-    out.setdefault("tracks", True)
-    return out
-
-
-def _as_list(v: Any) -> list:
-    if v is None:
-        return []
-    return list(v) if isinstance(v, (list, tuple)) else [v]
-
-
-def _output(o: Any, fn: str, err, path_of) -> OutputSpec:
-    if isinstance(o, (str, os.PathLike)):
-        o = {"path": str(o)}
-    if not isinstance(o, Mapping):
-        raise err(fn, f"expected a path or {{format, path, options}}, got {o!r}")
-    bad = [k for k in o if k not in OUTPUT_KEYS]
-    if bad:
-        raise err(f"{fn}.{bad[0]}", f"unknown field (known: {', '.join(OUTPUT_KEYS)})")
-    path = path_of(o["path"], f"{fn}.path", must_exist=False) if o.get("path") is not None else None
-    fmt = o.get("format")
-    if fmt is None:
-        if path is None:
-            raise err(fn, "give a format and/or a path")
-        fmt = Path(path).suffix
-        if not fmt:
-            raise err(f"{fn}.path", f"{path} has no suffix to pick a format by; add format:")
-    if not isinstance(fmt, str):
-        raise err(f"{fn}.format", f"expected an adapter name or a suffix, got {fmt!r}")
-    options = o.get("options") or {}
-    if not isinstance(options, Mapping):
-        raise err(f"{fn}.options", "expected a mapping of adapter options")
-    from .outputs import resolve_format
-
-    name = resolve_format(fmt, lambda msg: err(f"{fn}.format", msg))
-    from .outputs import check_options
-
-    options = check_options(name, dict(options), lambda msg: err(f"{fn}.options", msg))
-    return OutputSpec(name, path, options)
+        spec = JobSpec.model_validate(dict(d), context={"base": base, "check_files": check_files,
+                                                        "default_name": default_name})
+    except ValidationError as e:
+        raise ConfigError(one_line(e, JobSpec, dict(d), verb="expected"), where=where) from None
+    spec._source, spec._base_dir = where, str(base)
+    return spec
 
 
 def known_presets() -> list[str]:
@@ -469,7 +491,7 @@ def _default_preset() -> str:
     return P.DEFAULT_PRESET
 
 
-def _check_preset(preset: Any, overrides: dict, err) -> None:
+def _check_preset(preset: Any, overrides: dict) -> None:
     """Validate preset + overrides with the tracker's own loader (YAML only, no torch) when the job uses
     the built-in tracker; only a stand-in registered by code in this process (:mod:`.tracker_entry`)
     validates its own settings. A preset module that cannot be imported is an error, never a skipped check."""
@@ -485,7 +507,7 @@ def _check_preset(preset: Any, overrides: dict, err) -> None:
         msg = str(e)
         for prefix in ("preset: ", "<settings>: "):
             msg = msg[len(prefix):] if msg.startswith(prefix) else msg
-        raise err("overrides" if overrides else "preset", msg) from None
+        raise FieldError("overrides" if overrides else "preset", msg) from None
 
 
 def merged_preset(spec: JobSpec) -> Any:
@@ -504,5 +526,5 @@ def deep_merge(base: Mapping, over: Mapping) -> dict:
     return out
 
 
-__all__ = ["JobSpec", "ShotSpec", "MaskSpec", "OutputSpec", "load_spec", "spec_from_dict", "read_yaml",
-           "known_presets", "merged_preset", "deep_merge"]
+__all__ = ["JobSpec", "ShotSpec", "MaskSpec", "OutputSpec", "ObjectsSpec", "SegmentSpec", "Resources", "load_spec",
+           "spec_from_dict", "read_yaml", "known_presets", "merged_preset", "deep_merge"]

@@ -28,11 +28,9 @@ while no process holds the job's worker lock has died (SIGKILL, OOM, reboot) and
 
 from __future__ import annotations
 
-import datetime as _dt
 import errno
 import json
 import os
-import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -41,6 +39,7 @@ from .. import atomic
 from ..progress import Progress
 from ..stages import job_fraction
 from . import lock as _lock
+from .stamp import hostname, now_iso, parse_iso
 
 STATUS_FILE = "status.json"
 FORMAT = "dtvfx.job.status"
@@ -48,23 +47,6 @@ STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL = ("done", "failed", "cancelled")
 REPORTED = STATES + ("died",)
 
-
-
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def parse_iso(s: str | None) -> float | None:
-    if not s:
-        return None
-    try:
-        return _dt.datetime.fromisoformat(s.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
-
-
-def hostname() -> str:
-    return socket.gethostname()
 
 
 def status_path(job_dir: str | os.PathLike) -> Path:
@@ -112,30 +94,9 @@ def read_status(job_dir: str | os.PathLike, retries: int = 20) -> dict:
     raise UserError(f"unreadable status.json ({last})", where=str(job_dir))
 
 
-def _umask() -> int:
-    m = os.umask(0)
-    os.umask(m)
-    return m
-
-
-_MODE = 0o666 & ~_umask()
-
-
-def write_shared(path: str | os.PathLike, text: str) -> None:
-    """:func:`atomic.write_text` with the usual umask-based mode (not mkstemp's 0600), so other users of a
-    shared job folder (farm, host plugin, another artist) can read it."""
-    with atomic.atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
-        os.chmod(tmp, _MODE)
-
-
-def write_json_shared(path: str | os.PathLike, obj: Any) -> None:
-    write_shared(path, json.dumps(obj, indent=2) + "\n")
-
-
 def write_status(job_dir: str | os.PathLike, st: dict) -> None:
     st["updated"] = now_iso()
-    write_json_shared(status_path(job_dir), st)
+    atomic.write_json(status_path(job_dir), st)
 
 
 def pid_alive(pid: int | None) -> bool:

@@ -28,6 +28,7 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
+from .. import atomic
 from ..errors import Cancelled, ConfigError, UserError
 from ..progress import Progress, ProgressFn, catch_signals
 from . import lock as _lock
@@ -96,7 +97,8 @@ class CancelFlag:
 def input_key(spec: JobSpec, shot) -> str:
     """Spec tracking settings + size/mtime of every input file: a result made from other inputs is stale."""
     h = hashlib.sha256(spec.tracking_key().encode())
-    files = list(getattr(shot, "paths", None) or [shot.source]) + list(spec.queries) + [m.path for m in spec.masks]
+    files = list(getattr(shot, "paths", None) or [shot.source]) + list(spec.queries) + [m.path for m in spec.masks] \
+        + ([spec.corrections] if spec.corrections else [])
     for f in files:
         try:
             s = os.stat(f)
@@ -163,7 +165,7 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
         spec = load_job_spec(job_dir)
         prog(Progress("load", 0, 1, message="opening shot"))
         shot = spec.shot.open()
-        queries, masks = read_inputs(spec, shot)
+        queries, masks = read_inputs(spec, shot, _previous_result(job_dir) if spec.corrections else None)
         key = input_key(spec, shot)
         tracks = _valid_result(job_dir, key)
         segment = (spec.objects or {}).get("segment")
@@ -236,6 +238,17 @@ def _run_locked(job_dir: Path, flag: CancelFlag, progress: ProgressFn | None, ex
     return st
 
 
+def _previous_result(job_dir: Path):
+    """The job's last saved tracks (None when there are none or they cannot be read)."""
+    from ..tracks import TrackSet
+
+    p = job_dir / TRACKS_FILE
+    try:
+        return TrackSet.load_json(p) if p.is_file() else None
+    except UserError:
+        return None
+
+
 def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kind: str, retryable: bool) -> None:
     log_line(job_dir, f"{state}: {reason}")
     try:
@@ -245,17 +258,23 @@ def _finish(w: _status.StatusWriter, job_dir: Path, state: str, reason: str, kin
         print(f"dtvfx: cannot record job state {state} ({reason}): {e}", file=sys.stderr)
 
 
-def read_inputs(spec: JobSpec, shot):
+def read_inputs(spec: JobSpec, shot, previous=None):
+    """Queries (then the spec's corrections; ``previous``: the job's last tracks, so an edited host export
+    gives only the keys the artist moved) and masks of ``spec`` for ``shot``."""
     from .. import inputs
 
-    queries = []
-    for q in spec.queries:
-        queries.extend(inputs.read_queries(q, shot))
-    if len(spec.queries) > 1:
+    per_file = [inputs.read_queries(q, shot) for q in spec.queries]
+    if len(per_file) > 1:  # a name in two files is two tracks (renamed); rows sharing one in a file stay one
         from ..tracks import Query, unique_names
 
-        names = unique_names([q.name for q in queries], prefix="track")
-        queries = [Query(q.t, q.x, q.y, n, q.group) for q, n in zip(queries, names)]
+        keys = list(dict.fromkeys((i, q.name) for i, qs in enumerate(per_file) for q in qs))
+        names = dict(zip(keys, unique_names([n for _, n in keys], prefix="track")))
+        per_file = [[Query(q.t, q.x, q.y, names[(i, q.name)], q.group) for q in qs] for i, qs in enumerate(per_file)]
+    queries = [q for qs in per_file for q in qs]
+    if spec.corrections:
+        queries = inputs.add_corrections(queries, spec.corrections, shot,
+                                         source=", ".join(os.path.basename(q) for q in spec.queries),
+                                         previous=previous)
     masks = inputs.read_masks([m.text for m in spec.masks], shot) if spec.masks else None
     return queries, masks
 
@@ -275,7 +294,7 @@ def _valid_result(job_dir: Path, key: str):
 def _save_result(job_dir: Path, tracks, key: str, spec: JobSpec) -> None:
     tracks.meta.setdefault("job", spec.name)
     tracks.save_json(job_dir / TRACKS_FILE)  # atomic
-    _status.write_shared(job_dir / RESULT_META, key + "\n")
+    atomic.write_text(job_dir / RESULT_META, key + "\n")
 
 
 def _wants_objects(spec: JobSpec) -> bool:
@@ -363,7 +382,7 @@ def _segment(job_dir: Path, spec: JobSpec, shot, masks, kwargs: dict, key: str) 
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    _status.write_shared(job_dir / SEGMENT_KEY, _segment_key(dict(spec.objects["segment"]), key) + "\n")
+    atomic.write_text(job_dir / SEGMENT_KEY, _segment_key(dict(spec.objects["segment"]), key) + "\n")
     log_line(job_dir, f"wrote propagated masks {out}")
 
 

@@ -33,6 +33,7 @@ from ..tracks import Query, TrackSet
 from . import masks_io
 from .centroids import CentroidParams, mask_box, object_track_from_points
 from .features import FeatureSource, open_feature_source
+from .guide import GUIDES, GuideParams, MaskEvidence, guided_object_track
 from .metrics import mask_centroid
 from .propagate import FramePrediction, PropagationParams, Upsampler, propagate_masks
 from .sampling import sample_points
@@ -70,8 +71,7 @@ def _check_masks(shot, masks: dict[int, np.ndarray]) -> dict[int, np.ndarray]:
 
 
 def _small_object_warnings(shot, masks, ids, names, source: FeatureSource) -> list[str]:
-    sx, sy = source.grid.step_plate()
-    patch = sx * sy
+    patch = 2 * half_patch_px(source)
     msgs = []
     for t, m in masks.items():
         vals, counts = np.unique(m, return_counts=True)
@@ -181,27 +181,22 @@ def _frames_text(fr: list[int]) -> str:
 
 def flow_point_tracker(shot, queries: list[Query], masks=None, *, max_side: int = 960, fb_thresh: float = 1.5,
                        flow=None, progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> TrackSet:
-    """Chained optical flow (A1's ``compute_flow`` + ``chain_points``, DIS) as a fast point tracker.
+    """Chained optical flow (DIS, ``tracker.infer.chain.chain_on_shot``) as a fast point tracker.
 
     Flow runs at the plate scaled to ``max_side`` px on the long side (or ``flow``, a precomputed
     ``FlowField`` of the shot at any working size); positions come back in plate px; a point is visible
     until its first failed forward-backward check (confidence = visible).
     """
-    from ..tracker.infer.chain import chain_points
-    from ..tracker.preprocess.flow import compute_flow
+    from ..tracker.infer.chain import chain_on_shot
 
     W, H = shot.size
-    if flow is not None:
-        wh = flow.size
-    else:
+    wh = None
+    if flow is None:
         s = min(1.0, max_side / max(W, H))
         wh = (max(8, int(round(W * s))), max(8, int(round(H * s))))
-    rz = shot.resize(wh)
-    fl = flow if flow is not None else compute_flow(shot.load(wh), progress=progress, cancel=cancel)
     t0 = np.array([q.t for q in queries], np.int64)
-    xy0 = rz.to_working(np.array([[q.x, q.y] for q in queries], np.float64))
-    xy, valid = chain_points(fl, t0, xy0, fb_thresh)
-    xy_p = rz.to_plate(xy.astype(np.float64))
+    xy_p, valid, wh = chain_on_shot(shot, t0, np.array([[q.x, q.y] for q in queries], np.float64), fb_thresh,
+                                    wh=wh, flow=flow, progress=progress, cancel=cancel)
     for n, q in enumerate(queries):
         xy_p[n, q.t] = (q.x, q.y)
     return TrackSet(xy_p, valid, valid.astype(np.float32), [q.name for q in queries], list(queries),
@@ -231,19 +226,40 @@ def sample_object_queries(shot, masks: dict[int, np.ndarray], ids: list[int], na
     return queries, t0s
 
 
+def half_patch_px(source: FeatureSource) -> float:
+    """Half a feature patch in plate px: objects smaller than this are lost by the propagation."""
+    sx, sy = source.grid.step_plate()
+    return 0.5 * sx * sy
+
+
 def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] | None = None,
                   points_per_object: int = 24, point_tracker: str | Callable = "dino", preset: str = "cpu-preview",
                   centroid: CentroidParams = CentroidParams(), smooth: SmoothSpec = SmoothSpec(),
+                  guide: str = "propagate", guide_params: GuideParams = GuideParams(),
+                  guide_features: str | FeatureSource = "colour-texture", guide_labels: np.ndarray | None = None,
                   cache_dir=None, device=None, seed: int = 0, progress: ProgressFn | None = None,
                   cancel: CancelFn | None = None) -> TrackSet:
     """Object tracks for every object of ``masks`` (see module docstring).
 
     ``point_tracker``: ``"dino"`` (``tracker.api.track``, one training for all objects), ``"flow"``
     (:func:`flow_point_tracker`) or a callable ``(shot, queries, masks) -> TrackSet`` (same order).
+    ``guide``: ``"propagate"`` (default) checks the points against the masks propagated through the shot
+    (:mod:`.guide`; ``guide_labels`` ``[T, H, W]`` = those id images when the caller has them, else
+    :func:`segment` propagates them with ``guide_features``, one image at a time); ``"none"``: points only. An object whose
+    first mask is smaller than half a feature patch of the guide's features (when known: ``guide_features``
+    is a source or the labels are propagated here) is tracked from its points only: propagation loses it.
     """
     masks = _check_masks(shot, masks)
     if points_per_object < 1:
         raise ConfigError(f"points per object must be >= 1, got {points_per_object}", where="--points-per-object")
+    if guide not in GUIDES:
+        raise ConfigError(f"guide {guide!r} is not one of {', '.join(GUIDES)}", where="--guide")
+    guide_params.validate()
+    if guide_labels is not None:
+        W, H = shot.size
+        if np.shape(guide_labels) != (shot.n_images, H, W):
+            raise InputError(f"guide labels are {np.shape(guide_labels)}, expected ({shot.n_images}, {H}, {W}): "
+                             f"one id image per image of the shot at plate size")
     ids = _ids(masks)
     nm = masks_io.object_names(ids, names)
     queries, t0s = sample_object_queries(shot, masks, ids, nm, points_per_object)
@@ -270,6 +286,21 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
     ts = TrackSet(ts.xy, ts.visible, ts.confidence, [q.name for q in queries], queries, ts.frame_numbers,
                   ts.plate_size, {}, ts.pixel_aspect, dict(ts.meta), ts.fps, ts.timecode)
     fr = [int(f) for f in shot.frame_numbers]
+    evidence, small_px = None, 0.0
+    if guide == "propagate":  # one pass over the propagated id images; only per-object evidence is kept
+        src = None if isinstance(guide_features, str) else guide_features
+        if guide_labels is not None:
+            frames = enumerate(guide_labels)
+        else:
+            src, it = segment(shot, masks, features=guide_features, progress=progress, cancel=cancel)
+            frames = ((fp.t, fp.labels) for fp in it)
+        small_px = half_patch_px(src) if src is not None else 0.0
+        mems = {i: ts.members(nm[i]) for i in ids}
+        evidence = {i: MaskEvidence.empty(len(mems[i]), shot.n_images) for i in ids}
+        for t, lab in frames:
+            lab = np.asarray(lab)
+            for i in ids:
+                evidence[i].add(t, lab, i, ts.xy[mems[i], t], ts.visible[mems[i], t], guide_params)
     info: dict[str, Any] = {}
     for i in ids:
         name = nm[i]
@@ -277,8 +308,17 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
         t0 = t0s[i]
         m0 = masks[t0] == i
         c0, area0 = mask_centroid(m0)
-        obj, inl = object_track_from_points(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0, mask_box(m0),
-                                            centroid)
+        guided = evidence is not None and area0 >= small_px
+        if evidence is not None and not guided:
+            warnings.warn(f"object {name} (id {i}) covers {area0} px at frame {fr[t0]}, less than half a feature "
+                          f"patch of the guide ({small_px:.0f} px): tracked from its points only")
+        if not guided:
+            obj, inl = object_track_from_points(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
+                                                mask_box(m0), centroid)
+            gstats = None
+        else:
+            obj, inl, gstats = guided_object_track(ts.xy[mem], ts.visible[mem], ts.confidence[mem], t0, c0,
+                                                   mask_box(m0), evidence[i], i, centroid, guide_params)
         absent = [t for t in sorted(masks) if not (masks[t] == i).any()]
         for t in absent:  # a given mask says the object is not there: invisible, whatever the points say
             obj.visible[t] = False
@@ -291,12 +331,22 @@ def track_objects(shot, masks: dict[int, np.ndarray], *, names: dict[int, str] |
                           f"{_frames_text([fr[t] for t in absent])}: marked invisible there")
         info[name] = {"id": i, "query_frame": fr[t0], "points": len(mem), "mask_area_px": area0,
                       "mask_centroid": [float(c0[0]), float(c0[1])], "absent_frames": [fr[t] for t in absent],
-                      "invisible_frames": invisible}
+                      "invisible_frames": invisible, "guided": guided}
+        if gstats is not None:
+            info[name]["supported_points"] = gstats["supported"]
+            info[name]["propagated_area_px"] = gstats["area"]
     ts.meta["objects"] = {
         "objects": info, "point_tracker": point_tracker if isinstance(point_tracker, str) else "custom",
         "preset": preset if point_tracker == "dino" else None, "points_per_object": points_per_object,
         "centroid": asdict(centroid), "smoothing": smooth.describe(),
-        "visibility_rule": f"visible while >= {centroid.min_visible_fraction:g} of the object's points are visible",
+        "visibility_rule": (f"visible while >= {centroid.min_visible_fraction:g} of the object's points are visible"
+                            if evidence is None else
+                            f"visible while the propagated mask holds >= {guide_params.min_area_fraction:g} of the "
+                            f"object's first area or >= {centroid.min_visible_fraction:g} of its points lie on it"),
+        "guide": {"method": "none"} if evidence is None else {
+            "method": "propagate", **asdict(guide_params),
+            "features": "given labels" if guide_labels is not None else
+            (guide_features if isinstance(guide_features, str) else guide_features.name)},
     }
     return ts
 

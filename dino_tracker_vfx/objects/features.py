@@ -270,7 +270,7 @@ class DinoFeatures:
     ``model``: a ``DinoV2`` (``forward(images [B, 3, H, W] RGB 0..1) -> [B, C, h, w]``, attributes ``stride``,
     ``name``, ``layer``); ``frames``: callable ``t -> float32 RGB [H, W, 3]`` in 0..1 at plate size;
     ``work_wh``: the working raster (each side ``14 + k * stride``). Patch ``(i, j)`` is centred at working
-    px ``(j * stride + 6.5, i * stride + 6.5)`` (``backbones.patch_centres``).
+    px ``(j * stride + 6.5, i * stride + 6.5)`` (``tracker.model.feature_grid.FeatureGrid.dino``).
     """
 
     name = "dino"
@@ -278,18 +278,15 @@ class DinoFeatures:
 
     def __init__(self, model, frames, plate_wh: tuple[int, int], *, work_wh: tuple[int, int], device: str = "cpu",
                  label: str | None = None):
-        import torch
-
-        from ..tracker.preprocess.backbones import patch_centres
+        from ..tracker.model.feature_grid import FeatureGrid
 
         self.model = model.eval().to(device)
         self._frames = frames
         self.device = device
         self.label = label or f"dinov2_{getattr(model, 'name', '?')}"
         self.resize = Resize(tuple(plate_wh), tuple(int(v) for v in work_wh))
-        h, w = model.grid_size(self.resize.work_wh[1], self.resize.work_wh[0])
-        self.grid = PatchGrid.from_centres(patch_centres(h, w, model.stride), h, w, self.resize)
-        self._torch = torch
+        g = FeatureGrid.dino(self.resize.work_wh, model.stride)
+        self.grid = PatchGrid.from_centres(g.centres().numpy(), g.h, g.w, self.resize)
 
     @classmethod
     def build(cls, frames, plate_wh, *, model: str = "vits14", stride: int = 14, height: int = 476,
@@ -299,6 +296,7 @@ class DinoFeatures:
 
         ``layer``: 0-based block (default: the last). ``random_weights``: untrained network (timing only).
         """
+        from ..tracker.model.feature_grid import dino_working_size
         from ..tracker.preprocess import backbones
 
         arch, _ = backbones.parse_name(model)
@@ -307,7 +305,7 @@ class DinoFeatures:
         net = backbones.build_dinov2(model, stride=stride, layer=lay, weights=weights, pretrained=not random_weights)
         if random_weights:
             net.reset_parameters(seed)
-        work = backbones.dino_working_size(tuple(plate_wh), height=min(height, plate_wh[1]), stride=stride)
+        work = dino_working_size(tuple(plate_wh), height=min(height, plate_wh[1]), stride=stride)
         label = f"dinov2_{net.name} stride {stride} block {lay}" + (" (RANDOM weights: timing only)"
                                                                     if random_weights else "")
         return cls(net, frames, plate_wh, work_wh=work, device=device, label=label)
@@ -318,14 +316,13 @@ class DinoFeatures:
     def __call__(self, t: int):
         import cv2
 
-        torch = self._torch
+        from ..tracker.preprocess.backbones import run_frames
+
         img = np.asarray(self._frames(t), np.float32)
         wk = self.resize.work_wh
         if (img.shape[1], img.shape[0]) != wk:
             img = cv2.resize(img, wk, interpolation=cv2.INTER_AREA if wk[0] < img.shape[1] else cv2.INTER_LINEAR)
-        x = torch.from_numpy(np.ascontiguousarray(img.transpose(2, 0, 1)))[None].to(self.device)
-        with torch.no_grad():
-            f = self.model(x)[0].float().cpu()
+        f = run_frames(self.model, img[None])[0].cpu()
         check_shape(f, "C h w", "DINO features", {"h": self.grid.h, "w": self.grid.w})
         return l2_normalise(f)
 

@@ -10,8 +10,14 @@ the studio's config and its default display/view are used. ``--display`` / ``--v
 The config's name is part of :meth:`DisplayTransform.describe`, which the tracker's cache key holds, so a
 different config or view never reuses cached features.
 
-Display-referred sources (8/16-bit sRGB PNG/JPEG/TIFF) pass through unchanged. The transform is chosen
-once per shot from its first frame (or ``--colorspace``) and applied identically to every frame.
+Which sources are transformed is the OCIO config's own answer (:func:`needs_display_transform`, through
+PyOpenColorIO), not a list of names: a scene-linear or log colour space (its ``encoding``, or a linear
+scene-referred space where the config gives no encoding) is transformed; data spaces (Raw), display-referred
+spaces and display encodings (``sdr-video``: sRGB or gamma 2.2 textures, 8/16-bit PNG/JPEG/TIFF) pass
+through unchanged. A name the config does not hold is looked up through OpenImageIO's aliases (``sRGB``,
+``lin_rec709``) and then as a colour interop ID (``srgb_rec709_scene``) in OCIO's newest built-in CG config.
+The transform is chosen once per shot from its first frame (or ``--colorspace``) and applied identically to
+every frame.
 """
 
 from __future__ import annotations
@@ -23,9 +29,10 @@ import numpy as np
 
 from ..errors import ShotError
 
-# Names (lower-case) that mean "already display-referred, leave alone".
-_DISPLAY_REFERRED = {"srgb", "srgb_rec709_scene", "srgb encoded rec.709 (srgb)", "srgb_texture", "rec709",
-                     "gamma22", "g22_rec709", "raw", "srgb - display", "out_srgb", "utility - srgb - texture"}
+# Encodings (OCIO v2 colour space attribute) of scene-referred data a display transform must map.
+_SCENE_ENCODINGS = ("scene-linear", "log")
+# Where colour interop IDs (OIIO's own file tags, e.g. srgb_rec709_scene) are defined.
+_INTEROP_CONFIG = "ocio://cg-config-latest"
 # What float files without a colour-space tag are taken to be (VFX plates: linear Rec.709).
 DEFAULT_LINEAR = "lin_rec709"
 # The pinned transform when $OCIO is not set (see the module docstring).
@@ -55,8 +62,43 @@ def _config():
     return _config_for(config_name())
 
 
-def is_display_referred(cs: str) -> bool:
-    return cs.strip().lower() in _DISPLAY_REFERRED
+@lru_cache(maxsize=8)
+def _ocio_config(name: str):
+    """The PyOpenColorIO view of config ``name`` (a path or an ``ocio://`` built-in)."""
+    import PyOpenColorIO as ocio
+
+    try:
+        return ocio.Config.CreateFromFile(name)
+    except Exception as e:  # OCIO raises its own Exception type for any unreadable config
+        raise ShotError(f"OCIO config {name} cannot be loaded: {' '.join(str(e).split())}") from None
+
+
+@lru_cache(maxsize=64)
+def needs_display_transform(cs: str, config: str = BUILTIN_CONFIG) -> bool | None:
+    """Whether colour space ``cs`` is scene-referred data a display transform must map (True), or already
+    fit to look at (False: data, display-referred, display-encoded), by the OCIO config's own attributes;
+    None when no config knows the name (see the module docstring for the lookup)."""
+    import PyOpenColorIO as ocio
+
+    cfg = _ocio_config(config)
+    space = cfg.getColorSpace(cs)
+    if space is None:
+        resolved = _config_for(config).resolve(cs)  # OpenImageIO's aliases (sRGB, lin_rec709, ...)
+        space = cfg.getColorSpace(resolved)
+    if space is None:  # a colour interop ID: its meaning is the same in every config that defines it
+        cfg = _ocio_config(_INTEROP_CONFIG)
+        space = cfg.getColorSpace(cs)
+    if space is None:
+        return None
+    if space.isData() or space.getReferenceSpaceType() == ocio.REFERENCE_SPACE_DISPLAY:
+        return False
+    if space.getEncoding():
+        return space.getEncoding() in _SCENE_ENCODINGS
+    return bool(cfg.isColorSpaceLinear(space.getName(), ocio.REFERENCE_SPACE_SCENE))
+
+
+def is_display_referred(cs: str, config: str = BUILTIN_CONFIG) -> bool:
+    return needs_display_transform(cs, config) is False
 
 
 @dataclass(frozen=True)
@@ -70,7 +112,7 @@ class DisplayTransform:
 
     @property
     def identity(self) -> bool:
-        return is_display_referred(self.source)
+        return is_display_referred(self.source, self.config)
 
     def describe(self) -> str:
         if self.identity:
@@ -99,11 +141,11 @@ def make_transform(source: str, display: str | None = None, view: str | None = N
         view = view or DEFAULT_VIEW
     display = display or cfg.getDefaultDisplayName()
     view = view or cfg.getDefaultViewName(display)
-    if not is_display_referred(source):
-        known = {n.lower() for n in cfg.getColorSpaceNames()}
-        if cfg.resolve(source).lower() not in known and source.lower() not in known:
-            raise ShotError(f"colour space {source!r} is not in the OCIO config "
-                            f"({'$OCIO' if _ocio_env() else 'OIIO built-in'}); pass --colorspace with one of its names")
+    need = needs_display_transform(source, name)
+    known = {n.lower() for n in cfg.getColorSpaceNames()}
+    if need is None or (need and cfg.resolve(source).lower() not in known and source.lower() not in known):
+        raise ShotError(f"colour space {source!r} is not in the OCIO config "
+                        f"({'$OCIO' if _ocio_env() else 'OIIO built-in'}); pass --colorspace with one of its names")
     return DisplayTransform(source, display, view, name)
 
 

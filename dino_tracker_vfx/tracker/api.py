@@ -11,8 +11,13 @@
 * ``cache_dir``: per-shot cache of every stage and the training checkpoints (resume after a cancel);
   None keeps nothing on disk.
 * returns a :class:`~dino_tracker_vfx.tracks.TrackSet` in PLATE pixels, ``frame_numbers`` of the shot,
-  names made unique (``tracks.unique_names``), groups from the queries. At each query's own frame the
-  position is exactly the query, visible, confidence 1.
+  names made unique (``tracks.unique_names``), groups from the queries. Queries that share a name are ONE
+  track: the first is its query, the others corrections (anchors, :mod:`.anchors`: every anchor is
+  followed through the shot and the track blends them). At each anchor's own frame the position is
+  exactly the anchor, visible, confidence 1 (:func:`.anchors.anchor_tracks`, the only place that pins).
+* Corrections need no training: the trained model is keyed on the training settings and the shot, never
+  on the queries, so a run on the same cache that only adds or moves anchors loads every stage and the
+  final checkpoint and runs inference alone (the ``train`` progress says "trained model reused").
 
 Inside, everything is in WORKING pixels (the network raster); :attr:`ShotTracker.resize` (a
 :class:`coords.Resize`) is the only plate <-> working conversion.
@@ -39,11 +44,12 @@ from ..coords import Resize, in_plate
 from ..errors import ConfigError, InputError, ShotError
 from ..progress import CancelFn, Progress, ProgressFn, check_cancel
 from ..tracks import Query, TrackSet, unique_names
+from . import anchors as anchoring
 from .preprocess import stages as prep
 from .cache import ShotCache, read_checkpoint, shot_identity
 from .config import TrackerConfig, settings_hash
 from .model.delta_dino import DeltaDino
-from .model.feature_grid import FeatureGrid
+from .model.feature_grid import FeatureGrid, dino_working_size
 from .infer.inference import FeatureStore, build_store, track_points
 from .model.tracker_model import TrackerModel
 from .infer.occlusion import occlusion
@@ -53,6 +59,7 @@ from .train.sampling import PairPool, TrackletSource
 from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
+REFINED_CACHE_MAX_BYTES = 256 << 20  # refined features larger than this are recomputed, not cached
 # the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
 _CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
@@ -69,14 +76,12 @@ def resolve_device(device: str | None) -> torch.device:
 
 
 def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, int]:
-    """(W, H) of the working raster: DINO - ``backbones.dino_working_size``; weight-free - the preset
+    """(W, H) of the working raster: DINO - ``feature_grid.dino_working_size``; weight-free - the preset
     height (never above the plate's), width by the plate's aspect."""
     W, H = plate_wh
     if cfg.weight_free:
         h = min(int(cfg["working_height"]), H)
         return max(8, int(round(W * h / H))), max(8, h)
-    from .preprocess.backbones import dino_working_size
-
     return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
 
 
@@ -139,10 +144,23 @@ class ShotTracker:
             return FeatureGrid.cnn(self.work_wh, len(self.cfg["delta.hidden"]))
         return FeatureGrid.dino(self.work_wh, self.cfg["stride"])
 
-    def _stage(self, name: str, inputs: list[str], compute, settings: Any = None, label: str | None = None):
+    def _key(self, name: str, inputs: list[str], wh: tuple[int, int] | None = None) -> str:
+        """Cache key of stage ``name`` from its input stages' keys: the one place keys are made (the weight
+        check before the stages run must find the very entries :meth:`_stage` writes). The settings hashed
+        are the stage's ``config.STAGE_FIELDS``, the flow engine's effective parameters for ``flow``, and
+        the raster ``wh`` for ``frames``."""
+        if name == "frames":
+            settings: Any = {"work_wh": list(wh)}
+        elif name == "flow":
+            settings = prep.flow_settings(self.cfg)
+        else:
+            settings = self.cfg.stage_settings(name)
+        return ShotCache.key(name, settings, [self.cache.shot_key, *inputs])
+
+    def _stage(self, name: str, inputs: list[str], compute, wh: tuple[int, int] | None = None,
+               label: str | None = None):
         """Load stage ``name`` from the cache or compute it -> (arrays dict, key); ``label`` names its timing."""
-        key = ShotCache.key(name, self.cfg.stage_settings(name) if settings is None else settings,
-                            [self.cache.shot_key, *inputs])
+        key = self._key(name, inputs, wh)
         label = label or name
         self.keys[label] = key
         t0 = time.perf_counter()
@@ -169,7 +187,7 @@ class ShotTracker:
                 self._report("load", i, n, "frames")
             return {"frames": shot.load(wh, on_progress=cb)}
 
-        arr, k_frames = self._stage("frames", [], load_frames, settings={"work_wh": list(wh)})
+        arr, k_frames = self._stage("frames", [], load_frames, wh=wh)
         self.frames = arr["frames"]
         check_shape(self.frames, "T H W 3", "frames", {"T": self.T, "H": wh[1], "W": wh[0]})
 
@@ -185,13 +203,11 @@ class ShotTracker:
             def load_flow_frames():
                 return {"frames": shot.load(self.flow_wh, on_progress=lambda i, n: check_cancel(self.cancel))}
 
-            arr, k_fframes = self._stage("frames", [], load_flow_frames, settings={"work_wh": list(self.flow_wh)},
-                                         label="flow_frames")
+            arr, k_fframes = self._stage("frames", [], load_flow_frames, wh=self.flow_wh, label="flow_frames")
             flow_frames = arr["frames"]
         self.flow_frames = flow_frames
         arr, k_flow = self._stage("flow", [k_fframes], lambda: prep.flow_arrays(flow_frames, cfg, self.progress,
-                                                                                self.cancel, self.device),
-                                  settings=prep.flow_settings(cfg))
+                                                                                self.cancel, self.device))
         self.flow = prep.flow_from_arrays(arr, cfg)
 
         arr, k_corr = self._stage("correspondences", [k_flow],
@@ -227,12 +243,9 @@ class ShotTracker:
 
     def _check_weights_first(self) -> None:
         """Missing weight files fail here, before frames are read - unless the stages needing them are cached."""
-        sk = self.cache.shot_key
-        k_frames = ShotCache.key("frames", {"work_wh": list(self.work_wh)}, [sk])
-        k_ff = k_frames if self.flow_wh == self.work_wh else ShotCache.key("frames", {"work_wh": list(self.flow_wh)},
-                                                                           [sk])
-        k_feat = ShotCache.key("features", self.cfg.stage_settings("features"), [sk, k_frames])
-        k_flow = ShotCache.key("flow", prep.flow_settings(self.cfg), [sk, k_ff])
+        k_frames = self._key("frames", [], self.work_wh)
+        k_feat = self._key("features", [k_frames])
+        k_flow = self._key("flow", [self._key("frames", [], self.flow_wh)])
 
         def missing(stage, key):
             p = self.cache.entry_path(stage, key)
@@ -291,7 +304,12 @@ class ShotTracker:
         if self._trainer is None:
             self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
         t0 = time.perf_counter()
-        self._trainer.run(iterations)
+        target = int(iterations or cfg["train.iterations"])
+        if self._trainer.iteration >= target:  # the final checkpoint is in the cache: nothing to train
+            self._report("train", self._trainer.iteration, target, "trained model reused (cached): inference only")
+            self.model.eval()
+        else:
+            self._trainer.run(iterations)
         self.timings["train"] = time.perf_counter() - t0
         self.trained_iterations = self._trainer.iteration
         self.history = self._trainer.history
@@ -352,8 +370,19 @@ class ShotTracker:
             self.train()
         if self.store is None:
             t0 = time.perf_counter()
-            self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
-                                     progress=self.progress, cancel=self.cancel)
+            key = self._rows_key("refined")
+            hit = self.cache.load("refined", key) if key else None
+            if hit is not None:  # the trained model's features of every frame (a correction run)
+                dtype = torch.float16 if self.device.type == "cuda" else torch.float32
+                self.store = FeatureStore(torch.from_numpy(hit[0]["phi"]).to(self.device, dtype),
+                                          torch.from_numpy(hit[0]["inv_norm"]).to(self.device), self.grid())
+                self._report("refine", 1, 1, "cached")
+            else:
+                self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
+                                         progress=self.progress, cancel=self.cancel)
+                if key and self.store.phi.numel() * self.store.phi.element_size() <= REFINED_CACHE_MAX_BYTES:
+                    self.cache.save("refined", key, {"phi": self.store.phi.cpu().numpy(),  # as computed: exact
+                                                     "inv_norm": self.store.inv_norm.cpu().numpy()})
             self.timings["refine_features"] = time.perf_counter() - t0
         return self.store
 
@@ -400,10 +429,11 @@ class ShotTracker:
         from .infer.flow_guided import flow_guided_signals
 
         cfg = self.cfg
-        drift = self.flow_frames if cfg["infer.drift_correct"] else None
         dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
         return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                   drift, cfg["infer.drift_margin"], dis_params, self.progress, self.cancel)
+                                   self.flow_frames, cfg["infer.drift_correct"], cfg["infer.drift_margin"], dis_params,
+                                   self.progress, self.cancel, cfg["infer.drift_radius"],
+                                   cfg["infer.drift_radius_per_px"])
 
     def refine_plate(self, qs: list[Query], xy: np.ndarray, visible: np.ndarray, conf: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -435,23 +465,74 @@ class ShotTracker:
         self.refined = r
         return r.xy, r.visible, r.confidence
 
-    def infer(self, queries: list[Query]) -> TrackSet:
-        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px."""
-        qs = _check_queries(queries, self.shot)
-        fr = np.asarray(self.shot.frame_numbers)
-        if not qs:
-            return TrackSet.empty(fr, self.shot.size)
-        cfg, dev = self.cfg, self.device
+    def _anchor_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every anchor followed through the shot as a query of its own -> (xy ``[K, T, 2]`` PLATE px, visible
+        ``[K, T]``, confidence ``[K, T]``), unpinned. Rows of this trained model already in the cache (the
+        same anchor ``t, x, y``, settings and model) are read from it; only new anchors are tracked, so a
+        correction run tracks just the corrections."""
+        key = self._rows_key()
+        got = self.cache.load("rows", key) if key else None
+        have = {}
+        if got is not None:
+            a = got[0]
+            have = {(int(t), float(x), float(y)): i for i, (t, (x, y)) in enumerate(zip(a["t"], a["xy_q"]))}
+        idx = [have.get((int(q.t), float(q.x), float(q.y))) for q in qs]
+        new = [q for q, i in zip(qs, idx) if i is None]
+        if got is not None and len(new) < len(qs):
+            self._report("infer", 0, 1, f"{len(qs) - len(new)} of {len(qs)} anchors from the cache, "
+                                        f"tracking {len(new)}")
+        K, T = len(qs), self.T
+        xy = np.full((K, T, 2), np.nan)
+        vis = np.zeros((K, T), bool)
+        conf = np.zeros((K, T), np.float32)
+        for k, i in enumerate(idx):
+            if i is not None:
+                xy[k], vis[k], conf[k] = got[0]["xy"][i], got[0]["visible"][i], got[0]["confidence"][i]
+        if not new:
+            return xy, vis, conf
+        n_xy, n_vis, n_conf = self._track_rows(new)
+        sel = [k for k, i in enumerate(idx) if i is None]
+        xy[sel], vis[sel], conf[sel] = n_xy, n_vis, n_conf
+        if key:  # the table grows by the new anchors
+            old = got[0] if got is not None else None
+
+            def cat(name, v):
+                return v if old is None else np.concatenate([old[name], v])
+
+            self.cache.save("rows", key, {"t": cat("t", np.array([q.t for q in new], np.int64)),
+                                          "xy_q": cat("xy_q", np.array([[q.x, q.y] for q in new], np.float64)),
+                                          "xy": cat("xy", n_xy), "visible": cat("visible", n_vis),
+                                          "confidence": cat("confidence", n_conf)})
+        return xy, vis, conf
+
+    def _rows_key(self, stage: str = "rows") -> str | None:
+        """Cache key of ``stage`` (``rows``: tracked anchors; ``refined``: the refined features) of this
+        trained model and settings (None: no cache or no model trained through the cache)."""
+        model = self.keys.get("features") if self.cfg.raw_dino else self.keys.get("checkpoints")
+        if not self.cache.enabled or model is None or self._trainer is None and not self.cfg.raw_dino:
+            return None
+        config = self.cfg.to_dict()
+        if stage == "refined":  # the refined features do not depend on plate refinement (inference only)
+            config.pop("refine", None)
+        return ShotCache.key(stage, {"config": config, "seed": self.seed,
+                                      "iterations": self.trained_iterations},
+                             [self.cache.shot_key, model, self.keys.get("flow", "none")])
+
+    def _track_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The tracker on anchor rows ``qs`` -> (xy PLATE px ``[K, T, 2]``, visible ``[K, T]``, confidence)."""
+        cfg = self.cfg
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:  # (the query frames are set exactly below)
+        if cfg["infer.flow_guided"] and self.flow is not None:  # (anchor frames: set by anchor_tracks)
             from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
             xy = sig.xy
-            vis, conf = flow_guided_visibility(sig, t_q, cfg["flow.fb_thresh"], cfg["infer.flow_agree_px"],
-                                               cfg["infer.visible_cos"], cfg["infer.occlusion_fb_scale"],
-                                               cfg["infer.occlusion_fail_run"])
+            vis, conf = flow_guided_visibility(sig, t_q, fb_thresh=cfg["flow.fb_thresh"],
+                                               agree_px=cfg["infer.flow_agree_px"], visible_cos=cfg["infer.visible_cos"],
+                                               occ_fb_scale=cfg["infer.occlusion_fb_scale"],
+                                               fail_run=cfg["infer.occlusion_fail_run"], gone_ncc=cfg["infer.gone_ncc"],
+                                               gone_run=cfg["infer.gone_run"])
         elif cfg["infer.occlusion"]:
             vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
                                      cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)
@@ -461,21 +542,36 @@ class ShotTracker:
             cos, _ = trajectory_cosine(store, xy, q_feat)
             vis = cos >= cfg["infer.visible_cos"]
             conf = cos.clamp(0, 1)
-            rows = torch.arange(len(qs), device=dev)
-            vis[rows, t_q], conf[rows, t_q] = True, 1.0
         self.timings["occlusion"] = time.perf_counter() - t0
         xy_p = self.resize.to_plate(xy.double().cpu().numpy())
-        for n, q in enumerate(qs):  # the query frame is the query, exactly
-            xy_p[n, q.t] = (q.x, q.y)
         vis_p, conf_p = vis.cpu().numpy(), conf.float().cpu().numpy()
-        if cfg["refine.enabled"]:
+        if cfg["refine.enabled"]:  # sub-pixel refinement at plate resolution (each row's own frame: its anchor)
             xy_p, vis_p, conf_p = self.refine_plate(qs, xy_p, vis_p, conf_p)
-        names = unique_names([q.name for q in qs])
-        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(qs, names)]
+        return xy_p, vis_p, conf_p
+
+    def infer(self, queries: list[Query]) -> TrackSet:
+        """Track ``queries`` (plate px) through the whole shot -> :class:`TrackSet` in plate px. Queries
+        that share a name are one track with several anchors (module docstring)."""
+        lay = anchoring.layout(_check_queries(queries, self.shot), self.shot.frame_of)
+        fr = np.asarray(self.shot.frame_numbers)
+        if not lay.rows:
+            return TrackSet.empty(fr, self.shot.size)
+        if lay.n_corrections:
+            n_fix, n_tr = lay.n_corrections, sum(len(a) > 1 for a in lay.anchors)
+            self._report("infer", 0, 1, f"{n_fix} correction{'s' * (n_fix != 1)} on {n_tr} "
+                                        f"track{'s' * (n_tr != 1)}: every anchor is tracked")
+        xy_p, vis_p, conf_p = anchoring.anchor_tracks(*self._anchor_rows(list(lay.rows)), lay)
+        cfg = self.cfg
+        names = unique_names([q.name for q in lay.queries])
+        out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(lay.queries, names)]
+        out_a = [tuple(Query(a.t, a.x, a.y, nm, q.group) for a in anchors)
+                 for q, nm, anchors in zip(lay.queries, names, lay.anchors)]
         meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
-                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict())}}
-        return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size,
-                        meta=meta, fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None))
+                            "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict()),
+                            "seed": self.seed, "config": cfg.to_dict()}}
+        return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size, meta=meta,
+                        fps=getattr(self.shot, "fps", None), timecode=getattr(self.shot, "timecode", None),
+                        anchors=out_a)
 
 
 def track(shot, queries: list[Query], *, preset: str | Path | dict = "cpu-preview",

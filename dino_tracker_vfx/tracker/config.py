@@ -1,330 +1,337 @@
-"""Tracker settings: one nested dict with a fixed schema, validated field by field.
+"""Tracker settings: one typed pydantic model (sections :class:`Delta`, :class:`Flow`, :class:`BestBuddies`,
+:class:`Foreground`, :class:`Train`, :class:`Infer`, :class:`Refine`), validated field by field.
 
-``DEFAULTS`` holds the paper's values (docs/method.md); presets (``presets/*.yaml``) and user files override
-any subset. Every problem is a :class:`ConfigError` naming the dotted field, e.g.
-``balanced.yaml: train.iterations: must be an integer >= 1, got -5``.
+The field defaults are the paper's values (docs/method.md; :data:`DEFAULTS` is their dict form); presets
+(``presets/*.yaml``) and user files override any subset. Every problem is a :class:`ConfigError` naming the
+dotted field, e.g. ``balanced.yaml: train.iterations: must be an integer in 1..10000000, got -5``.
 
-Settings that change *what* a cache stage produces are hashed per stage (:meth:`TrackerConfig.stage_settings`);
-purely operational ones (progress, chunk sizes, checkpoint interval) are not.
+Access: ``cfg.train.iterations`` (typed) or ``cfg["train.iterations"]`` (the dotted name; same value).
+
+Settings that change *what* a cache stage produces are hashed per stage (:meth:`TrackerConfig.stage_settings`):
+a field joins a stage's key with ``stages=(...)`` in its declaration (:func:`_f`); a whole section joins with
+``stages`` on the section's field in :class:`TrackerConfig`. Purely operational settings (progress, chunk
+sizes, checkpoint interval) name no stage.
+
+Adding a setting is one line in its section class: ``new_field: int = _f(3, ge=1, le=9)`` (plus
+``stages=("model",)`` when it changes a cache stage's content; a field of a section that is hashed whole
+- ``train``, ``delta``, ``foreground`` - is in that stage's key already, which invalidates those caches).
+A new section is a class here and one field of :class:`TrackerConfig`.
 """
 
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import json
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal, Optional, get_args
+
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_validator
 
 from ..errors import ConfigError
+from ..typed import Number, model_of, one_line
 
-BACKBONES = ("none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14")
 BACKBONE_DIMS = {"dinov2_vits14": 384, "dinov2_vitb14": 768, "dinov2_vitl14": 1024, "dinov2_vitg14": 1536}
 BACKBONE_DEPTH = {"dinov2_vits14": 12, "dinov2_vitb14": 12, "dinov2_vitl14": 24, "dinov2_vitg14": 40}
-FLOW_METHODS = ("dis", "raft_small", "raft_large")
-FG_SOURCES = ("auto", "masks", "saliency", "all")
+STAGES = ("flow", "correspondences", "features", "foreground", "best_buddies", "model", "train")
 
-DEFAULTS: dict[str, Any] = {
-    "name": "custom",
-    "description": "",
-    "backbone": "dinov2_vitl14",   # or "none": weight-free (Delta CNN alone, the paper's w/o-DINO ablation)
-    "registers": False,
-    "layer": 15,                   # 0-based transformer block whose tokens are the features
-    "stride": 7,                   # patch-embedding stride (14 -> 7 for a denser map)
-    "weights": None,               # DINOv2 checkpoint file (None: the standard search of weights.py;
-                                   # "random": random weights, for benchmarks and tests only)
-    "working_height": 476,         # working raster height (DINO: a multiple of 14 is used)
-    "features_dtype": "float16",   # how precomputed DINO maps are stored
-    "amp": True,                   # bf16 autocast for the ViT / CNN and low-precision cost volumes on CUDA
-    "windowed_head": True,         # refine only the window around the argmax (false: whole map, same result)
-    "delta": {
-        "enabled": True,           # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
-        "hidden": [64, 128, 256],  # channels of layers 1-3
-        "out_channels": None,      # C; None = the DINO dimension (required when backbone is none)
-        "kernel": 5,
-    },
-    "refiner": True,
-    "flow": {
-        "method": "raft_large",
-        "weights": None,
-        "height": None,            # flow raster height (null: the working raster; never above the plate)
-        "fb_thresh": 1.5,          # px, forward-backward check of chained flow
-        "drift_thresh": 2.5,       # px, direct-flow drift filter (paper 2, public config 2.5)
-        "drift_pairs": "dyadic",   # which direct flows check drift (tracklets.DRIFT_PAIRS)
-        "seed_step": 1,            # px between tracklet seeds (1: every pixel, as the paper)
-        "params": {},              # engine settings (DIS: see flow.DIS_DEFAULTS; RAFT: iters)
-    },
-    "best_buddies": {
-        "enabled": True,
-        "nms_box": 30,             # px (paper 60, public config 30)
-        "nms_iou": 0.2,
-        "sig_a": 27.0,
-        "sig_b": -5.7,
-        "mine_refined": True,      # L_rfn_bb: mutual nearest neighbours of the refined features
-        "max_pairs": None,         # frame pairs mined (null: all T(T-1)/2, as the paper)
-    },
-    "foreground": {
-        "source": "auto",          # auto: user masks if given, else DINO saliency (weight-free: all)
-        "saliency_layer": None,    # block of the saliency features (null: the backbone's last; ViT-L: 23)
-        "saliency_threshold": 0.6,
-    },
-    "train": {
-        "iterations": 10000,
-        "lr": 0.01,
-        "refiner_gamma": 0.999,
-        "refiner_every": 40,
-        "frames_per_step": 8,
-        "flow_pairs": 512,
-        "flow_fg_ratio": 0.5,
-        "bb_pairs": 1024,
-        "bb_fg_ratio": 0.7,
-        "cyc_frame_pairs": 4,
-        "cyc_points_per_pair": 256,
-        "cyc_fg_ratio": 0.7,
-        "cyc_thresh": 4.0,         # px (working)
-        "cyc_gamma": 0.8,
-        "tau": 0.1,
-        "div_dino_bb": 700.0,
-        "div_rfn_bb": 900.0,
-        "rfn_after": 0.5,          # fraction of iterations after which L_rfn_bb and L_rfn_cc switch on
-        "lambda_dino_bb": 25e-5,
-        "lambda_rfn_bb": 5e-5,
-        "lambda_cyc": 0.5,
-        "lambda_norm": 1e-4,
-        "lambda_angle": 1e-4,
-        "checkpoint_every": 2500,
-    },
-    "infer": {
-        "argmax_radius": 35.0,     # px of the working raster
-        "occlusion": True,
-        "anchor_cos": 0.7,
-        "visible_cos": 0.6,
-        "query_chunk": 256,
-        "frame_chunk": 32,
-        "flow_guided": False,      # weight-free aid: positions from chained flow, visibility helped by the
-        "flow_agree_px": 6.0,      #   learned tracker (tracker/infer/flow_guided.py); agreement radius, working px
-        "occlusion_fb_scale": 5.0,  #  flow-guided: a step fails at FB error >= this x flow.fb_thresh (flow px)
-        "occlusion_fail_run": 2,   #   and this many failed steps in a row end the chain's "alive"
-        "drift_correct": False,    # needs flow_guided: direct DIS flow (any flow.method) from the query image replaces drifted
-        "drift_margin": 0.5,       #   chained positions where its patch NCC is higher by this (tracker/infer/drift.py)
-    },
-    "refine": {                    # sub-pixel pattern refinement at plate resolution (tracker/infer/refine.py)
-        "enabled": True,
-        "patch_radius": 10,        # plate px: the pattern is (2 r + 1)^2 plate pixels
-        "warp": "affine",          # or "translation"
-        "search_radius": None,     # plate px around the coarse track (null: 4 px of the coarse track's raster, >= 6)
-        "iterations": 20,          # Lucas-Kanade iterations (each stage: translation, then affine)
-        "min_zncc": 0.97,          # a match below this keeps the coarse position (confidence 0 there); the three
-        "hide_zncc": 0.5,          #   thresholds: leave-one-out on synthetic scenes (benchmarks/refine_sweep.py);
-                                   #   a visible point whose best match is below hide_zncc becomes hidden
-        "key_zncc": 0.9,           # a match of the query pattern at or above this makes the next key pattern
-        "reacquire": True,         # predict hidden points from neighbours, resume them (tracker/infer/reacquire.py)
-        "reacquire_radius": None,  # plate px around the prediction (null: the search radius)
-        "reacquire_zncc": 0.9,     # a hidden point resumes where its pattern matches at least this
-        "neighbours": 12,          # tracks in the neighbour fit
-        "memory_mb": 1024,         # grey plate images kept in memory (beyond: read again)
-    },
-}
-
-# field -> (kind, constraint). kind: int, float, bool, str, choice, int_list, opt_int, opt_float, opt_str, dict
-RULES: dict[str, tuple] = {
-    "name": ("str", None), "description": ("str", None),
-    "backbone": ("choice", BACKBONES), "registers": ("bool", None), "layer": ("int", (0, 39)),
-    "stride": ("int", (1, 14)), "weights": ("opt_str", None), "working_height": ("int", (32, 4096)),
-    "features_dtype": ("choice", ("float16", "bfloat16", "float32")), "amp": ("bool", None),
-    "windowed_head": ("bool", None),
-    "delta.enabled": ("bool", None), "delta.hidden": ("int_list", (1, 4096)), "delta.out_channels": ("opt_int", (1, 8192)),
-    "delta.kernel": ("choice", (3, 5, 7)), "refiner": ("bool", None),
-    "flow.method": ("choice", FLOW_METHODS), "flow.weights": ("opt_str", None),
-    "flow.height": ("opt_int", (16, 8192)),
-    "flow.fb_thresh": ("float", (0.0, 100.0)), "flow.drift_thresh": ("float", (0.0, 100.0)),
-    "flow.drift_pairs": ("choice", ("dyadic", "start", "none")), "flow.seed_step": ("int", (1, 64)),
-    "flow.params": ("dict", None),
-    "best_buddies.enabled": ("bool", None), "best_buddies.nms_box": ("int", (1, 1000)),
-    "best_buddies.nms_iou": ("float", (0.0, 1.0)), "best_buddies.sig_a": ("float", (-1e3, 1e3)),
-    "best_buddies.sig_b": ("float", (-1e3, 1e3)), "best_buddies.mine_refined": ("bool", None),
-    "best_buddies.max_pairs": ("opt_int", (1, 100_000_000)),
-    "foreground.source": ("choice", FG_SOURCES), "foreground.saliency_layer": ("opt_int", (0, 39)),
-    "foreground.saliency_threshold": ("float", (0.0, 1.0)),
-    "train.iterations": ("int", (1, 10_000_000)), "train.lr": ("float", (1e-9, 10.0)),
-    "train.refiner_gamma": ("float", (0.0, 1.0)), "train.refiner_every": ("int", (1, 10_000_000)),
-    "train.frames_per_step": ("int", (2, 1024)), "train.flow_pairs": ("int", (1, 1_000_000)),
-    "train.flow_fg_ratio": ("float", (0.0, 1.0)), "train.bb_pairs": ("int", (0, 1_000_000)),
-    "train.bb_fg_ratio": ("float", (0.0, 1.0)), "train.cyc_frame_pairs": ("int", (0, 1024)),
-    "train.cyc_points_per_pair": ("int", (0, 1_000_000)), "train.cyc_fg_ratio": ("float", (0.0, 1.0)),
-    "train.cyc_thresh": ("float", (0.0, 1e4)), "train.cyc_gamma": ("float", (0.0, 1.0)),
-    "train.tau": ("float", (1e-6, 100.0)), "train.div_dino_bb": ("float", (1e-6, 1e9)),
-    "train.div_rfn_bb": ("float", (1e-6, 1e9)), "train.rfn_after": ("float", (0.0, 1.0)),
-    "train.lambda_dino_bb": ("float", (0.0, 1e6)), "train.lambda_rfn_bb": ("float", (0.0, 1e6)),
-    "train.lambda_cyc": ("float", (0.0, 1e6)), "train.lambda_norm": ("float", (0.0, 1e6)),
-    "train.lambda_angle": ("float", (0.0, 1e6)), "train.checkpoint_every": ("int", (1, 10_000_000)),
-    "infer.argmax_radius": ("float", (0.5, 1e4)), "infer.occlusion": ("bool", None),
-    "infer.anchor_cos": ("float", (-1.0, 1.0)), "infer.visible_cos": ("float", (-1.0, 1.0)),
-    "infer.query_chunk": ("int", (1, 1_000_000)), "infer.frame_chunk": ("int", (1, 1_000_000)),
-    "infer.flow_guided": ("bool", None), "infer.flow_agree_px": ("float", (0.0, 1e4)),
-    "infer.occlusion_fb_scale": ("float", (0.0, 1e4)), "infer.occlusion_fail_run": ("int", (1, 1000000)),
-    "infer.drift_correct": ("bool", None), "infer.drift_margin": ("float", (-2.0, 2.0)),
-    "refine.enabled": ("bool", None), "refine.patch_radius": ("int", (2, 64)),
-    "refine.warp": ("choice", ("translation", "affine")), "refine.search_radius": ("opt_float", (0.5, 1000.0)),
-    "refine.iterations": ("int", (1, 200)), "refine.min_zncc": ("float", (-1.0, 1.0)),
-    "refine.hide_zncc": ("float", (-1.0, 1.0)), "refine.key_zncc": ("float", (-1.0, 1.0)),
-    "refine.reacquire": ("bool", None), "refine.reacquire_radius": ("opt_float", (0.5, 1000.0)),
-    "refine.reacquire_zncc": ("float", (-1.0, 1.0)), "refine.neighbours": ("int", (1, 1000)),
-    "refine.memory_mb": ("int", (0, 1_000_000)),
-}
-
-# which settings decide each cache stage's content (besides the stage's inputs)
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "frames": ("working_height", "backbone", "stride"),
-    "flow": ("flow.method", "flow.weights", "flow.params", "flow.height"),
-    "correspondences": ("flow.fb_thresh", "flow.drift_thresh", "flow.drift_pairs", "flow.seed_step"),
-    "features": ("backbone", "registers", "layer", "stride", "weights", "features_dtype"),
-    "foreground": ("foreground",),
-    "best_buddies": ("best_buddies.enabled", "best_buddies.nms_box", "best_buddies.nms_iou",
-                     "best_buddies.sig_a", "best_buddies.sig_b", "best_buddies.max_pairs"),
-    "model": ("backbone", "registers", "layer", "stride", "delta", "refiner", "infer.argmax_radius"),
-    "train": ("train", "best_buddies.mine_refined", "amp"),
-}
+_PATH = "a path (text) or null"
+Backbone = Literal["none", "dinov2_vits14", "dinov2_vitb14", "dinov2_vitl14", "dinov2_vitg14"]
+FlowMethod = Literal["dis", "raft_small", "raft_large"]
+FgSource = Literal["auto", "masks", "saliency", "all"]
+BACKBONES, FLOW_METHODS, FG_SOURCES = get_args(Backbone), get_args(FlowMethod), get_args(FgSource)
 
 
-def _get(d: dict, dotted: str) -> Any:
-    for k in dotted.split("."):
-        d = d[k]
-    return d
+def _f(default: Any = ..., *, stages: tuple[str, ...] = (), **constraints: Any) -> Any:
+    """A settings field: ``default``, pydantic ``constraints`` (ge, le, min_length, default_factory) and the
+    cache ``stages`` whose content it decides."""
+    bad = [s for s in stages if s not in STAGES]
+    if bad:
+        raise ValueError(f"unknown cache stage {bad[0]!r} (known: {', '.join(STAGES)})")
+    extra = {"stages": list(stages)} if stages else None
+    if "default_factory" in constraints:
+        return Field(json_schema_extra=extra, **constraints)
+    return Field(default, json_schema_extra=extra, **constraints)
 
 
-def _merge(base: dict, over: dict, where: str, prefix: str = "") -> dict:
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, validate_default=False)
+
+    def __getitem__(self, dotted: str) -> Any:
+        """``cfg["train.iterations"]`` == ``cfg.train.iterations`` (``cfg.train["iterations"]`` too); a
+        section comes back as a dict."""
+        v: Any = self
+        for k in dotted.split("."):
+            if not isinstance(v, BaseModel) or k not in type(v).model_fields:
+                raise KeyError(dotted)
+            v = getattr(v, k)
+        return v.model_dump() if isinstance(v, BaseModel) else copy.deepcopy(v)
+
+
+class Delta(_Section):
+    enabled: bool = _f(True)  # false: the raw-DINO baseline (Phi = Phi_DINO, no refiner, no training)
+    hidden: Annotated[list[Annotated[int, Field(ge=1, le=4096)]], Field(min_length=1)] = _f(
+        default_factory=lambda: [64, 128, 256])    # channels of layers 1-3
+    out_channels: Optional[int] = _f(None, ge=1, le=8192)  # C; None = the DINO dimension (required when
+                                                           # backbone is none)
+    kernel: Literal[3, 5, 7] = _f(5)
+
+
+class Flow(_Section):
+    method: FlowMethod = _f("raft_large", stages=("flow",))
+    weights: Optional[str] = _f(None, stages=("flow",), description=_PATH)
+    height: Optional[int] = _f(None, ge=16, le=8192, stages=("flow",))  # flow raster height (null: the working
+                                                                        # raster; never above the plate)
+    fb_thresh: Number = _f(1.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, forward-backward check
+                                                                                # of chained flow
+    drift_thresh: Number = _f(2.5, ge=0.0, le=100.0, stages=("correspondences",))  # px, direct-flow drift filter
+                                                                                   # (paper 2, public config 2.5)
+    drift_pairs: Literal["dyadic", "start", "none"] = _f("dyadic", stages=("correspondences",))  # which direct flows
+                                                                                   # check drift (tracklets.DRIFT_PAIRS)
+    seed_step: int = _f(1, ge=1, le=64, stages=("correspondences",))  # px between tracklet seeds (1: every pixel)
+    params: dict[Any, Any] = _f(default_factory=dict, stages=("flow",))  # engine settings (DIS: see
+                                                                         # flow.DIS_DEFAULTS; RAFT: iters)
+
+
+class BestBuddies(_Section):
+    enabled: bool = _f(True, stages=("best_buddies",))
+    nms_box: int = _f(30, ge=1, le=1000, stages=("best_buddies",))  # px (paper 60, public config 30)
+    nms_iou: Number = _f(0.2, ge=0.0, le=1.0, stages=("best_buddies",))
+    sig_a: Number = _f(27.0, ge=-1e3, le=1e3, stages=("best_buddies",))
+    sig_b: Number = _f(-5.7, ge=-1e3, le=1e3, stages=("best_buddies",))
+    mine_refined: bool = _f(True, stages=("train",))  # L_rfn_bb: mutual nearest neighbours of the refined features
+    max_pairs: Optional[int] = _f(None, ge=1, le=100_000_000, stages=("best_buddies",))  # frame pairs mined
+                                                                                # (null: all T(T-1)/2, as the paper)
+
+
+class Foreground(_Section):
+    source: FgSource = _f("auto")                 # auto: user masks if given, else DINO saliency (weight-free: all)
+    saliency_layer: Optional[int] = _f(None, ge=0, le=39)  # block of the saliency features (null: the backbone's
+                                                           # last; ViT-L: 23)
+    saliency_threshold: Number = _f(0.6, ge=0.0, le=1.0)
+
+
+class Train(_Section):
+    iterations: int = _f(10000, ge=1, le=10_000_000)
+    lr: Number = _f(0.01, ge=1e-9, le=10.0)
+    refiner_gamma: Number = _f(0.999, ge=0.0, le=1.0)
+    refiner_every: int = _f(40, ge=1, le=10_000_000)
+    frames_per_step: int = _f(8, ge=2, le=1024)
+    flow_pairs: int = _f(512, ge=1, le=1_000_000)
+    flow_fg_ratio: Number = _f(0.5, ge=0.0, le=1.0)
+    bb_pairs: int = _f(1024, ge=0, le=1_000_000)
+    bb_fg_ratio: Number = _f(0.7, ge=0.0, le=1.0)
+    cyc_frame_pairs: int = _f(4, ge=0, le=1024)
+    cyc_points_per_pair: int = _f(256, ge=0, le=1_000_000)
+    cyc_fg_ratio: Number = _f(0.7, ge=0.0, le=1.0)
+    cyc_thresh: Number = _f(4.0, ge=0.0, le=1e4)  # px (working)
+    cyc_gamma: Number = _f(0.8, ge=0.0, le=1.0)
+    tau: Number = _f(0.1, ge=1e-6, le=100.0)
+    div_dino_bb: Number = _f(700.0, ge=1e-6, le=1e9)
+    div_rfn_bb: Number = _f(900.0, ge=1e-6, le=1e9)
+    rfn_after: Number = _f(0.5, ge=0.0, le=1.0)  # fraction of iterations after which L_rfn_bb and L_rfn_cc switch on
+    lambda_dino_bb: Number = _f(25e-5, ge=0.0, le=1e6)
+    lambda_rfn_bb: Number = _f(5e-5, ge=0.0, le=1e6)
+    lambda_cyc: Number = _f(0.5, ge=0.0, le=1e6)
+    lambda_norm: Number = _f(1e-4, ge=0.0, le=1e6)
+    lambda_angle: Number = _f(1e-4, ge=0.0, le=1e6)
+    checkpoint_every: int = _f(2500, ge=1, le=10_000_000)
+
+
+class Infer(_Section):
+    argmax_radius: Number = _f(35.0, ge=0.5, le=1e4, stages=("model",))  # px of the working raster
+    occlusion: bool = _f(True)
+    anchor_cos: Number = _f(0.7, ge=-1.0, le=1.0)
+    visible_cos: Number = _f(0.6, ge=-1.0, le=1.0)
+    query_chunk: int = _f(256, ge=1, le=1_000_000)
+    frame_chunk: int = _f(32, ge=1, le=1_000_000)
+    flow_guided: bool = _f(False)       # weight-free aid: positions from chained flow, visibility helped by the
+    flow_agree_px: Number = _f(6.0, ge=0.0, le=1e4)  # learned tracker (tracker/infer/flow_guided.py); agreement
+                                                     # radius, working px
+    occlusion_fb_scale: Number = _f(5.0, ge=0.0, le=1e4)  # flow-guided: a step fails at FB error >= this x
+                                                          # flow.fb_thresh (flow px)
+    occlusion_fail_run: int = _f(2, ge=1, le=1_000_000)   # and this many failed steps in a row end the chain's "alive"
+    drift_correct: bool = _f(False)     # needs flow_guided: direct DIS flow (any flow.method) from the query image
+    drift_margin: Number = _f(0.5, ge=-2.0, le=2.0)  # replaces drifted chained positions where its patch NCC is
+                                                     # higher by this (tracker/infer/drift.py)
+    drift_radius: Number = _f(4.0, ge=0.0, le=1e6)   # and it lies within this many flow px of the chained prediction
+    drift_radius_per_px: Number = _f(0.1, ge=0.0, le=1e6)  # plus this fraction of the px the chain has moved since
+                                                           # its last anchor
+    gone_ncc: Number = _f(-1.0, ge=-2.0, le=2.0)     # flow-guided: occluded where the patch NCC with the query's
+                                                     # averages below this (-1: never, the default)
+    gone_run: int = _f(8, ge=1, le=1_000_000)        # over this many images in a row (pattern gone; flow_guided.py)
+
+
+class Refine(_Section):
+    """Sub-pixel pattern refinement at plate resolution and re-acquisition (tracker/infer/refine.py,
+    reacquire.py); inference only: no cache stage's key."""
+
+    enabled: bool = _f(True)
+    patch_radius: int = _f(10, ge=2, le=64)          # plate px: the pattern is (2 r + 1)^2 plate pixels
+    warp: Literal["translation", "affine"] = _f("affine")
+    search_radius: Optional[Number] = _f(None, ge=0.5, le=1000.0)  # plate px around the coarse track (null: 4 px
+                                                     # of the coarse track's raster, at least 6)
+    iterations: int = _f(20, ge=1, le=200)           # Lucas-Kanade iterations (each stage: translation, affine)
+    min_zncc: Number = _f(0.97, ge=-1.0, le=1.0)     # a match below this keeps the coarse position; the three
+    hide_zncc: Number = _f(0.5, ge=-1.0, le=1.0)     # thresholds: leave-one-out on synthetic scenes
+                                                     # (benchmarks/refine_sweep.py); a visible point whose best
+                                                     # match is below hide_zncc becomes hidden
+    key_zncc: Number = _f(0.9, ge=-1.0, le=1.0)      # a match of the query pattern at or above this makes the
+                                                     # next key pattern
+    reacquire: bool = _f(True)                       # predict hidden points from neighbours, resume them
+    reacquire_radius: Optional[Number] = _f(None, ge=0.5, le=1000.0)  # plate px (null: the search radius)
+    reacquire_zncc: Number = _f(0.9, ge=-1.0, le=1.0)  # a hidden point resumes where its pattern matches this
+    neighbours: int = _f(12, ge=1, le=1000)          # tracks in the neighbour fit
+    memory_mb: int = _f(1024, ge=0, le=1_000_000)    # grey plate images kept in memory (beyond: read again)
+
+
+class TrackerConfig(_Section):
+    """All tracker settings. ``source``: the file (or ``<settings>``) they came from, for messages."""
+
+    name: str = _f("custom")
+    description: str = _f("")
+    backbone: Backbone = _f("dinov2_vitl14", stages=("features", "model"))  # or "none": weight-free
+                                        # (Delta CNN alone, the paper's w/o-DINO ablation)
+    registers: bool = _f(False, stages=("features", "model"))
+    layer: int = _f(15, ge=0, le=39, stages=("features", "model"))  # 0-based transformer block of the features
+    stride: int = _f(7, ge=1, le=14, stages=("features", "model"))  # patch-embedding stride (14 -> 7)
+    weights: Optional[str] = _f(None, stages=("features",), description=_PATH)  # DINOv2 checkpoint file (None:
+                                        # the standard search of weights.py; "random": random weights, for
+                                        # benchmarks and tests only)
+    working_height: int = _f(476, ge=32, le=4096)  # working raster height (DINO: a multiple
+                                                                        # of 14 is used)
+    features_dtype: Literal["float16", "bfloat16", "float32"] = _f("float16", stages=("features",))  # how
+                                        # precomputed DINO maps are stored
+    amp: bool = _f(True, stages=("train",))  # bf16 autocast for the ViT / CNN and low-precision cost volumes on CUDA
+    windowed_head: bool = _f(True)      # refine only the window around the argmax (false: whole map, same result)
+    delta: Delta = _f(default_factory=Delta, stages=("model",))
+    refiner: bool = _f(True, stages=("model",))
+    flow: Flow = _f(default_factory=Flow)
+    best_buddies: BestBuddies = _f(default_factory=BestBuddies)
+    foreground: Foreground = _f(default_factory=Foreground, stages=("foreground",))
+    train: Train = _f(default_factory=Train, stages=("train",))
+    infer: Infer = _f(default_factory=Infer)
+    refine: Refine = _f(default_factory=Refine)
+
+    _source: str = PrivateAttr(default="<settings>")
+
+    @model_validator(mode="after")
+    def _cross_field(self) -> "TrackerConfig":
+        """Rules between fields (a ValueError here becomes ``where: field: message``)."""
+        from .preprocess.flow import check_params  # the flow engines own their settings
+
+        try:
+            check_params(self.flow.method, self.flow.params, where=None)
+        except ConfigError as e:
+            raise ValueError(str(e)) from None
+        if self.infer.drift_correct and not self.infer.flow_guided:
+            raise ValueError("infer.drift_correct: corrects the flow-guided tracks; set infer.flow_guided true too")
+        if self.backbone == "none":
+            if not self.delta.enabled:
+                raise ValueError("delta.enabled: weight-free mode (backbone none) needs the Delta CNN")
+            if self.delta.out_channels is None:
+                raise ValueError("delta.out_channels: must be set (e.g. 64) when backbone is none")
+            if self.flow.method != "dis":
+                raise ValueError("flow.method: weight-free mode (backbone none) uses dis")
+            return self
+        depth = BACKBONE_DEPTH[self.backbone]
+        if self.layer >= depth:
+            raise ValueError(f"layer: {self.backbone} has blocks 0..{depth - 1}, got {self.layer}")
+        sl = self.foreground.saliency_layer
+        if sl is not None and sl >= depth:
+            raise ValueError(f"foreground.saliency_layer: {self.backbone} has blocks 0..{depth - 1}, got {sl}")
+        oc = self.delta.out_channels
+        if oc is not None and oc != BACKBONE_DIMS[self.backbone]:
+            raise ValueError(f"delta.out_channels: must equal the {self.backbone} dimension "
+                             f"{BACKBONE_DIMS[self.backbone]} (or null), got {oc}")
+        if self.working_height < 14:
+            raise ValueError("working_height: must be >= 14 with a DINO backbone")
+        if not self.delta.enabled and self.refiner:
+            raise ValueError("refiner: the raw-DINO baseline (delta.enabled false) has no refiner; set it false")
+        return self
+
+    @classmethod
+    def from_dict(cls, over: dict[str, Any] | None, where: str = "<settings>", base: dict | None = None
+                  ) -> "TrackerConfig":
+        """``over`` merged over ``base`` (default: :data:`DEFAULTS`; sections merge field by field, a
+        mapping-valued field such as ``flow.params`` is replaced whole), validated."""
+        if over is not None and not isinstance(over, dict):
+            raise ConfigError(f"settings must be a mapping, got {type(over).__name__}", where=where)
+        d = _merged(cls, base if base is not None else DEFAULTS, over or {})
+        try:
+            cfg = cls.model_validate(d)
+        except ValidationError as e:
+            raise ConfigError(one_line(e, cls, d), where=where) from None
+        cfg._source = where
+        return cfg
+
+    @property
+    def source(self) -> str:
+        return self._source
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """The settings as a plain nested dict (a copy)."""
+        return self.model_dump()
+
+    @property
+    def weight_free(self) -> bool:
+        return self.backbone == "none"
+
+    @property
+    def raw_dino(self) -> bool:
+        """The raw-DINO baseline: no Delta-DINO, no refiner, nothing to train."""
+        return not self.delta.enabled
+
+    @property
+    def feature_dim(self) -> int:
+        if self.weight_free:
+            return int(self.delta.out_channels)
+        return BACKBONE_DIMS[self.backbone]
+
+    def rfn_start(self) -> int:
+        """First iteration of L_rfn_bb and L_rfn_cc (``rfn_after`` x iterations, 5k of 10k in the paper)."""
+        return int(round(self.train.rfn_after * self.train.iterations))
+
+    def stage_settings(self, stage: str) -> dict[str, Any]:
+        """The settings that decide ``stage``'s cache content, by dotted name (:data:`STAGE_FIELDS`)."""
+        return {f: self[f] for f in STAGE_FIELDS[stage]}
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+# ----------------------------------------------------------------------------- helpers
+def _stages_of(fi: Any) -> list[str]:
+    return list((fi.json_schema_extra or {}).get("stages", ())) if isinstance(fi.json_schema_extra, dict) else []
+
+
+def _stage_fields() -> dict[str, tuple[str, ...]]:
+    out: dict[str, list[str]] = {s: [] for s in STAGES}
+    for name, fi in TrackerConfig.model_fields.items():
+        for s in _stages_of(fi):
+            out[s].append(name)
+        sec = model_of(fi.annotation)
+        for sub, sfi in (sec.model_fields.items() if sec else ()):
+            for s in _stages_of(sfi):
+                out[s].append(f"{name}.{sub}")
+    return {s: tuple(v) for s, v in out.items()}
+
+
+def _merged(model: type[BaseModel], base: dict, over: dict) -> dict:
     out = copy.deepcopy(base)
     for k, v in over.items():
-        path = f"{prefix}{k}"
-        if k not in base:
-            near = difflib.get_close_matches(str(k), [str(b) for b in base], n=1)
-            hint = f"; did you mean {prefix}{near[0]}?" if near else ""
-            raise ConfigError(f"{path}: unknown field{hint}", where=where)
-        if isinstance(base[k], dict) and path != "flow.params":
-            if not isinstance(v, dict):
-                raise ConfigError(f"{path}: must be a mapping of settings, got {type(v).__name__}", where=where)
-            out[k] = _merge(base[k], v, where, prefix=f"{path}.")
+        fi = model.model_fields.get(k) if isinstance(k, str) else None
+        sec = model_of(fi.annotation) if fi is not None else None
+        if sec is not None and isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merged(sec, out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
 
 
-def _check(d: dict, where: str) -> None:
-    for path, (kind, c) in RULES.items():
-        v = _get(d, path)
-
-        def bad(what: str) -> ConfigError:
-            return ConfigError(f"{path}: must be {what}, got {v!r}", where=where)
-
-        if kind in ("int", "opt_int"):
-            if v is None and kind == "opt_int":
-                continue
-            if isinstance(v, bool) or not isinstance(v, int) or not c[0] <= v <= c[1]:
-                raise bad(f"an integer in {c[0]}..{c[1]}" + (" or null" if kind == "opt_int" else ""))
-        elif kind in ("float", "opt_float"):
-            if v is None and kind == "opt_float":
-                continue
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not c[0] <= float(v) <= c[1]:
-                raise bad(f"a number in {c[0]:g}..{c[1]:g}" + (" or null" if kind == "opt_float" else ""))
-        elif kind == "bool":
-            if not isinstance(v, bool):
-                raise bad("true or false")
-        elif kind == "str":
-            if not isinstance(v, str):
-                raise bad("text")
-        elif kind == "opt_str":
-            if v is not None and not isinstance(v, str):
-                raise bad("a path (text) or null")
-        elif kind == "choice":
-            if v not in c:
-                raise bad("one of " + ", ".join(str(x) for x in c))
-        elif kind == "int_list":
-            if not isinstance(v, list) or not v or not all(isinstance(x, int) and not isinstance(x, bool)
-                                                           and c[0] <= x <= c[1] for x in v):
-                raise bad(f"a non-empty list of integers in {c[0]}..{c[1]}")
-        elif kind == "dict":
-            if not isinstance(v, dict):
-                raise bad("a mapping")
-    # cross-field rules
-    from .preprocess.flow import check_params  # the flow engines own their settings
-
-    check_params(d["flow"]["method"], d["flow"]["params"], where=where)
-    if d["infer"]["drift_correct"] and not d["infer"]["flow_guided"]:
-        raise ConfigError("infer.drift_correct: corrects the flow-guided tracks; set infer.flow_guided true too",
-                          where=where)
-    if d["backbone"] == "none":
-        if not d["delta"]["enabled"]:
-            raise ConfigError("delta.enabled: weight-free mode (backbone none) needs the Delta CNN", where=where)
-        if d["delta"]["out_channels"] is None:
-            raise ConfigError("delta.out_channels: must be set (e.g. 64) when backbone is none", where=where)
-        if d["flow"]["method"] != "dis":
-            raise ConfigError("flow.method: weight-free mode (backbone none) uses dis", where=where)
-    else:
-        depth = BACKBONE_DEPTH[d["backbone"]]
-        if d["layer"] >= depth:
-            raise ConfigError(f"layer: {d['backbone']} has blocks 0..{depth - 1}, got {d['layer']}", where=where)
-        if d["foreground"]["saliency_layer"] is not None and d["foreground"]["saliency_layer"] >= depth:
-            raise ConfigError(f"foreground.saliency_layer: {d['backbone']} has blocks 0..{depth - 1}, got "
-                              f"{d['foreground']['saliency_layer']}", where=where)
-        oc = d["delta"]["out_channels"]
-        if oc is not None and oc != BACKBONE_DIMS[d["backbone"]]:
-            raise ConfigError(f"delta.out_channels: must equal the {d['backbone']} dimension "
-                              f"{BACKBONE_DIMS[d['backbone']]} (or null), got {oc}", where=where)
-        if d["working_height"] < 14:
-            raise ConfigError("working_height: must be >= 14 with a DINO backbone", where=where)
-        if not d["delta"]["enabled"] and d["refiner"]:
-            raise ConfigError("refiner: the raw-DINO baseline (delta.enabled false) has no refiner; set it false",
-                              where=where)
-
-
-@dataclass
-class TrackerConfig:
-    data: dict[str, Any]
-    source: str = "<settings>"
-    _frozen: str = field(default="", repr=False)
-
-    @classmethod
-    def from_dict(cls, over: dict[str, Any] | None, where: str = "<settings>", base: dict | None = None
-                  ) -> "TrackerConfig":
-        if over is not None and not isinstance(over, dict):
-            raise ConfigError(f"settings must be a mapping, got {type(over).__name__}", where=where)
-        d = _merge(base if base is not None else DEFAULTS, over or {}, where)
-        _check(d, where)
-        return cls(d, where)
-
-    def __getitem__(self, dotted: str) -> Any:
-        return _get(self.data, dotted)
-
-    @property
-    def name(self) -> str:
-        return self.data["name"]
-
-    @property
-    def weight_free(self) -> bool:
-        return self.data["backbone"] == "none"
-
-    @property
-    def raw_dino(self) -> bool:
-        """The raw-DINO baseline: no Delta-DINO, no refiner, nothing to train."""
-        return not self.data["delta"]["enabled"]
-
-    @property
-    def feature_dim(self) -> int:
-        if self.weight_free:
-            return int(self.data["delta"]["out_channels"])
-        return BACKBONE_DIMS[self.data["backbone"]]
-
-    def rfn_start(self) -> int:
-        """First iteration of L_rfn_bb and L_rfn_cc (``rfn_after`` x iterations, 5k of 10k in the paper)."""
-        return int(round(self["train.rfn_after"] * self["train.iterations"]))
-
-    def stage_settings(self, stage: str) -> dict[str, Any]:
-        return {f: _get(self.data, f) for f in STAGE_FIELDS[stage]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return copy.deepcopy(self.data)
+DEFAULTS: dict[str, Any] = TrackerConfig.model_construct().model_dump()  # the paper's values
+# which settings decide each cache stage's content (besides the stage's inputs), from the stages= marks
+STAGE_FIELDS: dict[str, tuple[str, ...]] = _stage_fields()
 
 
 def settings_hash(obj: Any, n: int = 16) -> str:

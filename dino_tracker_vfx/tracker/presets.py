@@ -1,7 +1,8 @@
 """Named presets: YAML files in the top-level ``presets/`` folder (``paper``, ``balanced``, ``fast``,
 ``cpu-preview``) or any YAML path, or a dict. A preset may start from another with ``base: NAME`` (a
 preset name, or a YAML path; a relative path is relative to the folder of the file that names it);
-what it does not set comes from :data:`config.DEFAULTS` (the paper's values).
+what it does not set comes from :data:`config.DEFAULTS` (the paper's values). Each file is validated by the
+:class:`~.config.TrackerConfig` model as it is merged, so an error names the file that set the field.
 
 ``load_preset("cpu-preview")``, ``load_preset("my.yaml")``, ``load_preset({"base": "fast", "train":
 {"iterations": 500}})`` -> :class:`TrackerConfig`; problems raise :class:`ConfigError` naming the file and field.
@@ -84,12 +85,12 @@ def _resolve(spec: Any, seen: tuple[str, ...] = (), folder: Path | None = None) 
     if base is not None:
         raw, _ = _resolve(base, seen + (where,), None if isinstance(spec, dict) else p.parent)
         d.setdefault("name", raw.get("name"))
-        return TrackerConfig.from_dict(d, where, base=raw).data, where
-    return TrackerConfig.from_dict(d, where, base=DEFAULTS).data, where
+        return TrackerConfig.from_dict(d, where, base=raw).to_dict(), where
+    return TrackerConfig.from_dict(d, where, base=DEFAULTS).to_dict(), where
 
 
 def load_preset(spec: str | Path | dict[str, Any] | TrackerConfig | None = None) -> TrackerConfig:
     if isinstance(spec, TrackerConfig):
         return spec
     data, where = _resolve(DEFAULT_PRESET if spec is None else spec)
-    return TrackerConfig(data, where)
+    return TrackerConfig.from_dict({}, where, base=data)

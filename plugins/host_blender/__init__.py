@@ -12,6 +12,13 @@ Sidebar tab "DINO Tracker" (Movie Clip Editor, N panel):
 * When the job is done the add-on reads the job's ``blender_markers`` output (``tracks.blender.json``,
   marker.co 0..1 from the bottom-left on plate frames, muted marker = occluded) and creates / refills
   the tracks in the clip (groups -> tracking objects), selected.
+* **Re-track** (corrections): after a job, the artist keys a marker where a track is wrong (drags it:
+  Blender marks it keyed, not tracked), selects the tracks and presses Re-track. The add-on writes the
+  selected tracks' markers (with ``is_keyed``) as ``corrections.blender.json`` into the clip's last job
+  folder (kept in the clip's custom property ``dtvfx_job_folder``), adds ``corrections:`` to that job's
+  spec and submits it again: the same job, so the same cache - dtvfx re-tracks with the keyed markers as
+  anchors and no training - and the result refills the SAME tracks (their keyed markers are the anchors,
+  the others tracked).
 * **Import tracks file** applies any ``.blender.json`` (``dtvfx export tracks.json --to blender_markers``).
 
 Frame mapping: see ``clipio.py`` (clip frame 1 = the clip's first file; plate frame = the number in
@@ -43,6 +50,8 @@ bl_info = {
 }
 
 QUERIES_FILE = "queries.blender.json"
+CORRECTIONS_FILE = "corrections.blender.json"
+JOB_PROP = "dtvfx_job_folder"  # the clip's custom property: the folder of its last job
 RESULT_FILE = "tracks.blender.json"
 FINAL = ("done", "failed", "cancelled", "died")
 
@@ -136,6 +145,33 @@ def start_job(clip, scene, cfg: dict) -> str:
     _write_atomic(os.path.join(job_dir, QUERIES_FILE), json.dumps(doc, indent=1))
     spec = os.path.join(job_dir, "job.yaml")
     _write_atomic(spec, json.dumps(job_spec(clip, os.path.basename(job_dir), job_dir, cfg), indent=1) + "\n")
+    clip[JOB_PROP] = job_dir
+    return _submit(clip, job_dir, cfg)
+
+
+def start_retrack(clip, scene, cfg: dict) -> str:
+    """Send the selected tracks' markers (the keyed ones correct them) to the clip's last job again."""
+    if STATE["phase"] in ("submitting", "running", "importing"):
+        raise clipio.ClipIOError(f"a job is already running ({STATE['job_dir']})")
+    job_dir = clip.get(JOB_PROP)
+    spec_path = os.path.join(job_dir, "job.yaml") if job_dir else ""
+    if not job_dir or not os.path.isfile(spec_path):
+        raise clipio.ClipIOError("track the clip first (Track Selected): it has no job to correct")
+    doc = clipio.dump_clip(clip, selected_only=True, scene=scene)
+    if not doc["tracks"]:
+        raise clipio.ClipIOError("select the tracks whose keyed markers correct them")
+    fixes = os.path.join(job_dir, CORRECTIONS_FILE)
+    _write_atomic(fixes, json.dumps(doc, indent=1))
+    with open(spec_path, encoding="utf-8") as fh:
+        spec = json.load(fh)
+    spec["corrections"] = fixes
+    _write_atomic(spec_path, json.dumps(spec, indent=1) + "\n")
+    return _submit(clip, job_dir, cfg)
+
+
+def _submit(clip, job_dir: str, cfg: dict) -> str:
+    """Start ``dtvfx submit job_dir/job.yaml --job-dir job_dir/job`` (non-blocking)."""
+    spec = os.path.join(job_dir, "job.yaml")
     cmd = command(cfg)
     try:
         proc = subprocess.Popen(cmd + ["submit", spec, "--job-dir", os.path.join(job_dir, "job")], cwd=job_dir, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -267,6 +303,20 @@ class DTVFX_AddonPreferences(bpy.types.AddonPreferences):
             col.prop(self, p)
 
 
+def _launch(op, context, start, what: str) -> set:
+    """Run ``start(clip, scene, cfg)`` for an operator and start polling; errors are reported, not raised."""
+    cfg = settings(context)
+    try:
+        job_dir = start(context.edit_movieclip, context.scene, cfg)
+    except clipio.ClipIOError as e:
+        op.report({"ERROR"}, str(e))
+        return {"CANCELLED"}
+    if not bpy.app.timers.is_registered(_timer):
+        bpy.app.timers.register(_timer, first_interval=cfg["poll_seconds"])
+    op.report({"INFO"}, f"{what} {job_dir}")
+    return {"FINISHED"}
+
+
 class DTVFX_OT_track_selected(bpy.types.Operator):
     bl_idname = "dtvfx.track_selected"
     bl_label = "Track Selected"
@@ -278,16 +328,23 @@ class DTVFX_OT_track_selected(bpy.types.Operator):
             "submitting", "running", "importing")
 
     def execute(self, context):
-        cfg = settings(context)
-        try:
-            job_dir = start_job(context.edit_movieclip, context.scene, cfg)
-        except clipio.ClipIOError as e:
-            self.report({"ERROR"}, str(e))
-            return {"CANCELLED"}
-        if not bpy.app.timers.is_registered(_timer):
-            bpy.app.timers.register(_timer, first_interval=cfg["poll_seconds"])
-        self.report({"INFO"}, f"dtvfx job {job_dir}")
-        return {"FINISHED"}
+        return _launch(self, context, start_job, "dtvfx job")
+
+
+class DTVFX_OT_retrack(bpy.types.Operator):
+    bl_idname = "dtvfx.retrack"
+    bl_label = "Re-track"
+    bl_description = ("Re-track the selected tracks of the clip's last job with the markers you keyed as "
+                      "corrections (no retraining)")
+
+    @classmethod
+    def poll(cls, context):
+        clip = getattr(context, "edit_movieclip", None)
+        return clip is not None and bool(clip.get(JOB_PROP)) and STATE["phase"] not in (
+            "submitting", "running", "importing")
+
+    def execute(self, context):
+        return _launch(self, context, start_retrack, "dtvfx re-track")
 
 
 class DTVFX_OT_cancel(bpy.types.Operator):
@@ -352,6 +409,7 @@ class DTVFX_PT_panel(bpy.types.Panel):
         n = sum(1 for o in clip.tracking.objects for t in o.tracks if t.select)
         layout.label(text=f"{n} selected track(s)")
         layout.operator(DTVFX_OT_track_selected.bl_idname, icon="TRACKING")
+        layout.operator(DTVFX_OT_retrack.bl_idname, icon="FILE_REFRESH")
         layout.operator(DTVFX_OT_import.bl_idname, icon="IMPORT")
         ph = STATE["phase"]
         if ph != "idle":
@@ -365,7 +423,8 @@ class DTVFX_PT_panel(bpy.types.Panel):
                 box.operator(DTVFX_OT_cancel.bl_idname, icon="CANCEL")
 
 
-CLASSES = (DTVFX_AddonPreferences, DTVFX_OT_track_selected, DTVFX_OT_cancel, DTVFX_OT_import, DTVFX_PT_panel)
+CLASSES = (DTVFX_AddonPreferences, DTVFX_OT_track_selected, DTVFX_OT_retrack, DTVFX_OT_cancel, DTVFX_OT_import,
+           DTVFX_PT_panel)
 
 
 def register():

@@ -19,10 +19,12 @@ Markers document (``dino_tracker_vfx.blender_markers`` v1)::
      "fps": 10.0,                                      # optional: the shot's rate (scene fps of a new clip)
      "tracks": [{"name": "car_a", "object": "car" | null, "select": true,
                  "color": [r, g, b],                   # optional: the track's custom colour (its group's)
-                 "markers": [[plate_frame, u, v, mute], ...]}]}
+                 "markers": [[plate_frame, u, v, mute, keyed], ...]}]}
 
 ``u, v``: Blender's ``marker.co``, 0..1 of the clip's width/height from the bottom-left corner.
 ``plate_frame``: the plate's own frame number (1001...). ``mute``: a muted (disabled) marker.
+``keyed`` (optional): ``marker.is_keyed``, placed by hand rather than tracked (dumps always write it;
+a document without it leaves Blender's default).
 
 Frame mapping (Blender ``movieclip.cc``): clip frame 1 shows the file the clip's ``filepath`` names
 (a sequence's first image, number ``F0``) moved by ``frame_offset``; scene frame ``s`` shows clip frame
@@ -114,7 +116,7 @@ def dump_clip(clip, selected_only: bool = False, scene=None) -> dict:
         for tr in obj.tracks:
             if selected_only and not tr.select:
                 continue
-            mk = [[plate_frame_of(m.frame, f0, off), float(m.co[0]), float(m.co[1]), bool(m.mute)]
+            mk = [[plate_frame_of(m.frame, f0, off), float(m.co[0]), float(m.co[1]), bool(m.mute), bool(m.is_keyed)]
                   for m in sorted(tr.markers, key=lambda m: m.frame)]
             tracks.append({"name": tr.name, "object": None if obj.is_camera else obj.name,
                            "select": bool(tr.select), "markers": mk})
@@ -160,14 +162,16 @@ def apply_doc(clip, doc: dict, replace: bool = True, select: bool = True) -> lis
         if not marks:
             raise ClipIOError(f"track {name!r} has no markers")
         frames = []
-        for pf, u, v, mute in marks:
+        for mark in marks:
+            pf, u, v, mute = mark[:4]
+            keyed = bool(mark[4]) if len(mark) > 4 else None
             cf = clip_frame_of(pf, f0, off)
             # Blender's frame_duration of a sequence stops at the first missing file, so only the
             # start is a hard limit: markers after a gap in the plate numbering are kept.
             if cf < 1:
                 raise ClipIOError(f"track {name!r}: plate frame {pf} is clip frame {cf}, before the start of clip "
                                   f"{clip.name!r} (clip frame 1 = plate frame {plate_frame_of(1, f0, off)})")
-            frames.append((cf, float(u), float(v), bool(mute)))
+            frames.append((cf, float(u), float(v), bool(mute), keyed))
         obj = _object_for(clip, tdoc.get("object"))
         tr = obj.tracks.get(name)
         if tr is not None and not replace:
@@ -176,9 +180,11 @@ def apply_doc(clip, doc: dict, replace: bool = True, select: bool = True) -> lis
             tr = obj.tracks.new(name=name, frame=frames[0][0])
             if tr.name != name:
                 raise ClipIOError(f"Blender renamed track {name!r} to {tr.name!r}")
-        for cf, u, v, mute in frames:
+        for cf, u, v, mute, keyed in frames:
             m = tr.markers.insert_frame(cf, co=(u, v))
             m.mute = mute
+            if keyed is not None:  # tracked markers are not keyed; the anchors (query, corrections) are
+                m.is_keyed = keyed
         keep = {f[0] for f in frames}
         for m in [m.frame for m in tr.markers if m.frame not in keep]:
             tr.markers.delete_frame(m)

@@ -16,6 +16,14 @@ with ``nuke.nodePaste``. *Cancel* runs ``dtvfx cancel JOBDIR``.
 
 Queries: a CSV/JSON query file (see docs: x, y in plate pixels, top-left; ``frame`` or ``t``), or the
 selected Tracker4 node, saved with ``nuke.nodeCopy`` as a ``.nk`` query file.
+
+Re-track (corrections): after a track, the artist keys a track's position on the frames where it is
+wrong, on the imported Tracker4 node, selects it (and the Read) and presses *Re-track*. The panel saves
+the node with ``nuke.nodeCopy`` as ``<node>_corrections.nk`` and submits the same job spec (same name,
+so the same job directory and cache) with ``corrections:`` naming that file. dtvfx keeps the keys that
+differ from the job's last tracks (the frames the artist moved) as anchors, re-tracks without training,
+and the panel writes the new tracks into the SAME node (``node.readKnobs`` with the ``tracks`` knob of
+the output's node of that name or label): no second node, the node's connections and edits stay.
 """
 
 import json
@@ -23,7 +31,6 @@ import os
 import shlex
 import subprocess
 import tempfile
-import time
 
 ENV_CMD = "DTVFX_CMD"
 ENV_PYTHON = "DTVFX_PYTHON"
@@ -77,6 +84,78 @@ def read_node_info(node):
     if cs and not cs.startswith("default"):
         info["colorspace"] = cs
     return info
+
+
+def spec_path_for(read_info, folder):
+    """Where :func:`write_spec` puts the spec of ``read_info``'s shot (the panel's job for that Read)."""
+    return os.path.join(folder, safe_job_name(read_info.get("name", "shot")) + ".dtvfx.yaml")
+
+
+def correction_spec(spec_path, corrections_nk):
+    """The spec of the last track of this shot with ``corrections`` added (same name: same job and cache)."""
+    try:
+        with open(spec_path) as fh:
+            spec = json.load(fh)
+    except (OSError, ValueError):
+        raise PanelError("track the shot first (no job spec at %s)" % spec_path)
+    spec["corrections"] = str(corrections_nk)
+    return spec
+
+
+def _closing_brace(text, j):
+    """Index of the ``}`` closing the ``{`` at ``j`` (a backslash escapes the next character), or len(text)."""
+    depth, k = 0, j
+    while k < len(text):
+        c = text[k]
+        if c == "\\":
+            k += 2
+            continue
+        if c == "{":
+            depth += 1
+        elif c == "}":
+            depth -= 1
+            if depth == 0:
+                return k
+        k += 1
+    return len(text)
+
+
+def _node_blocks(text):
+    """``[(class, body)]`` of the top-level nodes of a .nk snippet (``Class {\n body }``)."""
+    out, i = [], 0
+    while True:
+        j = text.find("{", i)
+        if j < 0:
+            return out
+        k = _closing_brace(text, j)
+        out.append((text[i:j].strip().split("\n")[-1].strip(), text[j + 1:k]))
+        i = k + 1
+
+
+def _knob_line(body, knob):
+    for ln in body.splitlines():
+        w = ln.strip().split(None, 1)
+        if w and w[0] == knob:
+            return w[1] if len(w) > 1 else ""
+    return None
+
+
+def tracker_knobs(nk_text, node_name, node_label=""):
+    """The knob text (``tracks {...}`` and ``reference_frame``) of the Tracker4 in ``nk_text`` named
+    ``node_name``, else labelled ``node_label``, else the only one; for ``node.readKnobs``."""
+    blocks = [b for c, b in _node_blocks(nk_text) if c == "Tracker4"]
+    pick = [b for b in blocks if _knob_line(b, "name") == node_name] or \
+        [b for b in blocks if node_label and (_knob_line(b, "label") or "").strip("{}\" ") == node_label] or \
+        (blocks if len(blocks) == 1 else [])
+    if not pick:
+        raise PanelError("the re-tracked file has no Tracker4 for node %s" % node_name)
+    body = pick[0]
+    start = body.find("tracks {")
+    if start < 0:
+        raise PanelError("the re-tracked Tracker4 has no tracks")
+    knobs = body[start:_closing_brace(body, start + len("tracks ")) + 1]
+    ref = _knob_line(body, "reference_frame")
+    return knobs + ("\nreference_frame %s" % ref if ref is not None else "")
 
 
 def build_spec(read_info, queries, out_nk, preset="balanced", device="auto", name=None):
@@ -233,16 +312,6 @@ class JobRunner:
             self._spawn(cancel_argv(self.cmd, self.job_dir))  # fire and forget; polling sees 'cancelled'
 
 
-def run_blocking(runner, spec_path, timeout_s=600.0, interval_s=0.05):
-    """Drive a runner without Qt (scripts and tests): tick until it finishes."""
-    runner.start(spec_path)
-    end = time.time() + timeout_s
-    while runner.active and time.time() < end:
-        runner.tick()
-        time.sleep(interval_s)
-    return runner.phase
-
-
 # ----------------------------------------------------------------------------------------- Nuke UI
 def _qt_timer():
     try:
@@ -259,13 +328,13 @@ def _selected(nuke, cls):
     return None
 
 
-def _queries_from_tracker(nuke, tracker, folder):
-    """Save the selected Tracker4 node as a .nk query file (read by the nuke adapter)."""
+def _queries_from_tracker(nuke, tracker, folder, what="queries"):
+    """Save the selected Tracker4 node as a .nk query (or corrections) file (read by the nuke adapter)."""
     keep = [n for n in nuke.selectedNodes()]
     for n in keep:
         n.setSelected(False)
     tracker.setSelected(True)
-    path = os.path.join(folder, "%s_queries.nk" % safe_job_name(tracker.name()))
+    path = os.path.join(folder, "%s_%s.nk" % (safe_job_name(tracker.name()), what))
     try:
         nuke.nodeCopy(path)
     finally:
@@ -294,10 +363,11 @@ def make_panel_class():
             self.out = nuke.File_Knob("out", "output .nk")
             self.out.setValue(os.path.join(script_dir, "dtvfx", base + "_tracks.nk"))
             self.track_btn = nuke.PyScript_Knob("track", "Track")
+            self.retrack_btn = nuke.PyScript_Knob("retrack", "Re-track")
             self.cancel_btn = nuke.PyScript_Knob("cancel", "Cancel")
             self.status = nuke.Text_Knob("status", "status", "idle")
             for k in (self.plate, self.queries, self.use_tracker, self.preset, self.device, self.out,
-                      self.track_btn, self.cancel_btn, self.status):
+                      self.track_btn, self.retrack_btn, self.cancel_btn, self.status):
                 self.addKnob(k)
             self.runner = None
             self.timer = None
@@ -306,6 +376,8 @@ def make_panel_class():
             try:
                 if knob is self.track_btn:
                     self.start()
+                elif knob is self.retrack_btn:
+                    self.retrack()
                 elif knob is self.cancel_btn and self.runner is not None:
                     self.runner.cancel()
             except PanelError as e:
@@ -325,12 +397,44 @@ def make_panel_class():
             if self.use_tracker.value() and self.tracker is not None:
                 queries = _queries_from_tracker(nuke, self.tracker, folder)
             spec = build_spec(info, queries, out_nk, self.preset.value(), self.device.value())
-            spec_path = write_spec(spec, folder)
-            self.runner = JobRunner(dtvfx_command(), self.set_status, self.import_outputs, self.on_error)
+            self._run(write_spec(spec, folder), self.import_outputs)
+
+        def retrack(self):
+            """Send the keys the artist set on the selected Tracker4 as corrections; update it in place."""
+            if self.runner is not None and self.runner.active:
+                raise PanelError("a job is already running")
+            info = read_node_info(self.read)
+            if self.tracker is None:
+                raise PanelError("select the Tracker4 node whose keys correct the tracks")
+            folder = os.path.dirname(self.out.value()) or tempfile.gettempdir()
+            spec_path = spec_path_for(info, folder)
+            if not os.path.isfile(spec_path):
+                raise PanelError("track the shot first (no job spec at %s)" % spec_path)
+            fixes = _queries_from_tracker(nuke, self.tracker, folder, "corrections")
+            spec = correction_spec(spec_path, fixes)
+            node = self.tracker
+            self._run(write_spec(spec, folder), lambda paths: self.update_in_place(node, paths))
+
+        def _run(self, spec_path, on_done):
+            self.runner = JobRunner(dtvfx_command(), self.set_status, on_done, self.on_error)
             self.runner.start(spec_path)
             self.timer = _qt_timer()
             self.timer.timeout.connect(self.runner.tick)
             self.timer.start(POLL_MS)
+
+        def update_in_place(self, node, paths):
+            self.stop_timer()
+            try:
+                if not paths:
+                    raise PanelError("the job wrote no .nk output")
+                with open(paths[0]) as fh:
+                    text = fh.read()
+                label = node["label"].value() if "label" in node.knobs() else ""
+                node.readKnobs(tracker_knobs(text, node.name(), label))
+            except (OSError, PanelError) as e:
+                self.on_error(str(e))
+                return
+            self.set_status("done: re-tracked %s in place" % node.name())
 
         def stop_timer(self):
             if self.timer is not None:

@@ -6,7 +6,9 @@ as a :class:`~..preprocess.flow.FlowField` (``fwd[t]``: t -> t+1, ``bwd[t]``: t+
 * :func:`chain_steps` -> positions ``[N, T, 2]`` chained forward and backward from each query frame, with
   the forward-backward error of every step and whether it stayed on the raster;
 * :func:`alive_until_failure` -> where a chain is still trusted, given a threshold and a run length;
-* :func:`chain_points` -> both together with a 1-step rule: the ``flow`` baseline of the evaluation harness.
+* :func:`chain_points` -> both together with a 1-step rule;
+* :func:`chain_on_shot` -> the flow point tracker on a shot (flow computed, plate px in and out): the one
+  serving the evaluation's ``flow`` baseline and the objects' ``--tracker flow``.
 """
 
 from __future__ import annotations
@@ -14,10 +16,10 @@ from __future__ import annotations
 import numpy as np
 
 from ...checks import check_shape
-from ..preprocess.flow import FlowField, in_raster, sample_flow
+from ..preprocess.flow import FlowField, compute_flow, in_raster, sample_flow
 
 
-def _steps_away(t0: np.ndarray, T: int):
+def steps_away(t0: np.ndarray, T: int):
     """Every step away from the query frames, in chaining order: yields ``(t, nt, direction, idx)`` for
     ``t -> nt = t + direction``, forward (``t = 0 .. T-2``) then backward (``t = T-1 .. 1``), with ``idx``
     the (possibly empty) indices of the points whose query frame ``t0`` lies at or behind ``t``."""
@@ -51,7 +53,7 @@ def chain_steps(flow: FlowField, t0: np.ndarray, xy0: np.ndarray
     inside = np.zeros((N, T), bool)
     xy[rows, t0] = xy0
     inside[rows, t0] = in_raster(xy0, wh)
-    for t, nt, direction, idx in _steps_away(t0, T):
+    for t, nt, direction, idx in steps_away(t0, T):
         if len(idx) == 0:
             continue
         fw, bw = (flow.fwd[t], flow.bwd[t]) if direction == 1 else (flow.bwd[t - 1], flow.fwd[t - 1])
@@ -76,7 +78,7 @@ def alive_until_failure(fb: np.ndarray, inside: np.ndarray, t0: np.ndarray, thre
     alive = np.zeros((N, T), bool)
     alive[rows, t0] = True
     run = np.zeros((N, T), np.int64)  # consecutive failed steps ending at each image
-    for t, nt, _, idx in _steps_away(t0, T):
+    for t, nt, _, idx in steps_away(t0, T):
         run[idx, nt] = np.where(ok[idx, nt], 0, run[idx, t] + 1)
         alive[idx, nt] = alive[idx, t] & (run[idx, nt] < fail_run)
     return alive
@@ -100,4 +102,29 @@ def chain_points(flow: FlowField, t0: np.ndarray, xy0: np.ndarray, fb_thresh: fl
     return xy, alive_until_failure(fb, inside, t0, fb_thresh, 1) & on_plate[:, None]
 
 
-__all__ = ["chain_steps", "alive_until_failure", "chain_points"]
+def chain_on_shot(shot, t0: np.ndarray, xy0: np.ndarray, fb_thresh: float = 1.5, *, wh: tuple[int, int] | None = None,
+                  flow: FlowField | None = None, method: str = "dis", weights=None, progress=None, cancel=None
+                  ) -> tuple[np.ndarray, np.ndarray, tuple[int, int]]:
+    """Chained optical flow as a point tracker on ``shot``: :func:`chain_points` from image ``t0`` int ``[N]``
+    at plate px ``xy0`` ``[N, 2]`` -> (``xy`` ``[N, T, 2]`` plate px, ``valid`` bool ``[N, T]``, the flow
+    raster (W, H)).
+
+    The flow (``method``, ``weights``: :func:`~..preprocess.flow.compute_flow`) runs on the frames loaded at
+    ``wh``; or ``flow`` is given, a ``FlowField`` of the shot on any raster. Positions go plate <-> flow
+    raster through ``shot.resize`` (:class:`coords.Resize`); with neither ``wh`` nor ``flow`` the flow runs
+    on the plate itself and the positions are not converted (float32, as chained).
+    """
+    if flow is None:
+        flow = compute_flow(shot.load() if wh is None else shot.load(wh), method=method, weights=weights,
+                            progress=progress, cancel=cancel)
+    elif wh is None:
+        wh = tuple(flow.size)
+    rz = None if wh is None else shot.resize(wh)
+    xy0 = np.asarray(xy0, np.float64).reshape(-1, 2)
+    xy, valid = chain_points(flow, t0, xy0 if rz is None else rz.to_working(xy0), fb_thresh)
+    if rz is not None:
+        xy = rz.to_plate(xy.astype(np.float64))
+    return xy, valid, tuple(flow.size)
+
+
+__all__ = ["chain_steps", "alive_until_failure", "chain_points", "chain_on_shot"]

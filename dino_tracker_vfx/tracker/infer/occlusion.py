@@ -6,9 +6,9 @@ For a query ``q`` with predicted trajectory ``x_hat [T, 2]`` (WORKING px):
 * ``D[a, s] = ||Pi(x_hat_s, a) - x_hat_a||`` for every anchor ``a`` and frame ``s`` (track the trajectory's
   own point at ``s`` into the anchor frame).
 * per anchor ``k``: ``e_k = median_a D[a, k]``; ``e_q = max_k e_k``.
-* ``x_hat_t`` is visible iff ``median_a D[a, t] <= e_q`` and ``cos_t >= visible_cos`` (0.6); the query frame
-  is always visible.
-* confidence (ours, in [0, 1]): ``clip(cos_t, 0, 1) * min(1, (e_q + 1) / (median_a D[a, t] + 1))``, 1 at ``t_q``.
+* ``x_hat_t`` is visible iff ``median_a D[a, t] <= e_q`` and ``cos_t >= visible_cos`` (0.6). (The query's own
+  frame is made visible with confidence 1 at the API boundary, :func:`..anchors.anchor_tracks`, not here.)
+* confidence (ours, in [0, 1]): ``clip(cos_t, 0, 1) * min(1, (e_q + 1) / (median_a D[a, t] + 1))``.
 
 Cost: one cost volume per (query, anchor, frame); grouped by anchor frame so each anchor map is read
 once per query chunk.
@@ -83,8 +83,6 @@ def occlusion(model: TrackerModel, store: FeatureStore, xy: torch.Tensor, t_q: t
         e_q = torch.where(anchors, med, torch.full_like(med, -1.0)).max(dim=1).values.clamp_min(0.0)  # [n]
         vis = (med <= e_q[:, None]) & (cos >= visible_cos)
         c = cos.clamp(0, 1) * torch.clamp((e_q[:, None] + 1.0) / (med + 1.0), max=1.0)
-        vis[rows, t_q[a0:a1]] = True
-        c[rows, t_q[a0:a1]] = 1.0
         visible[a0:a1], conf[a0:a1] = vis, c
         cos_all[a0:a1], med_all[a0:a1], eq_all[a0:a1] = cos, med, e_q
     return visible, conf, {"cos": cos_all, "median": med_all, "e_q": eq_all}

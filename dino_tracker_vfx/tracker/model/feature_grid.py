@@ -5,18 +5,22 @@ A feature map ``[C, h, w]`` has its cell ``(i, j)`` centred at working pixel
 centre is ``(0, 0)``). Two grids occur:
 
 * DINOv2 with patch 14 and stride ``s``: ``offset = 6.5`` (the centre of the first 14x14 patch),
-  ``h = (H - 14) // s + 1`` - the same centres as ``backbones.patch_centres``.
+  ``h = (H - 14) // s + 1``; the working raster has ``(size - 14) % s == 0`` (:func:`dino_working_size`),
+  so the last patch ends on the last pixel.
 * the Delta-DINO CNN's native map (three anti-aliased stride-2 downsamples): ``stride = 8``,
   ``offset = 3.5`` (each cell is the centre of an 8x8 pixel block), ``h = ceil(H / 8)``.
 
-Sampling a map at sub-cell positions uses ``grid_sample(align_corners=False)`` on the continuous
+This module is the one owner of that geometry (the backbone, foreground saliency, best-buddies and the
+objects' DINO features all ask it). Sampling a map at sub-cell positions uses ``grid_sample(align_corners=False)`` on the continuous
 cell index ``u = (x - offset) / stride`` normalised with :func:`coords.px_to_norm_t`.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -35,8 +39,14 @@ class FeatureGrid:
 
     @classmethod
     def dino(cls, work_wh: tuple[int, int], stride: int = 7, patch: int = DINO_PATCH) -> "FeatureGrid":
+        """The patch grid of DINOv2 on a ``work_wh`` raster (what the ViT's patch embedding produces)."""
         W, H = work_wh
-        return cls((H - patch) // stride + 1, (W - patch) // stride + 1, float(stride), (patch - 1) / 2.0)
+        return cls.dino_map((H - patch) // stride + 1, (W - patch) // stride + 1, stride, patch)
+
+    @classmethod
+    def dino_map(cls, h: int, w: int, stride: int = 7, patch: int = DINO_PATCH) -> "FeatureGrid":
+        """The grid of a DINO map already computed (``[C, h, w]`` at patch ``stride``)."""
+        return cls(int(h), int(w), float(stride), (patch - 1) / 2.0)
 
     @classmethod
     def cnn(cls, work_wh: tuple[int, int], n_down: int = 3) -> "FeatureGrid":
@@ -55,10 +65,42 @@ class FeatureGrid:
         yy, xx = torch.meshgrid(ys, xs, indexing="ij")
         return torch.stack([xx.reshape(-1), yy.reshape(-1)], dim=-1)
 
+    def nearest_cells(self, work_wh: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """int64 (rows ``[H]``, columns ``[W]``): the cell whose centre is nearest to each pixel centre of
+        the ``work_wh`` raster (clamped to the map); ``map[:, rows][:, :, cols]`` upsamples a map to pixels."""
+        W, H = work_wh
+        jj = np.clip(np.rint((np.arange(W) - self.offset) / self.stride), 0, self.w - 1).astype(np.int64)
+        ii = np.clip(np.rint((np.arange(H) - self.offset) / self.stride), 0, self.h - 1).astype(np.int64)
+        return ii, jj
+
     def to_norm(self, xy: torch.Tensor) -> torch.Tensor:
         """(..., 2) working px -> grid_sample coordinates (align_corners=False) on this map."""
         u = (xy - self.offset) / self.stride
         return px_to_norm_t(u, (self.w, self.h))
+
+
+def dino_working_size(plate_wh: tuple[int, int], height: int = 476, stride: int = 7,
+                      patch: int = DINO_PATCH) -> tuple[int, int]:
+    """Working raster (W, H) for DINO, both with ``(size - 14) % stride == 0``.
+
+    H = ``height`` snapped to the nearest valid value. W = plate width scaled by H / plate height,
+    snapped to the nearest valid value (aspect kept within half a stride). A plate whose height is already
+    within one stride of H (e.g. 480p for H = 476) is not rescaled horizontally: W = its width snapped
+    down, as DINO-Tracker does (854x480 -> 854x476, 910x480 -> 910x476). Coordinates map exactly either
+    way (``coords.Resize`` scales x and y separately).
+    """
+    pw, ph = int(plate_wh[0]), int(plate_wh[1])
+    if pw <= 0 or ph <= 0:
+        raise ValueError(f"plate size must be positive, got {plate_wh}")
+
+    def snap(v: float, down: bool = False) -> int:
+        k = math.floor((v - patch) / stride) if down else int(round((v - patch) / stride))
+        return max(patch, patch + stride * k)
+
+    H = snap(height)
+    if abs(ph - H) < stride:
+        return snap(pw, down=True), H
+    return snap(H * pw / ph), H
 
 
 def sample_map(fmap: torch.Tensor, grid: FeatureGrid, xy: torch.Tensor, frame: torch.Tensor | None = None

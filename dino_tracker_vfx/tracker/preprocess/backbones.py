@@ -11,12 +11,13 @@ final norm), patch tokens only, with the patch embedding applied at ``stride`` (
 position embedding bicubically resized to the denser grid as DINOv2 does (scale factor with the +0.1
 offset). Image ``[B, 3, H, W]`` -> map ``[B, C, h, w]`` with ``h = (H - 14) // stride + 1`` (same for w).
 Patch ``(i, j)`` covers pixels ``j*stride .. j*stride+13`` so its centre is at working pixel
-``(j*stride + 6.5, i*stride + 6.5)`` (:func:`patch_centres`).
+``(j*stride + 6.5, i*stride + 6.5)``. That geometry (map size, centres, the working raster) is
+:mod:`..model.feature_grid`'s (``FeatureGrid.dino``, ``dino_working_size``).
 """
 
 from __future__ import annotations
 
-import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -25,8 +26,9 @@ from torch import nn
 
 from ...checks import check_shape
 from ...errors import ConfigError
+from ...progress import CancelFn, check_cancel
+from ..model.feature_grid import DINO_PATCH as PATCH
 
-PATCH = 14
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 # name -> (embed dim, depth, heads, ffn)
@@ -192,10 +194,6 @@ class DinoV2(nn.Module):
         self._pos_cache.clear()
         return super()._load_from_state_dict(*args, **kwargs)
 
-    def grid_size(self, H: int, W: int) -> tuple[int, int]:
-        """(h, w) of the feature map for an image of H x W pixels."""
-        return (H - PATCH) // self.stride + 1, (W - PATCH) // self.stride + 1
-
     def interpolate_pos_encoding(self, h: int, w: int, dtype) -> torch.Tensor:
         """Position embeddings [1, 1 + h*w, C] for an h x w token grid (bicubic, DINOv2's +0.1 offset)."""
         key = (h, w, dtype, self.pos_embed.device, self.training)
@@ -258,35 +256,40 @@ def build_dinov2(name: str = "vitl14", stride: int = 7, layer: int | None = None
     return model.eval().requires_grad_(False)
 
 
-def patch_centres(h: int, w: int, stride: int = 7) -> np.ndarray:
-    """float32 ``[h*w, 2]`` (x, y) working-px centres of an h x w patch grid, row-major (i, j):
-    patch ``(i, j)`` -> ``(j*stride + 6.5, i*stride + 6.5)``."""
-    ii, jj = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
-    c = (PATCH - 1) / 2.0
-    return np.stack([jj.ravel() * stride + c, ii.ravel() * stride + c], axis=1).astype(np.float32)
+@torch.no_grad()
+def run_frames(model: DinoV2, frames: np.ndarray, *, layer: int | None = None, chunk: int = 2,
+               dtype: torch.dtype = torch.float32, amp: bool = False, cancel: CancelFn | None = None,
+               what: str = "DINO features", on_chunk: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """The ViT over frames (the one loop that does it: tracker features, saliency, the objects' DINO source).
 
-
-def dino_working_size(plate_wh: tuple[int, int], height: int = 476, stride: int = 7) -> tuple[int, int]:
-    """Working raster (W, H) for DINO, both with ``(size - 14) % stride == 0``.
-
-    H = ``height`` snapped to the nearest valid value. W = plate width scaled by H / plate height,
-    snapped to the nearest valid value (aspect kept within half a stride). A plate whose height is already
-    within one stride of H (e.g. 480p for H = 476) is not rescaled horizontally: W = its width snapped
-    down, as DINO-Tracker does (854x480 -> 854x476, 910x480 -> 910x476). Coordinates map exactly either
-    way (``coords.Resize`` scales x and y separately).
+    frames: uint8 ``[T, H, W, 3]`` RGB, or float RGB in 0..1 -> maps ``[T, C, h, w]`` in ``dtype`` on the
+    model's device, ``chunk`` frames per forward pass. ``layer``: run to this block instead of the model's
+    own (restored after). ``amp``: bf16 autocast (on CUDA only). ``cancel`` is checked before each chunk
+    (``what`` names the step); ``on_chunk(done, T)`` is called after each.
     """
-    pw, ph = int(plate_wh[0]), int(plate_wh[1])
-    if pw <= 0 or ph <= 0:
-        raise ValueError(f"plate size must be positive, got {plate_wh}")
+    check_shape(frames, "T H W 3", "frames")
+    dev = next(model.parameters()).device
+    T = frames.shape[0]
+    old = model.layer
+    if layer is not None:
+        model.layer = int(layer)
+    out = None
+    try:
+        for s in range(0, T, chunk):
+            check_cancel(cancel, what)
+            e = min(T, s + chunk)
+            x = torch.from_numpy(frames[s:e]).to(dev).permute(0, 3, 1, 2)
+            x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=amp and dev.type == "cuda"):
+                f = model(x)
+            if out is None:
+                out = torch.empty((T,) + tuple(f.shape[1:]), dtype=dtype, device=dev)
+            out[s:e] = f.to(dtype)
+            if on_chunk is not None:
+                on_chunk(e, T)
+    finally:
+        model.layer = old
+    return out
 
-    def snap(v: float, down: bool = False) -> int:
-        k = math.floor((v - PATCH) / stride) if down else int(round((v - PATCH) / stride))
-        return max(PATCH, PATCH + stride * k)
 
-    H = snap(height)
-    if abs(ph - H) < stride:
-        return snap(pw, down=True), H
-    return snap(H * pw / ph), H
-
-
-__all__ = ["DinoV2", "build_dinov2", "patch_centres", "dino_working_size", "default_layer", "parse_name", "ARCHS"]
+__all__ = ["DinoV2", "build_dinov2", "run_frames", "default_layer", "parse_name", "ARCHS"]

@@ -1,7 +1,7 @@
 """DINO best-buddies: mutual nearest neighbours between the raw DINO maps of two frames.
 
 Inputs are raw feature maps ``[T, C, h, w]`` (torch) whose patch ``(i, j)`` sits at working pixel
-``(j*stride + 6.5, i*stride + 6.5)`` (:func:`.backbones.patch_centres`). For a frame pair ``(s, t)``:
+``(j*stride + 6.5, i*stride + 6.5)`` (``model.feature_grid.FeatureGrid.dino_map``). For a frame pair ``(s, t)``:
 
 1. cosine similarity of every patch of ``s`` with every patch of ``t`` (row-chunked, never the whole
    matrix at once); best buddies are pairs that are each other's argmax;
@@ -176,7 +176,7 @@ def mine_best_buddies(features, stride: int = 7, flow_pairs=None, pairs: Sequenc
     import torch
     import torch.nn.functional as F
 
-    from .backbones import patch_centres
+    from ..model.feature_grid import FeatureGrid
 
     d = check_shape(features, "T C h w", "features")
     T, h, w = d["T"], d["h"], d["w"]
@@ -184,8 +184,8 @@ def mine_best_buddies(features, stride: int = 7, flow_pairs=None, pairs: Sequenc
     if len(pairs) and (pairs.min() < 0 or pairs.max() >= T or np.any(pairs[:, 0] == pairs[:, 1])):
         raise ValueError(f"mine_best_buddies: pairs must be distinct frames in 0..{T - 1}")
     pairs = np.sort(pairs, axis=1)
-    centres = patch_centres(h, w, stride)
-    centres_t = torch.from_numpy(centres).to(features.device)
+    centres_t = FeatureGrid.dino_map(h, w, stride).centres(device=features.device)
+    centres = centres_t.cpu().numpy()
     flat = features.flatten(2).transpose(1, 2)  # [T, h*w, C]
     out = {k: [] for k in ("t_i", "xy_i", "t_j", "xy_j", "sim", "r")}
     clock = EtaClock()

@@ -22,7 +22,7 @@ import numpy as np
 
 from ...checks import check_shape
 from ...errors import ConfigError, InputError
-from ...progress import CancelFn, Progress, ProgressFn, check_cancel
+from ...progress import CancelFn, Progress, ProgressFn
 
 GROW_PX_PER_FRAME = 3.0
 GROW_MAX_PX = 60.0
@@ -129,12 +129,11 @@ def saliency_component(features, seed: int = 0, niter: int = 6, q: int = 8, chun
 def masks_from_saliency(features, work_wh: tuple[int, int], stride: int = 7,
                         threshold: float = SALIENCY_THRESHOLD, seed: int = 0) -> np.ndarray:
     """DINO saliency -> bool ``[T, H, W]`` (working res); see the module docstring."""
+    from ..model.feature_grid import FeatureGrid
+
     comp = saliency_component(features, seed=seed)
     T, h, w = comp.shape
-    W, H = work_wh
-    # nearest patch centre for every pixel centre
-    jj = np.clip(np.rint((np.arange(W) - 6.5) / stride), 0, w - 1).astype(np.int64)
-    ii = np.clip(np.rint((np.arange(H) - 6.5) / stride), 0, h - 1).astype(np.int64)
+    ii, jj = FeatureGrid.dino_map(h, w, stride).nearest_cells(work_wh)  # the patch nearest each pixel
     fg_patch = comp < threshold
     return fg_patch[:, ii][:, :, jj]
 
@@ -187,22 +186,14 @@ def foreground_masks(frames: np.ndarray, source: str = "auto", masks: Mapping[in
     return out
 
 
-def _run_backbone(model, frames: np.ndarray, layer: int | None, cancel: CancelFn | None, chunk: int = 2):
+def _run_backbone(model, frames: np.ndarray, layer: int | None, cancel: CancelFn | None):
     import torch
 
-    old = model.layer
-    model.layer = model.depth - 1 if layer is None else int(layer)
+    from .backbones import run_frames
+
     dev = next(model.parameters()).device
-    out = []
-    try:
-        with torch.no_grad():
-            for s in range(0, len(frames), chunk):
-                check_cancel(cancel, "foreground saliency")
-                x = torch.from_numpy(frames[s:s + chunk]).to(dev).permute(0, 3, 1, 2).float() / 255.0
-                out.append(model(x).to(torch.float16 if dev.type == "cuda" else torch.float32))
-    finally:
-        model.layer = old
-    return torch.cat(out)
+    return run_frames(model, frames, layer=model.depth - 1 if layer is None else layer, cancel=cancel,
+                      dtype=torch.float16 if dev.type == "cuda" else torch.float32, what="foreground saliency")
 
 
 __all__ = ["foreground_masks", "masks_from_user", "masks_from_saliency", "saliency_component", "SOURCES"]

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from ...checks import check_shape
-from ...progress import CancelFn, EtaClock, Progress, ProgressFn, check_cancel
+from ...progress import CancelFn, EtaClock, Progress, ProgressFn
 from ..config import TrackerConfig
 
 
@@ -23,8 +23,8 @@ def flow_settings(cfg: TrackerConfig) -> dict:
     from .flow import effective_params
 
     s = cfg.stage_settings("flow")
-    if cfg["flow.method"] != "dis":
-        s["flow.params"] = effective_params(cfg["flow.method"], cfg["flow.params"])
+    if cfg.flow.method != "dis":
+        s["flow.params"] = effective_params(cfg.flow.method, cfg.flow.params)
     return s
 
 
@@ -33,15 +33,15 @@ def flow_arrays(frames: np.ndarray, cfg: TrackerConfig, progress: ProgressFn | N
     """Consecutive flows (RAFT on ``device``, batched: ``flow.raft_batch``)."""
     from .flow import compute_flow
 
-    ff = compute_flow(frames, method=cfg["flow.method"], weights=cfg["flow.weights"], progress=progress,
-                      cancel=cancel, params=cfg["flow.params"] or None, device=device)
+    ff = compute_flow(frames, method=cfg.flow.method, weights=cfg.flow.weights, progress=progress,
+                      cancel=cancel, params=cfg.flow.params or None, device=device)
     return {"fwd": ff.fwd, "bwd": ff.bwd}
 
 
 def flow_from_arrays(arr: dict[str, np.ndarray], cfg: TrackerConfig):
     from .flow import FlowField
 
-    return FlowField(arr["fwd"], arr["bwd"], cfg["flow.method"], dict(cfg["flow.params"]))
+    return FlowField(arr["fwd"], arr["bwd"], cfg.flow.method, dict(cfg.flow.params))
 
 
 # ---------------------------------------------------------------------- correspondences
@@ -50,9 +50,9 @@ def correspondence_arrays(flow, frames: np.ndarray, cfg: TrackerConfig, progress
     """Chained flow tracklets (``tracklets.FlowCorrespondences.to_arrays``), working px."""
     from .tracklets import build_tracklets
 
-    corr = build_tracklets(frames, flow, fb_thresh=cfg["flow.fb_thresh"], drift_thresh=cfg["flow.drift_thresh"],
-                           drift_pairs=cfg["flow.drift_pairs"], seed_step=cfg["flow.seed_step"],
-                           weights=cfg["flow.weights"], progress=progress, cancel=cancel, device=device)
+    corr = build_tracklets(frames, flow, fb_thresh=cfg.flow.fb_thresh, drift_thresh=cfg.flow.drift_thresh,
+                           drift_pairs=cfg.flow.drift_pairs, seed_step=cfg.flow.seed_step,
+                           weights=cfg.flow.weights, progress=progress, cancel=cancel, device=device)
     return corr.to_arrays()
 
 
@@ -68,21 +68,21 @@ def check_weights(cfg: TrackerConfig, need_dino: bool, need_raft: bool, progress
     from . import weights
     from .backbones import parse_name
 
-    if need_dino and not cfg.weight_free and cfg["weights"] != "random":
-        arch, reg = parse_name(cfg["backbone"] + ("_reg4" if cfg["registers"] else ""))
-        weights.resolve_dinov2(arch, reg, cfg["weights"], progress=progress)
-    if need_raft and cfg["flow.method"] in weights.RAFT_FILES:
-        f = weights.RAFT_FILES[cfg["flow.method"]]
-        weights.resolve(f, weights.RAFT_URL.format(file=f), explicit=cfg["flow.weights"], progress=progress)
+    if need_dino and not cfg.weight_free and cfg.weights != "random":
+        arch, reg = parse_name(cfg.backbone + ("_reg4" if cfg.registers else ""))
+        weights.resolve_dinov2(arch, reg, cfg.weights, progress=progress)
+    if need_raft and cfg.flow.method in weights.RAFT_FILES:
+        f = weights.RAFT_FILES[cfg.flow.method]
+        weights.resolve(f, weights.RAFT_URL.format(file=f), explicit=cfg.flow.weights, progress=progress)
 
 
 # ---------------------------------------------------------------------- DINO features
 def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None = None):
     from .backbones import build_dinov2
 
-    name = cfg["backbone"] + ("_reg4" if cfg["registers"] else "")
-    random = cfg["weights"] == "random"
-    m = build_dinov2(name, stride=cfg["stride"], layer=cfg["layer"], weights=None if random else cfg["weights"],
+    name = cfg.backbone + ("_reg4" if cfg.registers else "")
+    random = cfg.weights == "random"
+    m = build_dinov2(name, stride=cfg.stride, layer=cfg.layer, weights=None if random else cfg.weights,
                      pretrained=not random, progress=progress)
     if random:
         m.reset_parameters(seed=0)
@@ -93,25 +93,18 @@ def build_backbone(cfg: TrackerConfig, device: torch.device, progress: ProgressF
 def dino_features(frames: np.ndarray, cfg: TrackerConfig, device: torch.device, progress: ProgressFn | None,
                   cancel: CancelFn | None, chunk: int = 2, model=None) -> torch.Tensor:
     """Frozen DINO maps ``[T, C, h, w]`` (``features_dtype``) on ``device``; bf16 autocast on CUDA."""
-    check_shape(frames, "T H W 3", "frames")
+    from .backbones import run_frames
+
+    check_shape(frames, "T H W 3", "frames")  # before a backbone is built
     m = model if model is not None else build_backbone(cfg, device, progress)
-    T = frames.shape[0]
-    dtype = getattr(torch, cfg["features_dtype"])
-    out = None
     clock = EtaClock()
-    amp = cfg["amp"] and device.type == "cuda"
-    for s in range(0, T, chunk):
-        check_cancel(cancel, "DINO features")
-        e = min(T, s + chunk)
-        x = torch.from_numpy(frames[s:e]).to(device).permute(0, 3, 1, 2).float() / 255.0
-        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=amp):
-            f = m(x)
-        if out is None:
-            out = torch.empty((T,) + tuple(f.shape[1:]), dtype=dtype, device=device)
-        out[s:e] = f.to(dtype)
+
+    def report(e: int, T: int) -> None:
         if progress is not None:
             progress(Progress("features", e, T, eta_s=clock.eta(e, T), message=f"DINO {cfg['backbone']}"))
-    return out
+
+    return run_frames(m, frames, chunk=chunk, dtype=getattr(torch, cfg["features_dtype"]), amp=cfg["amp"],
+                      cancel=cancel, on_chunk=report)
 
 
 def dino_feature_arrays(frames, cfg, device, progress, cancel) -> dict[str, np.ndarray]:
@@ -128,7 +121,7 @@ def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, 
     from . import foreground
 
     T, H, W, _ = frames.shape
-    src = cfg["foreground.source"]
+    src = cfg.foreground.source
     if src == "auto":
         src = "masks" if masks else ("all" if cfg.weight_free else "saliency")
     if src == "saliency" and cfg.weight_free:
@@ -137,15 +130,15 @@ def foreground_arrays(frames: np.ndarray, masks: dict[int, np.ndarray], resize, 
         raise ConfigError("foreground.source: saliency needs a DINO backbone (weight-free mode: masks or all)",
                           where=cfg.source)
     sal = None
-    sal_layer = cfg["foreground.saliency_layer"]
+    sal_layer = cfg.foreground.saliency_layer
     if src == "saliency":
-        if sal_layer == cfg["layer"] or backbone is None:
+        if sal_layer == cfg.layer or backbone is None:
             sal = dino
         else:
             sal = backbone
     fg = foreground.foreground_masks(frames, source=src, masks=masks or None, resize=resize, dino=sal,
-                                     threshold=cfg["foreground.saliency_threshold"],
-                                     layer=sal_layer, stride=cfg["stride"],
+                                     threshold=cfg.foreground.saliency_threshold,
+                                     layer=sal_layer, stride=cfg.stride,
                                      progress=progress, cancel=cancel)
     fg = np.asarray(fg, bool)
     check_shape(fg, "T H W", "foreground", {"T": T, "H": H, "W": W})
@@ -170,12 +163,12 @@ def best_buddy_arrays(dino: torch.Tensor, corr, cfg: TrackerConfig, progress: Pr
     from . import best_buddies
 
     pairs = None
-    if cfg["best_buddies.max_pairs"] is not None:
-        pairs = best_buddies.all_pairs(dino.shape[0], cfg["best_buddies.max_pairs"], seed=0)
+    if cfg.best_buddies.max_pairs is not None:
+        pairs = best_buddies.all_pairs(dino.shape[0], cfg.best_buddies.max_pairs, seed=0)
     cov = corr if flow_to_work is None else _CoveredOnRaster(corr, flow_to_work)
-    bb = best_buddies.mine_best_buddies(dino, stride=cfg["stride"], flow_pairs=cov, pairs=pairs,
-                                        nms_box=cfg["best_buddies.nms_box"], nms_iou=cfg["best_buddies.nms_iou"],
-                                        sig_a=cfg["best_buddies.sig_a"], sig_b=cfg["best_buddies.sig_b"],
+    bb = best_buddies.mine_best_buddies(dino, stride=cfg.stride, flow_pairs=cov, pairs=pairs,
+                                        nms_box=cfg.best_buddies.nms_box, nms_iou=cfg.best_buddies.nms_iou,
+                                        sig_a=cfg.best_buddies.sig_a, sig_b=cfg.best_buddies.sig_b,
                                         progress=progress, cancel=cancel)
     return bb.to_arrays()
 

@@ -4,12 +4,14 @@ Official file names: ``dinov2_vit{s,b,l,g}14[_reg4]_pretrain.pth`` and torchvisi
 ``raft_small_C_T_V2-01064c6d.pth`` / ``raft_large_C_T_SKHT_V2-ff5fadd5.pth``.
 
 Resolution order (:func:`resolve`): an explicit path > ``$DTVFX_WEIGHTS/<file>`` > the torch hub cache
-``($TORCH_HOME or ~/.cache/torch)/hub/checkpoints/<file>`` > a download from the official URL into the
-first of those folders (skipped when ``$DTVFX_OFFLINE`` is set or the network is unreachable).
+(``torch.hub.get_dir()/checkpoints/<file>``: ``$TORCH_HOME/hub`` or ``~/.cache/torch/hub``) > a download
+from the official URL into the first of those folders (skipped when ``$DTVFX_OFFLINE`` is set or the
+network is unreachable) by ``torch.hub.download_url_to_file`` (a temp file beside the target, moved into
+place only complete and with the expected hash).
 
 Integrity: files with a known sha256 (table below, or the 8-hex prefix torchvision puts in its file
-names) are checked against it; other files get a ``<file>.sha256`` sidecar on first use and are checked
-against that afterwards. Loading uses ``torch.load(weights_only=True)`` only.
+names) are checked against it (a download while it arrives); other files get a ``<file>.sha256`` sidecar
+on first use and are checked against that afterwards. Loading uses ``torch.load(weights_only=True)`` only.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import sys
 import urllib.error
-import urllib.request
 from pathlib import Path
 
 from ...errors import WeightsError
-from ...progress import ConsoleBar, Progress, ProgressFn
+from ...progress import Progress, ProgressFn
 
 DINOV2_ARCHS = ("vits14", "vitb14", "vitl14", "vitg14")
 RAFT_FILES = {"raft_small": "raft_small_C_T_V2-01064c6d.pth", "raft_large": "raft_large_C_T_SKHT_V2-ff5fadd5.pth"}
@@ -51,9 +54,11 @@ def dinov2_url(arch: str = "vitl14", registers: bool = False) -> str:
 
 
 def hub_checkpoints_dir() -> Path:
-    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
-    return Path(torch_home) / "hub" / "checkpoints"
+    """torch hub's checkpoint folder (``torch.hub.get_dir()``: ``$TORCH_HOME/hub``, ``~/.cache/torch/hub``
+    or what ``torch.hub.set_dir`` chose), where torchvision and torch.hub keep their weights too."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints"
 
 
 def search_dirs() -> list[Path]:
@@ -113,23 +118,33 @@ def _missing(filename: str, url: str | None, why: str) -> WeightsError:
                         "pass its path, or use `backbone: none` for the weight-free mode", where="weights")
 
 
-def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = 30.0) -> Path:
-    """Download ``url`` to ``dest`` atomically, reporting stage ``weights`` progress (bytes)."""
-    from ...atomic import atomic_path
+def download(url: str, dest: Path, progress: ProgressFn | None = None, timeout: float = 30.0,
+             hash_prefix: str | None = None) -> Path:
+    """Download ``url`` to ``dest`` with ``torch.hub.download_url_to_file``: written beside ``dest`` and
+    moved into place only complete, with its sha256 starting with ``hash_prefix`` when given (else
+    :class:`WeightsError`; the partial file is removed). Stage ``weights`` (bytes) is reported to ``progress``
+    when the download starts and ends; torch's byte bar is drawn on stderr when it is a terminal. ``timeout``:
+    seconds a connection or read may stall."""
+    import torch.hub
 
-    bar = progress or ConsoleBar()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with urllib.request.urlopen(url, timeout=timeout) as resp, atomic_path(dest) as tmp:
-        total = int(resp.headers.get("Content-Length") or 0)
-        done = 0
-        with open(tmp, "wb") as out:
-            while True:
-                block = resp.read(1 << 20)
-                if not block:
-                    break
-                out.write(block)
-                done += len(block)
-                bar(Progress("weights", done, max(total, done), message=dest.name))
+    if progress is not None:
+        progress(Progress("weights", 0, 1, message=dest.name))
+    old = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(timeout)  # torch.hub's urlopen takes no timeout of its own
+    try:
+        torch.hub.download_url_to_file(url, str(dest), hash_prefix=hash_prefix,
+                                       progress=hasattr(sys.stderr, "isatty") and sys.stderr.isatty())
+    except RuntimeError as exc:
+        if "invalid hash value" not in str(exc):
+            raise
+        raise WeightsError(f"the download from {url} does not match the official file's sha256 "
+                           f"({hash_prefix[:12]}...); not kept", where=str(dest)) from None
+    finally:
+        socket.setdefaulttimeout(old)
+    size = dest.stat().st_size
+    if progress is not None:
+        progress(Progress("weights", size, size, message=dest.name))
     return dest
 
 
@@ -154,11 +169,13 @@ def resolve(filename: str, url: str | None = None, explicit: str | os.PathLike |
     if not allow_download or url is None:
         raise _missing(filename, url, "offline" if url else "no download address")
     dest = search_dirs()[0] / filename
+    expected = expected_sha256(filename)
     try:
-        download(url, dest, progress)
+        download(url, dest, progress, hash_prefix=expected)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise _missing(filename, url, f"download failed: {type(exc).__name__}") from None
-    verify(dest, filename)
+    if expected is None:
+        verify(dest, filename)  # no known hash: record the sidecar the next use checks against
     return dest
 
 

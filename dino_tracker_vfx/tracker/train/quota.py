@@ -1,5 +1,9 @@
-"""Minibatch sampling with a foreground quota, shared by the flow and best-buddy samplers.
+"""The foreground quota of training minibatches (the one owner: the flow-pair, best-buddy, refined
+best-buddy and cycle-point samplers all ask it).
 
+``fg_share(n, fg_ratio)``: how many of ``n`` items are foreground, ``round(n * fg_ratio)``.
+``split_quota(n, fg_ratio, n_fg, n_bg)``: (foreground, background) counts when the candidates are known: the
+foreground share, and a side with too few candidates hands the rest to the other.
 ``draw_with_fg_quota(n, fg_ratio, use_fg, draw, rng)`` rejection-samples until ``round(n * fg_ratio)``
 foreground and the rest background items are collected (``use_fg=False``: all background). ``draw(m)``
 returns ``(is_fg bool [m], ok bool [m] | None, payload)`` where ``payload`` is a tuple of arrays with a
@@ -17,9 +21,22 @@ import numpy as np
 DrawFn = Callable[[int], "tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, ...]]"]
 
 
+def fg_share(n: int, fg_ratio: float) -> int:
+    """How many of ``n`` items are foreground: ``round(n * fg_ratio)``."""
+    return int(round(n * fg_ratio))
+
+
+def split_quota(n: int, fg_ratio: float, n_fg: int, n_bg: int) -> tuple[int, int]:
+    """(foreground, background) counts, at most ``n`` in all, out of ``n_fg`` / ``n_bg`` candidates:
+    :func:`fg_share` foreground, and a side that runs short hands its rest to the other."""
+    take_fg = min(fg_share(n, fg_ratio), n_fg)
+    take_bg = min(n - take_fg, n_bg)
+    return min(n - take_bg, n_fg), take_bg
+
+
 def draw_with_fg_quota(n: int, fg_ratio: float, use_fg: bool, draw: DrawFn,
                        max_rounds: int = 64) -> tuple[np.ndarray, ...] | None:
-    want = {True: int(round(n * fg_ratio)) if use_fg else 0}
+    want = {True: fg_share(n, fg_ratio) if use_fg else 0}
     want[False] = int(n) - want[True]
     have, seen = {True: 0, False: 0}, {True: 0, False: 0}
     got: dict[bool, list] = {True: [], False: []}

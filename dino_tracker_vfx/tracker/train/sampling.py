@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from ...checks import check_shape
+from .quota import fg_share, split_quota
 
 
 class PairPool:
@@ -54,9 +55,7 @@ class PairPool:
             in_set[self.t_i] & in_set[self.t_j]
         fg_idx = torch.nonzero(ok & self.fg).squeeze(1)
         bg_idx = torch.nonzero(ok & ~self.fg).squeeze(1)
-        n_fg = min(int(round(n * fg_ratio)), len(fg_idx))
-        n_bg = min(n - n_fg, len(bg_idx))
-        n_fg = min(n - n_bg, len(fg_idx))
+        n_fg, n_bg = split_quota(n, fg_ratio, len(fg_idx), len(bg_idx))
         return torch.cat([_choose(fg_idx, n_fg, gen), _choose(bg_idx, n_bg, gen)])
 
     def pairs(self, n: int, fg_ratio: float, in_set: torch.Tensor | None, gen: torch.Generator):
@@ -165,7 +164,7 @@ def sample_mask_points(masks: torch.Tensor | None, frames: torch.Tensor, n: int,
         m = masks[frames].reshape(K, -1).float().to(dev)
         has_fg = m.sum(1) > 0
         has_bg = (1 - m).sum(1) > 0
-        n_fg = int(round(n * fg_ratio))
+        n_fg = fg_share(n, fg_ratio)
         pf = torch.where(has_fg[:, None], m, torch.ones_like(m))
         pb = torch.where(has_bg[:, None], 1 - m, torch.ones_like(m))
         g_dev = gen.device

@@ -33,6 +33,7 @@ from ...progress import CancelFn, EtaClock, Progress, ProgressFn
 from . import losses
 from ..config import TrackerConfig
 from ..model.tracker_model import TrackerModel, l2n
+from .quota import split_quota
 from .sampling import PairPool, TrackletSource, draw_frame_set, sample_mask_points
 
 log = logging.getLogger(__name__)
@@ -94,7 +95,7 @@ class Trainer:
         self.device = dev
         self.gen = torch.Generator(device=dev)
         self.gen.manual_seed(int(seed))
-        self.opt = make_optimizer(model, cfg["train.lr"])
+        self.opt = make_optimizer(model, cfg.train.lr)
         self.iteration = 0
         self.work_wh = model.work_wh
         self.cost_dtype = torch.bfloat16 if (dev.type == "cuda" and model.amp) else None
@@ -119,17 +120,17 @@ class Trainer:
             self.data.bb.load_state(src.get("bb", {}))
 
     def _set_lr(self, it: int) -> None:
-        t = self.cfg["train"]
+        t = self.cfg.train
         for g in self.opt.param_groups:
-            g["lr"] = t["lr"] * (t["refiner_gamma"] ** (it // t["refiner_every"]) if g.get("name") == "refiner"
+            g["lr"] = t.lr * (t.refiner_gamma ** (it // t.refiner_every) if g.get("name") == "refiner"
                                  else 1.0)
 
     # ------------------------------------------------------------------ one step
     def step(self, it: int) -> dict[str, torch.Tensor]:
-        cfg, t, m, d = self.cfg, self.cfg["train"], self.model, self.data
+        cfg, t, m, d = self.cfg, self.cfg.train, self.model, self.data
         dev, gen = self.device, self.gen
         T = d.T
-        frames = draw_frame_set(T, t["frames_per_step"], gen, d.flow, device=dev)
+        frames = draw_frame_set(T, t.frames_per_step, gen, d.flow, device=dev)
         in_set = torch.zeros(T, dtype=torch.bool, device=dev)
         in_set[frames] = True
         loc = torch.full((T,), -1, dtype=torch.long, device=dev)
@@ -140,7 +141,7 @@ class Trainer:
         terms: dict[str, torch.Tensor] = {}
 
         # L_flow, both directions in one batch
-        gti, xi, gtj, xj, _ = d.flow.pairs(t["flow_pairs"], t["flow_fg_ratio"], in_set, gen)
+        gti, xi, gtj, xj, _ = d.flow.pairs(t.flow_pairs, t.flow_fg_ratio, in_set, gen)
         ti, tj = loc[gti], loc[gtj]
         n = len(ti)
         if n:
@@ -152,34 +153,34 @@ class Trainer:
         total = terms["flow"]
 
         if d.dino is not None:
-            if d.bb is not None and t["lambda_dino_bb"] > 0:
-                bti, bxi, btj, bxj, w = d.bb.pairs(t["bb_pairs"], t["bb_fg_ratio"], in_set, gen)
+            if d.bb is not None and t.lambda_dino_bb > 0:
+                bti, bxi, btj, bxj, w = d.bb.pairs(t.bb_pairs, t.bb_fg_ratio, in_set, gen)
                 if len(bti):
                     bi, bj = loc[bti], loc[btj]
                     fi = m.sample(phi, bxi, bi)
                     fj = m.sample(phi, bxj, bj)
                     w = w if w is not None else torch.ones(len(bti), device=dev)
-                    terms["dino_bb"] = losses.symmetric_info_nce(fi, fj, maps_n, bi, bj, w, t["tau"],
-                                                                 t["div_dino_bb"])
-                    total = total + t["lambda_dino_bb"] * terms["dino_bb"]
-            if t["lambda_norm"] > 0 or t["lambda_angle"] > 0:
+                    terms["dino_bb"] = losses.symmetric_info_nce(fi, fj, maps_n, bi, bj, w, t.tau,
+                                                                 t.div_dino_bb)
+                    total = total + t.lambda_dino_bb * terms["dino_bb"]
+            if t.lambda_norm > 0 or t.lambda_angle > 0:
                 terms["prior_norm"], terms["prior_angle"] = losses.prior_loss(phi, dino)
-                total = total + t["lambda_norm"] * terms["prior_norm"] + t["lambda_angle"] * terms["prior_angle"]
+                total = total + t.lambda_norm * terms["prior_norm"] + t.lambda_angle * terms["prior_angle"]
 
-        if it >= cfg.rfn_start() and len(frames) >= 2 and t["cyc_frame_pairs"] > 0:
-            K = t["cyc_frame_pairs"]
+        if it >= cfg.rfn_start() and len(frames) >= 2 and t.cyc_frame_pairs > 0:
+            K = t.cyc_frame_pairs
             a = torch.randint(len(frames), (K,), generator=gen, device=gen.device).to(dev)
             b = (a + torch.randint(1, len(frames), (K,), generator=gen, device=gen.device).to(dev)) % len(frames)
-            if cfg["best_buddies.mine_refined"] and t["lambda_rfn_bb"] > 0 and t["bb_pairs"] > 0:
-                r = self._refined_bb(phi, maps_n, frames, a, b, max(1, t["bb_pairs"] // K))
+            if cfg.best_buddies.mine_refined and t.lambda_rfn_bb > 0 and t.bb_pairs > 0:
+                r = self._refined_bb(phi, maps_n, frames, a, b, max(1, t.bb_pairs // K))
                 if r is not None:
                     terms["rfn_bb"] = r
-                    total = total + t["lambda_rfn_bb"] * r
-            if t["lambda_cyc"] > 0 and t["cyc_points_per_pair"] > 0:
+                    total = total + t.lambda_rfn_bb * r
+            if t.lambda_cyc > 0 and t.cyc_points_per_pair > 0:
                 c = self._cycle(phi, maps_n, frames, a, b)
                 if c is not None:
                     terms["cyc"] = c
-                    total = total + t["lambda_cyc"] * c
+                    total = total + t.lambda_cyc * c
         terms["total"] = total
         return terms
 
@@ -201,10 +202,8 @@ class Trainer:
             else:
                 isfg = torch.zeros(len(ia), dtype=torch.bool, device=dev)
             pool_idx = torch.arange(len(ia), device=dev)
-            ratio = self.cfg["train.bb_fg_ratio"]
-            nf = min(int(round(per_pair * ratio)), int(isfg.sum()))
-            nb = min(per_pair - nf, int((~isfg).sum()))
-            nf = min(per_pair - nb, int(isfg.sum()))
+            n_fg = int(isfg.sum())
+            nf, nb = split_quota(per_pair, self.cfg["train.bb_fg_ratio"], n_fg, len(ia) - n_fg)
             sel = torch.cat([_pick(pool_idx[isfg], nf, gen), _pick(pool_idx[~isfg], nb, gen)])
             src.append(ia[sel]), dst.append(ib[sel]), sims.append(s[sel])
             ma.append(a[k].expand(len(sel))), mb.append(b[k].expand(len(sel)))
@@ -222,12 +221,12 @@ class Trainer:
         fi = flat[ma, :, ia]
         fj = flat[mb, :, ib]
         w = torch.clamp(2.0 * s ** 3, min=0.0)
-        t = self.cfg["train"]
-        return losses.symmetric_info_nce(fi, fj, maps_n, ma, mb, w, t["tau"], t["div_rfn_bb"])
+        t = self.cfg.train
+        return losses.symmetric_info_nce(fi, fj, maps_n, ma, mb, w, t.tau, t.div_rfn_bb)
 
     def _cycle(self, phi, maps_n, frames, a, b):
-        t, m, d = self.cfg["train"], self.model, self.data
-        rows, xy = sample_mask_points(d.fg, frames[a], t["cyc_points_per_pair"], t["cyc_fg_ratio"], self.gen,
+        t, m, d = self.cfg.train, self.model, self.data
+        rows, xy = sample_mask_points(d.fg, frames[a], t.cyc_points_per_pair, t.cyc_fg_ratio, self.gen,
                                       self.work_wh)
         sa, sb = a[rows], b[rows]
         with torch.no_grad():
@@ -235,20 +234,20 @@ class Trainer:
             xt, _ = m.track(phi_d, xy, sa, sb, maps_d, self.cost_dtype)
             xs, _ = m.track(phi_d, xt, sb, sa, maps_d, self.cost_dtype)
             dist = (xs - xy).norm(dim=1)
-            keep = dist <= t["cyc_thresh"]
+            keep = dist <= t.cyc_thresh
         if not bool(keep.any()):
             return None
         xy, xt, dist, sa, sb = xy[keep], xt[keep], dist[keep], sa[keep], sb[keep]
         n = len(xy)
         pred, _ = m.track(phi, torch.cat([xy, xt]), torch.cat([sa, sb]), torch.cat([sb, sa]), maps_n,
                           self.cost_dtype)
-        return losses.cycle_loss(pred[:n], xt, pred[n:], xy, dist, self.work_wh, t["cyc_gamma"])
+        return losses.cycle_loss(pred[:n], xt, pred[n:], xy, dist, self.work_wh, t.cyc_gamma)
 
     # ------------------------------------------------------------------ loop
     def run(self, iterations: int | None = None) -> None:
         """Train from :attr:`iteration` to ``iterations`` (default: the preset's); checkpoints via ``save``."""
-        total = int(iterations or self.cfg["train.iterations"])
-        every = self.cfg["train.checkpoint_every"]
+        total = int(iterations or self.cfg.train.iterations)
+        every = self.cfg.train.checkpoint_every
         self.model.train()
         clock = EtaClock()
         running: dict[str, torch.Tensor] = {}
