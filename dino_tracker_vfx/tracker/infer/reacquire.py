@@ -84,11 +84,13 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
     xy, vis, conf = ref.xy.copy(), ref.visible.copy(), ref.confidence.copy()
     zncc, warp = ref.zncc.copy(), ref.warp.copy()
     resumed = np.zeros((N, T), bool)
-    total = max(1, 2 * T - 2)
-    done = 0
+    total, done = 2 * T, 0
     for direction in (1, -1):
         last = t_q.copy()  # each point's last matched image on this side of its query
         for t in (range(T) if direction == 1 else range(T - 1, -1, -1)):
+            done += 1
+            if progress is not None:
+                progress(Progress("reacquire", done, total, message="neighbour prediction"))
             on_side = (t > t_q) if direction == 1 else (t < t_q)
             hidden = np.nonzero(on_side & ~vis[:, t] & ~ref.flat)[0]
             if len(hidden):
@@ -131,9 +133,6 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
             # the next prediction starts from the last image whose position came from a match (refined or
             # resumed), not from a coarse position kept visible
             last[on_side & vis[:, t] & (ref.refined[:, t] | resumed[:, t])] = t
-            done += 1
-            if progress is not None:
-                progress(Progress("reacquire", min(done, total), total, message="neighbour prediction"))
     rows = np.arange(N)
     vis[rows, t_q] = True
     out = Refined(xy, vis, conf, zncc, ref.refined | resumed, warp, ref.patterns, ref.flat)

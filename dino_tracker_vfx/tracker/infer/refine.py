@@ -445,14 +445,16 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
         log.warning("refine: %d quer%s lie within %d px of the plate edge: refined with the part of the pattern "
                     "inside the plate", int(qpat.partial.sum()), "y" if qpat.partial.sum() == 1 else "ies", r)
     flat = qpat.flat.copy()
-    total = max(1, 2 * T - 2)
-    done = 0
+    total, done = 2 * T, 0
     for direction in (1, -1):
         A_cur = np.tile(np.eye(2), (N, 1, 1))
         offset = np.zeros((N, 2))
         kpat = qpat.take(rows)  # key patterns (valid where has_key)
         has_key = np.zeros(N, bool)
         for t in (range(T) if direction == 1 else range(T - 1, -1, -1)):
+            done += 1
+            if progress is not None:
+                progress(Progress("plate_refine", done, total, message="pattern matching"))
             on_side = (t > t_q) if direction == 1 else (t < t_q)
             idx = np.nonzero(on_side & vis[:, t] & ~flat & np.isfinite(coarse[:, t]).all(1))[0]
             if len(idx) == 0:
@@ -486,9 +488,6 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             if key.any():
                 kpat.put(idx[key], make_patterns(gray, cq[key], Aq[key], r))
                 has_key[idx[key]] = ~kpat.flat[idx[key]]
-            done += 1
-            if progress is not None:
-                progress(Progress("plate_refine", min(done, total), total, message="pattern matching"))
     conf[flat] = np.minimum(conf[flat], FEATURELESS_CONFIDENCE)
     out[rows, t_q] = np.asarray(xy_q, np.float64)
     vis[rows, t_q] = True
