@@ -35,14 +35,14 @@ class ReacquireSettings:
     radius: float = 8.0       # plate px searched around the prediction
     zncc: float = 0.9         # a hidden point resumes at or above this
     neighbours: int = 12
-    min_zncc: float = 0.97    # refine.min_zncc (for the confidence)
+    min_zncc: float = 0.5     # refine.hide_zncc: where the confidence is 0
     warp: str = "affine"
     iterations: int = 20
 
     @classmethod
     def from_config(cls, cfg, radius: float) -> "ReacquireSettings":
         return cls(float(radius), float(cfg["refine.reacquire_zncc"]), int(cfg["refine.neighbours"]),
-                   float(cfg["refine.min_zncc"]), str(cfg["refine.warp"]), int(cfg["refine.iterations"]))
+                   float(cfg["refine.hide_zncc"]), str(cfg["refine.warp"]), int(cfg["refine.iterations"]))
 
 
 def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.ndarray, ok_t: np.ndarray,
@@ -129,7 +129,7 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 vis[hidden[back], t] = True
                 resumed[hidden[back], t] = True
                 warp[hidden[back], t] = A[back]
-                conf[hidden, t] = np.where(back, confidence(z, settings.min_zncc), 0.0)
+                conf[hidden, t] = np.where(back, confidence(z, settings.min_zncc), 0.0)  # min_zncc: hide_zncc
             # the next prediction starts from the last image whose position came from a match (refined or
             # resumed), not from a coarse position kept visible
             last[on_side & vis[:, t] & (ref.refined[:, t] | resumed[:, t])] = t

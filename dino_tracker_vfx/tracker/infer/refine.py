@@ -29,7 +29,8 @@ Outcome per (point, image), for images the coarse track calls visible:
 * a refined position where ``zncc >= refine.min_zncc`` and it lies within twice the search radius of
   the coarse track; the coarse position elsewhere;
 * hidden where ``zncc < refine.hide_zncc`` (the pattern is not there: an occluder, a slip);
-* confidence :func:`confidence` of the ZNCC (1 at the query's image).
+* confidence :func:`confidence` of the ZNCC, 0 at ``refine.hide_zncc``, where the match moved or hid the
+  point; the coarse track's own where its position is kept and stays visible; 1 at the query's image.
 
 A FEATURELESS pattern (its weighted grey std below ``FLAT_STD``, or its weakest gradient direction too
 weak to fix a position: :data:`MIN_EIG`) keeps the coarse track with confidence at most
@@ -90,8 +91,8 @@ def auto_search_radius(plate_per_raster_px: float) -> float:
 
 
 def confidence(zncc: np.ndarray, min_zncc: float) -> np.ndarray:
-    """Confidence in [0, 1] from a match's ZNCC: 0 at or below ``min_zncc``, 1 at a perfect match,
-    ``((z - min) / (1 - min))^2`` between (ZNCC near 1 is where sub-pixel accuracy lives). NaN -> 0."""
+    """Confidence in [0, 1] from a match's ZNCC: 0 at or below ``min_zncc`` (the tracker passes
+    ``refine.hide_zncc``), 1 at a perfect match, ``((z - min) / (1 - min))^2`` between. NaN -> 0."""
     z = np.nan_to_num(np.asarray(zncc, np.float64), nan=-1.0)
     c = np.clip((z - min_zncc) / max(1e-6, 1.0 - min_zncc), 0.0, 1.0) ** 2
     return c.astype(np.float32)
@@ -482,7 +483,10 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             offset[good] = c[ok] - coarse[good, t]
             warp[idx[~ok], t] = A_cur[idx[~ok]]
             vis[idx[~(z >= settings.hide_zncc)], t] = False
-            conf[idx, t] = confidence(z, settings.min_zncc)
+            # confidence from the pattern residual (0 at hide_zncc) where the match moved the point or hid it;
+            # where the coarse position is kept (and stays visible), the coarse track's own confidence
+            cz = confidence(z, settings.hide_zncc)
+            conf[idx, t] = np.where(ok | ~(z >= settings.hide_zncc), cz, conf[idx, t])
             # key patterns: from a match against the QUERY pattern only (no drift)
             key = ok & (zq >= settings.key_zncc) & near
             if key.any():
