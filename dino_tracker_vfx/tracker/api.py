@@ -80,14 +80,14 @@ def working_size(cfg: TrackerConfig, plate_wh: tuple[int, int]) -> tuple[int, in
     height (never above the plate's), width by the plate's aspect."""
     W, H = plate_wh
     if cfg.weight_free:
-        h = min(int(cfg["working_height"]), H)
+        h = min(int(cfg.working_height), H)
         return max(8, int(round(W * h / H))), max(8, h)
-    return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg["working_height"], stride=cfg["stride"]))
+    return tuple(int(v) for v in dino_working_size(plate_wh, height=cfg.working_height, stride=cfg.stride))
 
 
 def flow_size(cfg: TrackerConfig, plate_wh: tuple[int, int], work_wh: tuple[int, int]) -> tuple[int, int]:
     """(W, H) of the flow raster: ``flow.height`` (never above the plate), else the working raster."""
-    fh = cfg["flow.height"]
+    fh = cfg.flow.height
     if fh is None:
         return tuple(work_wh)
     W, H = plate_wh
@@ -141,8 +141,8 @@ class ShotTracker:
 
     def grid(self) -> FeatureGrid:
         if self.cfg.weight_free:
-            return FeatureGrid.cnn(self.work_wh, len(self.cfg["delta.hidden"]))
-        return FeatureGrid.dino(self.work_wh, self.cfg["stride"])
+            return FeatureGrid.cnn(self.work_wh, len(self.cfg.delta.hidden))
+        return FeatureGrid.dino(self.work_wh, self.cfg.stride)
 
     def _key(self, name: str, inputs: list[str], wh: tuple[int, int] | None = None) -> str:
         """Cache key of stage ``name`` from its input stages' keys: the one place keys are made (the weight
@@ -233,7 +233,7 @@ class ShotTracker:
         self._vit = None  # the frozen ViT is not needed after preprocessing
 
         self.bb_pairs = None
-        if not cfg.weight_free and cfg["best_buddies.enabled"] and cfg["train.lambda_dino_bb"] > 0:
+        if not cfg.weight_free and cfg.best_buddies.enabled and cfg.train.lambda_dino_bb > 0:
             arr, _ = self._stage("best_buddies", [k_feat, k_corr],
                                  lambda: prep.best_buddy_arrays(
                                      self.dino, self.corr, cfg, self.progress, self.cancel,
@@ -264,16 +264,16 @@ class ShotTracker:
     def build_model(self) -> TrackerModel:
         cfg = self.cfg
         if cfg.raw_dino:
-            return TrackerModel(self.work_wh, self.grid(), "dino", None, None, cfg["infer.argmax_radius"],
-                                amp=cfg["amp"], windowed=cfg["windowed_head"]).to(self.device)
+            return TrackerModel(self.work_wh, self.grid(), "dino", None, None, cfg.infer.argmax_radius,
+                                amp=cfg.amp, windowed=cfg.windowed_head).to(self.device)
         C = cfg.feature_dim
         mode = "delta" if cfg.weight_free else "dino+delta"
         with torch.random.fork_rng(devices=[]):  # seeded init, the caller's global RNG left alone
             torch.manual_seed(self.seed)
-            delta = DeltaDino(C, tuple(cfg["delta.hidden"]), cfg["delta.kernel"], zero_init=not cfg.weight_free)
-            refiner = Refiner() if cfg["refiner"] else None
-        m = TrackerModel(self.work_wh, self.grid(), mode, delta, refiner, cfg["infer.argmax_radius"], amp=cfg["amp"],
-                         windowed=cfg["windowed_head"])
+            delta = DeltaDino(C, tuple(cfg.delta.hidden), cfg.delta.kernel, zero_init=not cfg.weight_free)
+            refiner = Refiner() if cfg.refiner else None
+        m = TrackerModel(self.work_wh, self.grid(), mode, delta, refiner, cfg.infer.argmax_radius, amp=cfg.amp,
+                         windowed=cfg.windowed_head)
         return m.to(self.device)
 
     def _images(self) -> torch.Tensor:
@@ -302,9 +302,9 @@ class ShotTracker:
             self.model = self.build_model().eval()
             return self
         if self._trainer is None:
-            self._trainer = self._make_trainer(int(iterations or cfg["train.iterations"]))
+            self._trainer = self._make_trainer(int(iterations or cfg.train.iterations))
         t0 = time.perf_counter()
-        target = int(iterations or cfg["train.iterations"])
+        target = int(iterations or cfg.train.iterations)
         if self._trainer.iteration >= target:  # the final checkpoint is in the cache: nothing to train
             self._report("train", self._trainer.iteration, target, "trained model reused (cached): inference only")
             self.model.eval()
@@ -378,7 +378,7 @@ class ShotTracker:
                                           torch.from_numpy(hit[0]["inv_norm"]).to(self.device), self.grid())
                 self._report("refine", 1, 1, "cached")
             else:
-                self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg["infer.frame_chunk"],
+                self.store = build_store(self.model, self._images(), self.dino, chunk=self.cfg.infer.frame_chunk,
                                          progress=self.progress, cancel=self.cancel)
                 if key and self.store.phi.numel() * self.store.phi.element_size() <= REFINED_CACHE_MAX_BYTES:
                     self.cache.save("refined", key, {"phi": self.store.phi.cpu().numpy(),  # as computed: exact
@@ -405,7 +405,7 @@ class ShotTracker:
         xy_q = torch.tensor(xy_w, dtype=torch.float32, device=dev)
         t0 = time.perf_counter()
         q_feat = store.sample(t_q, xy_q)
-        xy, _ = track_points(self.model, store, t_q, xy_q, cfg["infer.query_chunk"], cfg["infer.frame_chunk"],
+        xy, _ = track_points(self.model, store, t_q, xy_q, cfg.infer.query_chunk, cfg.infer.frame_chunk,
                              q_feat=q_feat, progress=self.progress, cancel=self.cancel)
         self.timings["infer"] = time.perf_counter() - t0
         return store, t_q, xy_q, q_feat, xy
@@ -429,11 +429,11 @@ class ShotTracker:
         from .infer.flow_guided import flow_guided_signals
 
         cfg = self.cfg
-        dis_params = cfg["flow.params"] if cfg["flow.method"] == "dis" else None
+        dis_params = cfg.flow.params if cfg.flow.method == "dis" else None
         return flow_guided_signals(self.flow, Resize(self.work_wh, self.flow_wh), store, t_q, xy_q, q_feat, xy,
-                                   self.flow_frames, cfg["infer.drift_correct"], cfg["infer.drift_margin"], dis_params,
-                                   self.progress, self.cancel, cfg["infer.drift_radius"],
-                                   cfg["infer.drift_radius_per_px"])
+                                   self.flow_frames, cfg.infer.drift_correct, cfg.infer.drift_margin, dis_params,
+                                   self.progress, self.cancel, cfg.infer.drift_radius,
+                                   cfg.infer.drift_radius_per_px)
 
     def refine_plate(self, qs: list[Query], xy: np.ndarray, visible: np.ndarray, conf: np.ndarray
                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -446,19 +446,19 @@ class ShotTracker:
         from .infer.refine import GreyFrames, RefineSettings, auto_search_radius, refine_tracks
 
         cfg = self.cfg
-        raster_w = self.flow_wh[0] if cfg["infer.flow_guided"] and self.flow is not None else self.work_wh[0]
-        radius = cfg["refine.search_radius"]
+        raster_w = self.flow_wh[0] if cfg.infer.flow_guided and self.flow is not None else self.work_wh[0]
+        radius = cfg.refine.search_radius
         radius = float(radius) if radius is not None else auto_search_radius(self.shot.size[0] / raster_w)
-        frames = GreyFrames(self.shot, int(cfg["refine.memory_mb"]) << 20)
+        frames = GreyFrames(self.shot, int(cfg.refine.memory_mb) << 20)
         t_q = np.array([q.t for q in qs], np.int64)
         xy_q = np.array([[q.x, q.y] for q in qs], np.float64)
         t0 = time.perf_counter()
         r = refine_tracks(frames, xy, visible, conf, t_q, xy_q, RefineSettings.from_config(cfg, radius),
                           progress=self.progress, cancel=self.cancel)
         self.timings["plate_refine"] = time.perf_counter() - t0
-        if cfg["refine.reacquire"]:
+        if cfg.refine.reacquire:
             t0 = time.perf_counter()
-            ra = cfg["refine.reacquire_radius"]
+            ra = cfg.refine.reacquire_radius
             r, _ = reacquire(frames, r, xy, t_q, ReacquireSettings.from_config(cfg, radius if ra is None else ra),
                              progress=self.progress, cancel=self.cancel)
             self.timings["reacquire"] = time.perf_counter() - t0
@@ -523,29 +523,29 @@ class ShotTracker:
         cfg = self.cfg
         store, t_q, xy_q, q_feat, xy = self._learned(qs)
         t0 = time.perf_counter()
-        if cfg["infer.flow_guided"] and self.flow is not None:  # (anchor frames: set by anchor_tracks)
+        if cfg.infer.flow_guided and self.flow is not None:  # (anchor frames: set by anchor_tracks)
             from .infer.flow_guided import flow_guided_visibility
 
             sig = self._flow_guided_signals(store, t_q, xy_q, q_feat, xy)
             xy = sig.xy
-            vis, conf = flow_guided_visibility(sig, t_q, fb_thresh=cfg["flow.fb_thresh"],
-                                               agree_px=cfg["infer.flow_agree_px"], visible_cos=cfg["infer.visible_cos"],
-                                               occ_fb_scale=cfg["infer.occlusion_fb_scale"],
-                                               fail_run=cfg["infer.occlusion_fail_run"], gone_ncc=cfg["infer.gone_ncc"],
-                                               gone_run=cfg["infer.gone_run"])
-        elif cfg["infer.occlusion"]:
-            vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg["infer.anchor_cos"],
-                                     cfg["infer.visible_cos"], progress=self.progress, cancel=self.cancel)
+            vis, conf = flow_guided_visibility(sig, t_q, fb_thresh=cfg.flow.fb_thresh,
+                                               agree_px=cfg.infer.flow_agree_px, visible_cos=cfg.infer.visible_cos,
+                                               occ_fb_scale=cfg.infer.occlusion_fb_scale,
+                                               fail_run=cfg.infer.occlusion_fail_run, gone_ncc=cfg.infer.gone_ncc,
+                                               gone_run=cfg.infer.gone_run)
+        elif cfg.infer.occlusion:
+            vis, conf, _ = occlusion(self.model, store, xy, t_q, q_feat, cfg.infer.anchor_cos,
+                                     cfg.infer.visible_cos, progress=self.progress, cancel=self.cancel)
         else:
             from .infer.occlusion import trajectory_cosine
 
             cos, _ = trajectory_cosine(store, xy, q_feat)
-            vis = cos >= cfg["infer.visible_cos"]
+            vis = cos >= cfg.infer.visible_cos
             conf = cos.clamp(0, 1)
         self.timings["occlusion"] = time.perf_counter() - t0
         xy_p = self.resize.to_plate(xy.double().cpu().numpy())
         vis_p, conf_p = vis.cpu().numpy(), conf.float().cpu().numpy()
-        if cfg["refine.enabled"]:  # sub-pixel refinement at plate resolution (each row's own frame: its anchor)
+        if cfg.refine.enabled:  # sub-pixel refinement at plate resolution (each row's own frame: its anchor)
             xy_p, vis_p, conf_p = self.refine_plate(qs, xy_p, vis_p, conf_p)
         return xy_p, vis_p, conf_p
 
@@ -566,7 +566,7 @@ class ShotTracker:
         out_q = [Query(q.t, q.x, q.y, nm, q.group) for q, nm in zip(lay.queries, names)]
         out_a = [tuple(Query(a.t, a.x, a.y, nm, q.group) for a in anchors)
                  for q, nm, anchors in zip(lay.queries, names, lay.anchors)]
-        meta = {"tracker": {"preset": cfg.name, "backbone": cfg["backbone"], "iterations": self.trained_iterations,
+        meta = {"tracker": {"preset": cfg.name, "backbone": cfg.backbone, "iterations": self.trained_iterations,
                             "working_size": list(self.work_wh), "settings": settings_hash(cfg.to_dict()),
                             "seed": self.seed, "config": cfg.to_dict()}}
         return TrackSet(xy_p, vis_p, conf_p, names, out_q, fr, self.shot.size, meta=meta,

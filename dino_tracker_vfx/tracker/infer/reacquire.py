@@ -41,8 +41,8 @@ class ReacquireSettings:
 
     @classmethod
     def from_config(cls, cfg, radius: float) -> "ReacquireSettings":
-        return cls(float(radius), float(cfg["refine.reacquire_zncc"]), int(cfg["refine.neighbours"]),
-                   float(cfg["refine.hide_zncc"]), str(cfg["refine.warp"]), int(cfg["refine.iterations"]))
+        return cls(float(radius), float(cfg.refine.reacquire_zncc), int(cfg.refine.neighbours),
+                   float(cfg.refine.hide_zncc), str(cfg.refine.warp), int(cfg.refine.iterations))
 
 
 def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.ndarray, ok_t: np.ndarray,

@@ -79,9 +79,9 @@ class RefineSettings:
     @classmethod
     def from_config(cls, cfg, search_radius: float) -> "RefineSettings":
         """From a :class:`~..config.TrackerConfig`; ``search_radius``: the resolved radius (plate px)."""
-        return cls(int(cfg["refine.patch_radius"]), str(cfg["refine.warp"]), float(search_radius),
-                   float(cfg["refine.min_zncc"]), float(cfg["refine.hide_zncc"]), float(cfg["refine.key_zncc"]),
-                   int(cfg["refine.iterations"]))
+        return cls(int(cfg.refine.patch_radius), str(cfg.refine.warp), float(search_radius),
+                   float(cfg.refine.min_zncc), float(cfg.refine.hide_zncc), float(cfg.refine.key_zncc),
+                   int(cfg.refine.iterations))
 
 
 def auto_search_radius(plate_per_raster_px: float) -> float:

@@ -103,7 +103,7 @@ def dino_features(frames: np.ndarray, cfg: TrackerConfig, device: torch.device, 
         if progress is not None:
             progress(Progress("features", e, T, eta_s=clock.eta(e, T), message=f"DINO {cfg['backbone']}"))
 
-    return run_frames(m, frames, chunk=chunk, dtype=getattr(torch, cfg["features_dtype"]), amp=cfg["amp"],
+    return run_frames(m, frames, chunk=chunk, dtype=getattr(torch, cfg.features_dtype), amp=cfg.amp,
                       cancel=cancel, on_chunk=report)
 
 

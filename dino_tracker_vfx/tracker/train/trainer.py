@@ -203,7 +203,7 @@ class Trainer:
                 isfg = torch.zeros(len(ia), dtype=torch.bool, device=dev)
             pool_idx = torch.arange(len(ia), device=dev)
             n_fg = int(isfg.sum())
-            nf, nb = split_quota(per_pair, self.cfg["train.bb_fg_ratio"], n_fg, len(ia) - n_fg)
+            nf, nb = split_quota(per_pair, self.cfg.train.bb_fg_ratio, n_fg, len(ia) - n_fg)
             sel = torch.cat([_pick(pool_idx[isfg], nf, gen), _pick(pool_idx[~isfg], nb, gen)])
             src.append(ia[sel]), dst.append(ib[sel]), sims.append(s[sel])
             ma.append(a[k].expand(len(sel))), mb.append(b[k].expand(len(sel)))
