@@ -231,14 +231,20 @@ def test_runner_reports_failures(panel):
     assert errs and "cannot run /nope/python" in errs[0] and "DTVFX_CMD" in errs[0]
 
 
-def test_panel_end_to_end_with_real_subprocess(panel, tmp_path, monkeypatch):
+def _selected_read_and_tracker(tmp_path, monkeypatch, **tracker_knobs):
+    """The fake dtvfx as DTVFX_CMD, and a Read and a Tracker4 selected in the fake nuke module."""
     fake = tmp_path / "fake_dtvfx.py"
     fake.write_text(FAKE_DTVFX)
     monkeypatch.setenv("DTVFX_CMD", f"{sys.executable} {fake}")
     nuke = sys.modules["nuke"]
     read = Node("Read", "Read1", file=str(tmp_path / "plate.####.exr"), first=1001, last=1010, colorspace="")
-    tracker = Node("Tracker4", "Tracker1")
+    tracker = Node("Tracker4", "Tracker1", **tracker_knobs)
     nuke.selectedNodes = lambda: [n for n in (read, tracker) if n._sel]
+    return nuke, read, tracker
+
+
+def test_panel_end_to_end_with_real_subprocess(panel, tmp_path, monkeypatch):
+    nuke, read, tracker = _selected_read_and_tracker(tmp_path, monkeypatch)
     timers = []
 
     class Timer:
@@ -319,13 +325,7 @@ Tracker4 {
 
 def test_retrack_sends_the_node_as_corrections_and_updates_it_in_place(panel, tmp_path, monkeypatch):
     """Same set-up as the end-to-end test above (fake dtvfx, a Read and a Tracker4 selected)."""
-    fake = tmp_path / "fake_dtvfx.py"
-    fake.write_text(FAKE_DTVFX)
-    monkeypatch.setenv("DTVFX_CMD", f"{sys.executable} {fake}")
-    nuke = sys.modules["nuke"]
-    read = Node("Read", "Read1", file=str(tmp_path / "plate.####.exr"), first=1001, last=1010, colorspace="")
-    tracker = Node("Tracker4", "Tracker1", label="car")
-    nuke.selectedNodes = lambda: [n for n in (read, tracker) if n._sel]
+    nuke, read, tracker = _selected_read_and_tracker(tmp_path, monkeypatch, label="car")
 
     def qt_timer():  # a timer the test drives by hand
         t = types.SimpleNamespace(running=False)
@@ -351,7 +351,7 @@ def test_retrack_sends_the_node_as_corrections_and_updates_it_in_place(panel, tm
     first = json.loads((tmp_path / "out" / "Read1.dtvfx.yaml").read_text())
     assert "corrections" not in first and nuke.log["paste"] == [str(out)]
     # the artist keys Tracker1 on some frames, then re-tracks: the fake job writes RETRACK_NK
-    fake.write_text(FAKE_DTVFX.replace('open(out, "w").write("Tracker4 {\\n name Tracker_car\\n}\\n")',
+    (tmp_path / "fake_dtvfx.py").write_text(FAKE_DTVFX.replace('open(out, "w").write("Tracker4 {\\n name Tracker_car\\n}\\n")',
                                        f"open(out, 'w').write({RETRACK_NK!r})"))
     p.knobChanged(p.retrack_btn)
     drive()
