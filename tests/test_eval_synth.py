@@ -111,6 +111,29 @@ def test_zbuffer_visibility_with_an_occluder():
     assert not ev[:, 0][ring_edge[:, 0]].any()
 
 
+def test_queries_sit_where_a_pattern_fixes_a_position():
+    """Half the wall is one flat colour: the texture rule alone puts queries there (no tracker can fix a
+    position on it); the plate rule keeps every query at >= QUERY_QUALITY of the frame's strongest
+    Shi-Tomasi score, as goodFeaturesToTrack would."""
+    from dino_tracker_vfx.evaluation.synth.render import QUERY_QUALITY, plate_trackability
+
+    sc = flat_scene(W=200, H=120, T=3)
+    tex = sc.planes[0].texture
+    tex[:, : tex.shape[1] // 2] = tex[:, : tex.shape[1] // 2].mean(axis=(0, 1))  # left half: flat colour
+    q = plate_trackability(sc, 0)
+    top = np.percentile(q, 99.9)
+
+    def scores(gt):
+        qx = gt.query_xy
+        return np.array([plate_trackability(sc, int(t))[int(round(y)), int(round(x))]
+                         for t, (x, y) in zip(gt.query_t, qx)])
+
+    loose = scores(sample_queries(sc, 40, min_quality=0.0))
+    strict = scores(sample_queries(sc, 40))
+    assert (loose < QUERY_QUALITY * top).sum() >= 4  # the old rule: several queries on the flat half
+    assert (strict >= QUERY_QUALITY * top).all() and len(strict) == 40
+
+
 def test_scenes_are_determined_by_their_seed():
     a, b, c = make_scene(3, (96, 64), 4), make_scene(3, (96, 64), 4), make_scene(4, (96, 64), 4)
     assert np.array_equal(a.poses(), b.poses()) and not np.allclose(a.poses(), c.poses())

@@ -32,6 +32,8 @@ import numpy as np
 from .scene import Scene
 
 RING_DIRS = 16
+QUALITY_BLOCK = 9         # px: the Shi-Tomasi window of :func:`plate_trackability`
+QUERY_QUALITY = 0.05      # a query's trackability relative to its frame's strongest (goodFeaturesToTrack level)
 
 
 def _warp_matrix(scene: Scene, i: int, tau: float, ss: int) -> tuple[np.ndarray, np.ndarray]:
@@ -208,13 +210,44 @@ def texture_strength(texture: np.ndarray) -> np.ndarray:
     return cv2.cornerMinEigenVal(g, 5, 3)
 
 
+def plate_trackability(scene: Scene, t: int) -> np.ndarray:
+    """float32 ``[H, W]``: how well a pattern around each plate pixel of frame ``t`` fixes a position, as an
+    auto-tracker or a matchmove artist judges it: the Shi-Tomasi score (smaller eigenvalue of the structure
+    tensor over ``QUALITY_BLOCK`` px, ``cv2.cornerMinEigenVal``) of the rendered frame (motion blur included,
+    no sensor noise), display-encoded grey."""
+    import cv2
+
+    img = render_frame(scene, t, ss=1, shutter_samples=3, sensor=False)
+    g = np.ascontiguousarray(np.sqrt(np.clip(img, 0, None)).mean(axis=2), np.float32)
+    return cv2.cornerMinEigenVal(g, QUALITY_BLOCK, 3)
+
+
 def sample_queries(scene: Scene, n_points: int, edge_px: float = 2.0, seed: int | None = None,
-                   candidates: int = 8) -> GroundTruth:
-    """``n_points`` query points on the planes, favouring textured spots, each visible and evaluable at its
-    (random) query frame; the occluder gets about a sixth of them."""
+                   candidates: int = 8, min_quality: float = QUERY_QUALITY) -> GroundTruth:
+    """``n_points`` query points on the planes, each visible and evaluable at its (random) query frame; the
+    occluder gets about a sixth of them.
+
+    Where a matchmove tracker would be placed: candidates in the better half of their texture's cornerness,
+    and (``min_quality`` > 0) whose :func:`plate_trackability` on the rendered query frame is at least
+    ``min_quality`` times that frame's strongest (the 99.9th percentile), as ``cv2.goodFeaturesToTrack``'s
+    quality level: no point on a flat colour or along a straight edge, where no tracker can fix a position
+    (the refinement's featureless rule is tested on such points apart). ``min_quality`` 0: texture rule only."""
     rng = np.random.default_rng([scene.seed if seed is None else seed, 3])
     T = scene.n_frames
     strength = [texture_strength(p.texture) for p in scene.planes]
+    quality: dict[int, tuple[np.ndarray, float]] = {}
+    n_moving = 0
+
+    def plate_ok(t: int, p: np.ndarray) -> bool:
+        if min_quality <= 0:
+            return True
+        if t not in quality:
+            q = plate_trackability(scene, t)
+            quality[t] = (q, float(np.percentile(q, 99.9)))
+        q, top = quality[t]
+        x = int(np.clip(np.round(p[0]), 0, q.shape[1] - 1))
+        y = int(np.clip(np.round(p[1]), 0, q.shape[0] - 1))
+        return bool(q[y, x] >= min_quality * top)
     moving = [i for i, p in enumerate(scene.planes) if p.moving]
     planes, abs_, qts = [], [], []
     tries = 0
@@ -253,7 +286,11 @@ def sample_queries(scene: Scene, n_points: int, edge_px: float = 2.0, seed: int 
         xy_all, vis, ev = point_truth(scene, pid[idx], ab[idx], edge_px)
         good = vis[np.arange(len(idx)), tq[idx]] & ev[np.arange(len(idx)), tq[idx]]
         for k in idx[good]:
-            if len(planes) < n_points:
+            on_mover = int(pid[k]) in moving
+            if on_mover and min_quality > 0 and n_moving >= max(1, n_points // 6):
+                continue  # sharp candidates on the occluder pass more often: keep its share at a sixth
+            if len(planes) < n_points and plate_ok(int(tq[k]), xy[k]):
+                n_moving += on_mover
                 planes.append(int(pid[k]))
                 abs_.append(ab[k])
                 qts.append(int(tq[k]))
