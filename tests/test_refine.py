@@ -211,6 +211,55 @@ def test_reacquire_does_not_resume_where_the_pattern_is_gone():
     assert not resumed[:, back:].any()
 
 
+def test_neighbours_that_move_with_the_point_are_told_from_the_occluder_over_it():
+    """Point 0 moves (1, 0.5) px per image with 6 tracks on its surface far away; 6 tracks on a card sliding
+    past at (30, 0) px per image are its nearest neighbours. same_surface keeps the first 6 only, and the
+    prediction from them lands on the point, where the nearest-neighbour fit follows the card."""
+    from dino_tracker_vfx.tracker.infer.reacquire import map_point, predict_from_neighbours, same_surface
+
+    T = 12
+    t = np.arange(T)[:, None]
+    surf = np.array([[100.0, 80.0], [300.0, 90.0], [120.0, 260.0], [320.0, 250.0], [210.0, 40.0], [200.0, 300.0]])
+    card = np.array([[201.0, 173.0], [215.0, 170.0], [205.0, 160.0], [205.0, 180.0], [190.0, 185.0], [220.0, 155.0]])
+    p0 = np.array([205.0, 171.0])
+    xy = np.concatenate([(p0 + t * [1.0, 0.5])[None], surf[:, None] + t * [1.0, 0.5], card[:, None] + (t - 6) * [30.0, 0.0]])
+    trust = np.ones(xy.shape[:2], bool)
+    matched = np.ones(xy.shape[:2], bool)
+    keep = same_surface(xy, trust, matched, 0, 6)
+    assert keep.tolist() == [False] + [True] * 6 + [False] * 6
+    M = predict_from_neighbours(xy[:, 6], trust[:, 6], xy[:, 9], trust[:, 9], xy[0, 6], 6, exclude=0, allow=keep)
+    assert np.abs(map_point(M, xy[0, 6]) - xy[0, 9]).max() < 1e-6
+    M_near = predict_from_neighbours(xy[:, 6], trust[:, 6], xy[:, 9], trust[:, 9], xy[0, 6], 6, exclude=0)
+    assert np.abs(map_point(M_near, xy[0, 6]) - xy[0, 9])[0] > 80  # dragged along by the card
+    # nothing to compare (the point was never matched near t_ref): every track may serve
+    assert same_surface(xy, trust, np.zeros_like(matched), 0, 6) is None
+
+
+def test_prediction_on_a_plane_in_perspective_is_a_homography():
+    """Tracks on a ground plane seen in perspective: a homography maps a far point exactly, an affine fit to
+    the same 8 neighbours misses it by pixels."""
+    import cv2
+
+    from dino_tracker_vfx.tracker.infer.reacquire import map_jacobian, map_point, predict_from_neighbours
+
+    H = np.array([[1.02, 0.05, 4.0], [0.01, 1.1, -3.0], [2e-4, 6e-4, 1.0]])
+    src = np.array([[50.0, 300.0], [400.0, 320.0], [120.0, 420.0], [350.0, 440.0], [60.0, 200.0],
+                    [420.0, 210.0], [230.0, 260.0], [240.0, 380.0]])
+    dst = cv2.perspectiveTransform(src[:, None], H)[:, 0]
+    p = np.array([600.0, 100.0])
+    ok = np.ones(len(src), bool)
+    M = predict_from_neighbours(src, ok, dst, ok, p, 8)
+    want = cv2.perspectiveTransform(p[None, None], H)[0, 0]
+    assert np.abs(map_point(M, p) - want).max() < 1e-3  # OpenCV's float32 arithmetic
+    A, _ = cv2.estimateAffine2D(src[:, None], dst[:, None])
+    assert np.abs(A[:, :2] @ p + A[:, 2] - want).max() > 3
+    # the pattern's local warp is the map's derivative there (finite differences)
+    e = 1e-4
+    J = np.stack([(map_point(M, p + [e, 0]) - map_point(M, p - [e, 0])) / (2 * e),
+                  (map_point(M, p + [0, e]) - map_point(M, p - [0, e])) / (2 * e)], 1)
+    np.testing.assert_allclose(map_jacobian(M, p), J, atol=1e-6)
+
+
 @pytest.mark.parametrize("bad", ["xy", "t_q"])
 def test_shapes_are_checked_at_the_boundary(bad):
     from dino_tracker_vfx.errors import ShapeError

@@ -1,20 +1,28 @@
 """Re-acquisition after occlusion: predict a hidden point from its neighbours, resume it when its pattern
 matches again (``refine.reacquire*`` settings; after :mod:`.refine`, weight-free mode included).
 
-While a point is hidden (an occluder passes, the coarse track lost it or slipped onto the occluder), its
-position is PREDICTED from the motion of tracked neighbours on the same surface: the ``neighbours``
-nearest tracks that are visible both at the point's last MATCHED image ``t_ref`` (refined or resumed,
-going away from its query image) and at the hidden image ``t`` give a robust affine fit (``cv2.estimateAffine2D``, RANSAC,
-2 px) from ``t_ref`` to ``t``; the point's position at ``t_ref`` mapped through it is the prediction (a
-median translation with 1-3 neighbours; the coarse position with none). Neighbours count only where they
-are visible with a clear match (ZNCC >= ``reacquire_zncc``), so a track that slid onto the occluder does
-not drag the prediction along. There, and at the coarse position when that lies farther than the radius
-(the coarse track may have kept the point where the neighbours mislead), the query pattern is
-searched (``reacquire_radius`` plate px, the pattern warped by its last shape times the fit's linear
-part) and refined as in :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` the point is visible
-again at the match (confidence from the ZNCC), else it stays hidden at the prediction. Going away from
-the query image in both directions, a resumed image is the next ``t_ref``: predictions are never chained
-through hidden images.
+Candidates, per image going away from the query image: HIDDEN points (an occluder passes, the coarse track
+lost it or slid onto the occluder) and VISIBLE points whose position no match confirms (the refinement kept
+the coarse position because its pattern scored below ``refine.min_zncc``: often a track that slid off).
+
+Prediction, from the motion of tracked neighbours ON THE SAME SURFACE (:func:`same_surface`): among the
+tracks trusted (visible with a clear match, ZNCC >= ``reacquire_zncc``) both at the point's last MATCHED
+image ``t_ref`` and at ``t``, only those whose displacement over the images around ``t_ref`` where the point
+itself was matched agrees with the point's (within 0.25, else 0.5, 1, 3, 10 px per image: the tightest that
+admits 3 tracks). The ``neighbours`` nearest of them give a robust map from ``t_ref`` to ``t``
+(:func:`predict_from_neighbours`: a homography with 6 or more, RANSAC 2 px, exact for a planar surface in
+perspective; else an affine map; a median translation with 1-3; the coarse position with none); the
+point's position at ``t_ref`` mapped through it is the prediction. Why the motion test: the nearest tracks
+of a point that has just been hidden are often on the occluder that hides it, and a fit to them carries
+the prediction away with the occluder.
+
+Matching: there, and at the coarse position when that lies farther than the radius (the coarse track may
+have kept the point where the neighbours mislead), the query pattern is searched (``reacquire_radius``
+plate px, the pattern warped by its last shape times the map's derivative) and refined as in
+:mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` (and, for a visible point, beats its current
+match) the point is visible at the match (confidence from the ZNCC); a hidden point stays hidden at the
+prediction otherwise, a visible one as it was. A resumed image is the next ``t_ref``: predictions are never
+chained through hidden images.
 
 Coordinates: plate px, origin top-left, y down, first pixel's centre at (0, 0).
 """
@@ -30,6 +38,12 @@ from ...progress import CancelFn, Progress, ProgressFn, check_cancel
 from .refine import GreyFrames, Refined, confidence, match
 
 
+SURFACE_WINDOW = 15  # images around the last match over which a neighbour must have moved with the point
+SURFACE_TOLS = (0.25, 0.5, 1.0, 3.0, 10.0)  # px per image of motion difference allowed, tried in turn (parallax, shake)
+SURFACE_MIN = 3      # tracks a tolerance must admit
+HOMOGRAPHY_MIN = 6   # neighbours for a homography prediction (fewer: affine, then translation)
+
+
 @dataclass(frozen=True)
 class ReacquireSettings:
     radius: float = 8.0       # plate px searched around the prediction
@@ -38,20 +52,62 @@ class ReacquireSettings:
     min_zncc: float = 0.5     # refine.hide_zncc: where the confidence is 0
     warp: str = "affine"
     iterations: int = 20
+    confirm_zncc: float = 0.97  # refine.min_zncc: a visible position matched at or above this is confirmed
+    unconfirmed: bool = True    # also look again for visible points whose position no match confirms
 
     @classmethod
     def from_config(cls, cfg, radius: float) -> "ReacquireSettings":
         return cls(float(radius), float(cfg.refine.reacquire_zncc), int(cfg.refine.neighbours),
-                   float(cfg.refine.hide_zncc), str(cfg.refine.warp), int(cfg.refine.iterations))
+                   float(cfg.refine.hide_zncc), str(cfg.refine.warp), int(cfg.refine.iterations),
+                   float(cfg.refine.min_zncc))
+
+
+def same_surface(xy: np.ndarray, trust: np.ndarray, matched: np.ndarray, n: int, t_ref: int,
+                 window: int = SURFACE_WINDOW, tols: tuple[float, ...] = SURFACE_TOLS) -> np.ndarray | None:
+    """bool ``[N]``: the tracks that moved with point ``n`` around ``t_ref`` (its last matched image).
+
+    Over every image ``s`` within ``window`` of ``t_ref`` where ``n`` was matched (``matched [N, T]``) and a
+    track is trusted (``trust [N, T]``) at ``s`` and ``t_ref``, the track's displacement ``x(t_ref) - x(s)``
+    differs from ``n``'s by its largest deviation per image of ``|t_ref - s|``. The tracks within the first
+    tolerance of ``tols`` (px per image) that admits at least ``SURFACE_MIN`` tracks are kept. None where
+    nothing can be compared or no tolerance admits enough (every track may serve then).
+
+    Why: the nearest tracks of a point that has just been hidden are often on the occluder that hides it;
+    an affine fit to them carries the prediction away with the occluder."""
+    T = xy.shape[1]
+    ss = [s for s in range(max(0, t_ref - window), min(T, t_ref + window + 1))
+          if s != t_ref and matched[n, s]]
+    if not ss:
+        return None
+    dev = np.zeros(len(xy))
+    seen = np.zeros(len(xy), bool)
+    for s in ss:
+        both = trust[:, s] & trust[:, t_ref]
+        dn = xy[n, t_ref] - xy[n, s]
+        d = np.linalg.norm((xy[:, t_ref] - xy[:, s]) - dn[None], axis=1) / abs(t_ref - s)
+        dev = np.where(both, np.fmax(dev, np.nan_to_num(d, nan=np.inf)), dev)
+        seen |= both
+    seen[n] = False
+    for tol in tols:
+        ok = seen & (dev <= tol)
+        if ok.sum() >= SURFACE_MIN:
+            return ok
+    return None
 
 
 def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.ndarray, ok_t: np.ndarray,
-                            p_ref: np.ndarray, k: int, exclude: int | None = None) -> np.ndarray | None:
-    """The 2x3 affine map (``x_t = M @ [x_ref, 1]``) of the ``k`` tracks nearest ``p_ref`` that are
-    trusted (``ok``) at both images; ``xy_*`` ``[N, 2]``, ``ok_*`` ``[N]``. None without any neighbour."""
+                            p_ref: np.ndarray, k: int, exclude: int | None = None,
+                            allow: np.ndarray | None = None) -> np.ndarray | None:
+    """The 3x3 map (``x_t ~ H @ [x_ref, 1]``) of the ``k`` tracks nearest ``p_ref`` that are trusted
+    (``ok``) at both images (and ``allow``-ed, bool ``[N]``, where given: :func:`same_surface`); ``xy_*``
+    ``[N, 2]``, ``ok_*`` ``[N]``. A homography with ``HOMOGRAPHY_MIN`` or more (RANSAC, 2 px: exact for a
+    planar surface, which a wide neighbourhood in perspective is not affine), an affine map with 4 or more,
+    their median translation with fewer. None without any neighbour."""
     import cv2
 
     use = ok_ref & ok_t & np.isfinite(xy_ref).all(1) & np.isfinite(xy_t).all(1)
+    if allow is not None:
+        use &= allow
     if exclude is not None:
         use[exclude] = False
     idx = np.nonzero(use)[0]
@@ -60,13 +116,32 @@ def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.nda
     dist = np.linalg.norm(xy_ref[idx] - p_ref, axis=1)
     idx = idx[np.argsort(dist, kind="stable")[:k]]
     src, dst = xy_ref[idx].astype(np.float64), xy_t[idx].astype(np.float64)
+    if len(idx) >= HOMOGRAPHY_MIN:
+        H, inl = cv2.findHomography(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), cv2.RANSAC, 2.0,
+                                    maxIters=500, confidence=0.99)
+        if H is not None and np.isfinite(H).all() and inl is not None and inl.sum() >= HOMOGRAPHY_MIN:
+            w = H[2] @ np.array([p_ref[0], p_ref[1], 1.0])
+            if w > 1e-6 and np.linalg.det(map_jacobian(H, p_ref)) > 0.25:
+                return H
     if len(idx) >= 4:
         M, _ = cv2.estimateAffine2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), method=cv2.RANSAC,
                                     ransacReprojThreshold=2.0, maxIters=500, confidence=0.99)
         if M is not None and np.isfinite(M).all():
-            return M
-    M = np.hstack([np.eye(2), np.median(dst - src, axis=0)[:, None]])
-    return M
+            return np.vstack([M, [0.0, 0.0, 1.0]])
+    return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) + np.pad(
+        np.median(dst - src, axis=0)[:, None], ((0, 1), (2, 0)))
+
+
+def map_point(H: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """``p`` ``[2]`` through the 3x3 map ``H``."""
+    v = H @ np.array([p[0], p[1], 1.0])
+    return v[:2] / v[2]
+
+
+def map_jacobian(H: np.ndarray, p: np.ndarray) -> np.ndarray:
+    """The 2x2 linear part of the 3x3 map ``H`` at ``p`` (how a small pattern around ``p`` is warped)."""
+    v = H @ np.array([p[0], p[1], 1.0])
+    return (H[:2, :2] * v[2] - np.outer(v[:2], H[2, :2])) / v[2] ** 2
 
 
 def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndarray, settings: ReacquireSettings,
@@ -92,7 +167,12 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
             if progress is not None:
                 progress(Progress("reacquire", done, total, message="neighbour prediction"))
             on_side = (t > t_q) if direction == 1 else (t < t_q)
-            hidden = np.nonzero(on_side & ~vis[:, t] & ~ref.flat)[0]
+            # hidden points, and (settings.unconfirmed) visible ones whose position no match confirms (a coarse
+            # track kept where its pattern scores below refine.min_zncc: often one that slid off its point)
+            lost = ~vis[:, t]
+            if settings.unconfirmed:
+                lost |= ~(np.nan_to_num(zncc[:, t], nan=-1.0) >= settings.confirm_zncc)
+            hidden = np.nonzero(on_side & lost & ~ref.flat)[0]
             if len(hidden):
                 check_cancel(cancel, "re-acquisition")
                 pred = np.array(coarse[hidden, t], np.float64)
@@ -100,14 +180,17 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 # trusted neighbours: visible with a clear match (not a track that slid onto the occluder)
                 trust = vis & (np.nan_to_num(zncc, nan=-1.0) >= settings.zncc)
                 trust[np.arange(N), t_q] = True
+                matched = ref.refined | resumed
+                matched[np.arange(N), t_q] = True
                 for j, n in enumerate(hidden):
                     tr = int(last[n])
+                    allow = same_surface(xy, trust, matched, int(n), tr)
                     M = predict_from_neighbours(xy[:, tr], trust[:, tr], xy[:, t], trust[:, t], xy[n, tr],
-                                                settings.neighbours, exclude=int(n))
+                                                settings.neighbours, exclude=int(n), allow=allow)
                     A0[j] = warp[n, tr]
                     if M is not None:
-                        pred[j] = M[:, :2] @ xy[n, tr] + M[:, 2]
-                        A0[j] = M[:, :2] @ warp[n, tr]
+                        pred[j] = map_point(M, xy[n, tr])
+                        A0[j] = map_jacobian(M, xy[n, tr]) @ warp[n, tr]
                 ok_pred = np.isfinite(pred).all(1)
                 hidden, pred, A0 = hidden[ok_pred], pred[ok_pred], A0[ok_pred]
                 gray = frames[t]
@@ -124,6 +207,11 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                     c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]
                     pred[fi[better]] = cc[far][better]
                 back = np.isfinite(z) & (z >= settings.zncc) & (np.linalg.norm(c - pred, axis=1) <= 2 * settings.radius)
+                was_vis = vis[hidden, t]
+                back &= ~was_vis | (z > np.nan_to_num(zncc[hidden, t], nan=-1.0))
+                keep = was_vis & ~back  # a visible point no better match was found for: left as it is
+                hidden, c, z, A, back, pred = (hidden[~keep], c[~keep], z[~keep], A[~keep], back[~keep],
+                                               pred[~keep])
                 xy[hidden, t] = np.where(back[:, None], c, pred)
                 zncc[hidden, t] = z
                 vis[hidden[back], t] = True
@@ -139,4 +227,5 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
     return out, resumed
 
 
-__all__ = ["ReacquireSettings", "reacquire", "predict_from_neighbours"]
+__all__ = ["ReacquireSettings", "reacquire", "predict_from_neighbours", "same_surface", "map_point",
+           "map_jacobian"]
