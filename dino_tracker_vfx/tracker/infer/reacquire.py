@@ -11,8 +11,9 @@ are visible with a clear match (ZNCC >= ``reacquire_zncc``), so a track that sli
 not drag the prediction along. There, and at the coarse position when that lies farther than the radius
 (the coarse track may have kept the point where the neighbours mislead), the query pattern is
 searched (``reacquire_radius`` plate px, the pattern warped by its last shape times the fit's linear
-part) and refined as in :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` the point is visible
-again at the match (confidence from the ZNCC), else it stays hidden at the prediction. Going away from
+part) and refined as in :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` and the match lies on the
+plate the point is visible again at the match (confidence from the ZNCC), else it stays hidden at the
+prediction. Going away from
 the query image in both directions, a resumed image is the next ``t_ref``: predictions are never chained
 through hidden images.
 
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...checks import check_shape
+from ...coords import in_plate
 from ...progress import CancelFn, Progress, ProgressFn, check_cancel
 from .refine import GreyFrames, Refined, confidence, match
 
@@ -124,6 +126,7 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                     c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]
                     pred[fi[better]] = cc[far][better]
                 back = np.isfinite(z) & (z >= settings.zncc) & (np.linalg.norm(c - pred, axis=1) <= 2 * settings.radius)
+                back &= in_plate(c, frames.size)  # never resumed off the plate (a match on the part left inside)
                 xy[hidden, t] = np.where(back[:, None], c, pred)
                 zncc[hidden, t] = z
                 vis[hidden[back], t] = True
