@@ -13,9 +13,8 @@ not drag the prediction along. There, and at the coarse position when that lies 
 searched (``reacquire_radius`` plate px, the pattern warped by its last shape times the fit's linear
 part) and refined as in :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` and the match lies on the
 plate the point is visible again at the match (confidence from the ZNCC), else it stays hidden at the
-prediction. Going away from
-the query image in both directions, a resumed image is the next ``t_ref``: predictions are never chained
-through hidden images.
+prediction. Going away from the query image in both directions, a resumed image is the next ``t_ref``:
+predictions are never chained through hidden images.
 
 Coordinates: plate px, origin top-left, y down, first pixel's centre at (0, 0).
 """
