@@ -20,7 +20,7 @@ Matching: there, and at the coarse position when that lies farther than the radi
 have kept the point where the neighbours mislead), the query pattern is searched (``reacquire_radius``
 plate px, the pattern warped by its last shape times the map's derivative) and refined as in
 :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` (and, for a visible point, beats its current
-match) the point is visible at the match (confidence from the ZNCC); a hidden point stays hidden at the
+match, and lies on the plate) the point is visible at the match (confidence from the ZNCC); a hidden point stays hidden at the
 prediction otherwise, a visible one as it was. A resumed image is the next ``t_ref``: predictions are never
 chained through hidden images.
 
@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...checks import check_shape
+from ...coords import in_plate
 from ...progress import CancelFn, Progress, ProgressFn, check_cancel
 from .refine import GreyFrames, Refined, confidence, match
 
@@ -207,6 +208,7 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                     c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]
                     pred[fi[better]] = cc[far][better]
                 back = np.isfinite(z) & (z >= settings.zncc) & (np.linalg.norm(c - pred, axis=1) <= 2 * settings.radius)
+                back &= in_plate(c, frames.size)  # never resumed off the plate (a match on the part left inside)
                 was_vis = vis[hidden, t]
                 back &= ~was_vis | (z > np.nan_to_num(zncc[hidden, t], nan=-1.0))
                 keep = was_vis & ~back  # a visible point no better match was found for: left as it is

@@ -28,7 +28,8 @@ Outcome per (point, image), for images the coarse track calls visible:
 * ``zncc`` (float32): the weighted ZNCC of the final match (-1..1; NaN where nothing was matched);
 * a refined position where ``zncc >= refine.min_zncc`` and it lies within twice the search radius of
   the coarse track; the coarse position elsewhere;
-* hidden where ``zncc < refine.hide_zncc`` (the pattern is not there: an occluder, a slip);
+* hidden where ``zncc < refine.hide_zncc`` (the pattern is not there: an occluder, a slip) or where the
+  position lies off the plate (a point leaving the shot still matches the part of its pattern left inside);
 * confidence :func:`confidence` of the ZNCC, 0 at ``refine.hide_zncc``, where the match moved or hid the
   point; the coarse track's own where its position is kept and stays visible; 1 at the query's image.
 
@@ -50,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ...checks import check_shape
+from ...coords import in_plate
 from ...progress import CancelFn, Progress, ProgressFn, check_cancel
 
 log = logging.getLogger(__name__)
@@ -482,11 +484,13 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             A_cur[good] = A[ok]
             offset[good] = c[ok] - coarse[good, t]
             warp[idx[~ok], t] = A_cur[idx[~ok]]
-            vis[idx[~(z >= settings.hide_zncc)], t] = False
-            # confidence from the pattern residual (0 at hide_zncc) where the match moved the point or hid it;
-            # where the coarse position is kept (and stays visible), the coarse track's own confidence
-            cz = confidence(z, settings.hide_zncc)
-            conf[idx, t] = np.where(ok | ~(z >= settings.hide_zncc), cz, conf[idx, t])
+            # the pattern is not there, or it is found off the plate (matched on the part left inside): hidden
+            gone = ~(z >= settings.hide_zncc) | ~in_plate(out[idx, t], frames.size)
+            vis[idx[gone], t] = False
+            # confidence from the pattern residual (0 at hide_zncc) where the match moved the point or hid it
+            # (0 off the plate); where the coarse position is kept (and stays visible), the coarse track's own
+            cz = np.where(gone & (z >= settings.hide_zncc), 0.0, confidence(z, settings.hide_zncc))
+            conf[idx, t] = np.where(ok | gone, cz, conf[idx, t])
             # key patterns: from a match against the QUERY pattern only (no drift)
             key = ok & (zq >= settings.key_zncc) & near
             if key.any():
