@@ -2,8 +2,9 @@
 ``solve`` extra: ``pip install dino-tracker-vfx[solve]``).
 
 :func:`solve_tracks` builds an initial reconstruction from the tracks alone (OpenCV: essential matrix between
-the two frames with the most parallax, then PnP for every other frame and multi-view linear triangulation of
-every point seen, while visible, in two or more registered frames), refines cameras and points with COLMAP's
+two frames with much parallax and many shared tracks, then PnP for every other frame and multi-view linear
+triangulation of every point seen, while visible, in two or more registered frames; up to 5 starting pairs
+are tried and the one registering the most frames kept), refines cameras and points with COLMAP's
 bundle adjustment (intrinsics held fixed) and reports, in our plate-pixel convention:
 
 * ``reproj_mean`` / ``reproj_median`` / ``reproj_p90`` (px): residuals of every observation used;
@@ -76,46 +77,48 @@ def _project(K, pose, X):
     return uv[:, :2] / uv[:, 2:3], Xc[:, 2]
 
 
-def _initial(xy, obs, K, min_shared: int):
-    import cv2
-
-    N, T = obs.shape
-    best = None
+def _pairs(obs, xy, min_shared: int) -> list[tuple[int, int]]:
+    """Candidate initial pairs, best first: among the frame pairs sharing at least ``min_shared`` tracks and
+    at least half the most any pair shares, by decreasing median parallax (the pair with the most parallax
+    alone may share only a handful of tracks: an unstable start that registers nothing else)."""
+    T = obs.shape[1]
+    shared = {}
     for a in range(T):
         for b in range(a + 1, T):
-            sh = obs[:, a] & obs[:, b]
-            if sh.sum() < min_shared:
-                continue
-            par = float(np.median(np.linalg.norm(xy[sh, a] - xy[sh, b], axis=1)))
-            if best is None or par > best[0]:
-                best = (par, a, b)
-    if best is None:
+            n = int((obs[:, a] & obs[:, b]).sum())
+            if n >= min_shared:
+                shared[(a, b)] = n
+    if not shared:
         raise ValueError(f"no two frames share {min_shared} tracked points")
-    _, a, b = best
+    floor = max(min_shared, 0.5 * max(shared.values()))
+    par = {ab: float(np.median(np.linalg.norm(xy[obs[:, ab[0]] & obs[:, ab[1]], ab[0]]
+                                             - xy[obs[:, ab[0]] & obs[:, ab[1]], ab[1]], axis=1)))
+           for ab, n in shared.items() if n >= floor}
+    return sorted(par, key=lambda ab: -par[ab])
+
+
+def _initial(xy, obs, K, a: int, b: int):
+    import cv2
+
+    T = obs.shape[1]
     sh = np.nonzero(obs[:, a] & obs[:, b])[0]
     pa, pb = xy[sh, a].astype(np.float64), xy[sh, b].astype(np.float64)
     E, inl = cv2.findEssentialMat(pa, pb, K, cv2.RANSAC, 0.999, 1.0)
     if E is None:
-        raise ValueError("no essential matrix between the two frames with the most parallax")
+        return None
     _, R, t, inl2 = cv2.recoverPose(E[:3], pa, pb, K, mask=inl)
     poses = np.full((T, 3, 4), np.nan)
     poses[a] = np.hstack([np.eye(3), np.zeros((3, 1))])
     poses[b] = np.hstack([R, t.reshape(3, 1)])
-    return poses, a, b
+    return poses
 
 
-def solve_tracks(xy: np.ndarray, valid: np.ndarray, K: np.ndarray, size: tuple[int, int],
-                 max_reproj_px: float = 4.0, min_shared: int = 8) -> SolveResult:
-    """Solve cameras and points from tracks ``xy [N, T, 2]`` (plate px) observed where ``valid [N, T]``, with
-    intrinsics ``K`` fixed (module docstring). Observations whose initial residual exceeds ``max_reproj_px``
-    are dropped before bundle adjustment."""
+def _register(xy, obs, K, poses):
+    """Grow a solve from its initial pair: triangulate, then PnP the frame seeing the most known points, in
+    turn. ``obs`` is updated where a frame cannot be registered; returns (poses, X)."""
     import cv2
 
-    pycolmap = require_pycolmap()
-    xy = np.asarray(xy, np.float64)
-    obs = np.asarray(valid, bool) & np.all(np.isfinite(xy), axis=-1)
     N, T = obs.shape
-    poses, a, b = _initial(xy, obs, K, min_shared)
     X = np.full((N, 3), np.nan)
 
     def triangulate_all():
@@ -145,6 +148,34 @@ def solve_tracks(xy: np.ndarray, valid: np.ndarray, K: np.ndarray, size: tuple[i
             continue
         poses[f] = np.hstack([cv2.Rodrigues(rvec)[0], tvec.reshape(3, 1)])
         triangulate_all()
+    return poses, X
+
+
+def solve_tracks(xy: np.ndarray, valid: np.ndarray, K: np.ndarray, size: tuple[int, int],
+                 max_reproj_px: float = 4.0, min_shared: int = 8, tries: int = 5) -> SolveResult:
+    """Solve cameras and points from tracks ``xy [N, T, 2]`` (plate px) observed where ``valid [N, T]``, with
+    intrinsics ``K`` fixed (module docstring). Up to ``tries`` initial pairs (:func:`_pairs`) are grown and
+    the one registering the most frames is kept. Observations whose initial residual exceeds
+    ``max_reproj_px`` are dropped before bundle adjustment."""
+    pycolmap = require_pycolmap()
+    xy = np.asarray(xy, np.float64)
+    obs0 = np.asarray(valid, bool) & np.all(np.isfinite(xy), axis=-1)
+    N, T = obs0.shape
+    best = None
+    for a, b in _pairs(obs0, xy, min_shared)[:tries]:
+        start = _initial(xy, obs0, K, a, b)
+        if start is None:
+            continue
+        obs_ab = obs0.copy()
+        poses_ab, X_ab = _register(xy, obs_ab, K, start)
+        n_reg = int((~np.isnan(poses_ab[:, 0, 0])).sum())
+        if best is None or n_reg > best[0]:
+            best = (n_reg, poses_ab, X_ab, obs_ab, a, b)
+        if n_reg >= 0.9 * int((obs0.sum(0) >= 6).sum()):
+            break
+    if best is None:
+        raise ValueError("no essential matrix between the candidate initial frames")
+    _, poses, X, obs, a, b = best
     reg = ~np.isnan(poses[:, 0, 0])
     known = ~np.isnan(X[:, 0])
     use = obs & reg[None, :] & known[:, None]
