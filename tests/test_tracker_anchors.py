@@ -141,6 +141,29 @@ def test_corrections_rerun_from_the_cache_without_training(shot, tmp_path):
     assert np.abs(after.xy[0, 1:4] - before.xy[0, 1:4]).max() <= 3.0 + 1e-6  # blended in, no jump
 
 
+def test_rows_cached_by_older_inference_code_are_not_served(shot, tmp_path, monkeypatch):
+    """Tracked rows are cached with the inference code's ROWS_VERSION in their key: after an upgrade that
+    changes drift, visibility or plate refinement, the old tracks are recomputed, not returned."""
+    from dino_tracker_vfx.tracker import api
+
+    cfg = {**TINY_WF, "infer": {**TINY_WF["infer"], "flow_guided": True}}
+    cache = tmp_path / "c"
+    q = Query(0, 20.0, 20.0, "a")
+
+    def run():
+        events = []
+        st = ShotTracker(shot, cfg, cache_dir=cache, progress=events.append)
+        st.prepare()
+        st.train()
+        st.infer([q])
+        return [e.message for e in events if e.stage == "infer"]
+
+    run()
+    assert any("1 of 1 anchors from the cache" in m for m in run())  # same code: served from the cache
+    monkeypatch.setattr(api, "ROWS_VERSION", api.ROWS_VERSION + 1)
+    assert not any("from the cache" in m for m in run())  # newer inference code: tracked again
+
+
 def test_cli_corrections_and_their_bad_input(shot, tmp_path, capsys):
     from dino_tracker_vfx.cli import main
 

@@ -60,6 +60,8 @@ from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
 REFINED_CACHE_MAX_BYTES = 256 << 20  # refined features larger than this are recomputed, not cached
+ROWS_VERSION = 2  # part of the cached tracked rows' key: bump when inference after the model changes (drift,
+                  # visibility, plate refinement, re-acquisition), so tracks cached by older code are not served
 # the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
 _CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
 
@@ -512,10 +514,13 @@ class ShotTracker:
         if not self.cache.enabled or model is None or self._trainer is None and not self.cfg.raw_dino:
             return None
         config = self.cfg.to_dict()
+        extra = {}
         if stage == "refined":  # the refined features do not depend on plate refinement (inference only)
             config.pop("refine", None)
+        else:
+            extra["rows_version"] = ROWS_VERSION
         return ShotCache.key(stage, {"config": config, "seed": self.seed,
-                                      "iterations": self.trained_iterations},
+                                      "iterations": self.trained_iterations, **extra},
                              [self.cache.shot_key, model, self.keys.get("flow", "none")])
 
     def _track_rows(self, qs: list[Query]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
