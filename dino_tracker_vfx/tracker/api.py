@@ -462,7 +462,7 @@ class ShotTracker:
             t0 = time.perf_counter()
             ra = cfg.refine.reacquire_radius
             r, _ = reacquire(frames, r, xy, t_q, ReacquireSettings.from_config(cfg, radius if ra is None else ra),
-                             progress=self.progress, cancel=self.cancel)
+                             progress=self.progress, cancel=self.cancel, coarse_visible=visible)
             self.timings["reacquire"] = time.perf_counter() - t0
         self.refined = r
         return r.xy, r.visible, r.confidence

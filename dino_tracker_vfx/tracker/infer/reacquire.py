@@ -2,8 +2,8 @@
 matches again (``refine.reacquire*`` settings; after :mod:`.refine`, weight-free mode included).
 
 Candidates, per image going away from the query image: HIDDEN points (an occluder passes, the coarse track
-lost it or slid onto the occluder) and VISIBLE points whose position no match confirms (the refinement kept
-the coarse position because its pattern scored below ``refine.min_zncc``: often a track that slid off).
+lost it or slid onto the occluder) and VISIBLE points whose position no clear match confirms (their pattern
+scores below ``reacquire_zncc`` there: often a track that slid off).
 
 Prediction, from the motion of tracked neighbours ON THE SAME SURFACE (:func:`same_surface`): among the
 tracks trusted (visible with a clear match, ZNCC >= ``reacquire_zncc``) both at the point's last MATCHED
@@ -54,7 +54,6 @@ class ReacquireSettings:
     min_zncc: float = 0.5     # refine.hide_zncc: where the confidence is 0
     warp: str = "affine"
     iterations: int = 20
-    confirm_zncc: float = 0.97  # refine.min_zncc: a visible position matched at or above this is confirmed
     unconfirmed: bool = True    # also look again for visible points whose position no match confirms
     widen: float = 0.1          # search radius grows by this fraction per image since the last match (old
                                 # procedural scenes 100-104: re-acquisition 0.538 -> 0.569; 0.25: 0.562)
@@ -62,8 +61,7 @@ class ReacquireSettings:
     @classmethod
     def from_config(cls, cfg, radius: float) -> "ReacquireSettings":
         return cls(float(radius), float(cfg.refine.reacquire_zncc), int(cfg.refine.neighbours),
-                   float(cfg.refine.hide_zncc), str(cfg.refine.warp), int(cfg.refine.iterations),
-                   float(cfg.refine.min_zncc))
+                   float(cfg.refine.hide_zncc), str(cfg.refine.warp), int(cfg.refine.iterations))
 
 
 def same_surface(xy: np.ndarray, trust: np.ndarray, matched: np.ndarray, n: int, t_ref: int,
@@ -149,14 +147,21 @@ def map_jacobian(H: np.ndarray, p: np.ndarray) -> np.ndarray:
 
 
 def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndarray, settings: ReacquireSettings,
-              progress: ProgressFn | None = None, cancel: CancelFn | None = None) -> tuple[Refined, np.ndarray]:
+              progress: ProgressFn | None = None, cancel: CancelFn | None = None,
+              coarse_visible: np.ndarray | None = None) -> tuple[Refined, np.ndarray]:
     """Predict hidden points from their neighbours and resume those whose pattern matches again.
 
     ref: :func:`.refine.refine_tracks`'s output (``N`` points, ``T`` images, plate px); coarse float
-    ``[N, T, 2]`` plate px (used where no neighbour predicts); t_q int ``[N]``. Returns (the updated
-    :class:`Refined`, resumed bool ``[N, T]``: where a hidden point was found again)."""
+    ``[N, T, 2]`` plate px (used where no neighbour predicts); t_q int ``[N]``; coarse_visible bool ``[N, T]``
+    (optional): the coarse track's own visibility. A hidden point that is not found again is placed at the
+    prediction, except where the coarse track called it visible within twice the search radius of the
+    prediction: there the coarse position stays (a deforming or turning subject: the pattern is not matched,
+    but the coarse tracker followed it; the prediction of a rigid neighbourhood is the worse guess).
+    Returns (the updated :class:`Refined`, resumed bool ``[N, T]``: where a hidden point was found again)."""
     d = check_shape(ref.xy, "N T 2", "reacquire xy")
     check_shape(np.asarray(coarse), "N T 2", "reacquire coarse", d)
+    if coarse_visible is not None:
+        check_shape(np.asarray(coarse_visible), "N T", "reacquire coarse_visible", d)
     t_q = np.asarray(t_q, np.int64).reshape(-1)
     check_shape(t_q, "N", "reacquire t_q", d)
     N, T = d["N"], d["T"]
@@ -171,11 +176,11 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
             if progress is not None:
                 progress(Progress("reacquire", done, total, message="neighbour prediction"))
             on_side = (t > t_q) if direction == 1 else (t < t_q)
-            # hidden points, and (settings.unconfirmed) visible ones whose position no match confirms (a coarse
-            # track kept where its pattern scores below refine.min_zncc: often one that slid off its point)
+            # hidden points, and (settings.unconfirmed) visible ones whose position no clear match confirms (a
+            # coarse track kept where its pattern scores below reacquire_zncc: often one that slid off its point)
             lost = ~vis[:, t]
             if settings.unconfirmed:
-                lost |= ~(np.nan_to_num(zncc[:, t], nan=-1.0) >= settings.confirm_zncc)
+                lost |= ~(np.nan_to_num(zncc[:, t], nan=-1.0) >= settings.zncc)
             hidden = np.nonzero(on_side & lost & ~ref.flat)[0]
             if len(hidden):
                 check_cancel(cancel, "re-acquisition")
@@ -223,9 +228,14 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 was_vis = vis[hidden, t]
                 back &= ~was_vis | (z > np.nan_to_num(zncc[hidden, t], nan=-1.0))
                 keep = was_vis & ~back  # a visible point no better match was found for: left as it is
-                hidden, c, z, A, back, pred = (hidden[~keep], c[~keep], z[~keep], A[~keep], back[~keep],
-                                               pred[~keep])
-                xy[hidden, t] = np.where(back[:, None], c, pred)
+                hidden, c, z, A, back, pred, rad = (hidden[~keep], c[~keep], z[~keep], A[~keep], back[~keep],
+                                                    pred[~keep], rad[~keep])
+                stay = np.zeros(len(hidden), bool)
+                if coarse_visible is not None:  # the coarse tracker followed it near the prediction: keep that
+                    cc_h = np.asarray(coarse, np.float64)[hidden, t]
+                    stay = ~back & np.asarray(coarse_visible, bool)[hidden, t] & np.isfinite(cc_h).all(1) & (
+                        np.linalg.norm(cc_h - pred, axis=1) <= 2 * rad)
+                xy[hidden, t] = np.where(back[:, None], c, np.where(stay[:, None], xy[hidden, t], pred))
                 zncc[hidden, t] = z
                 vis[hidden[back], t] = True
                 resumed[hidden[back], t] = True
