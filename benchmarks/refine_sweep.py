@@ -115,7 +115,7 @@ def main(argv=None) -> int:
                 r2 = type(r)(r.xy, vis, r.confidence, r.zncc, r.refined, r.warp, r.patterns, r.flat)
                 t0 = time.perf_counter()
                 ra = ReacquireSettings(radius, rz, int(base["refine.neighbours"]), mz, s.warp, s.iterations)
-                r3, _ = reacquire(frames, r2, tr.xy, gt.query_t, ra)
+                r3, _ = reacquire(frames, r2, tr.xy, gt.query_t, ra, coarse_visible=tr.visible)
                 row["grid"][f"{mz} {hz} {rz}"] = score(gt, r3.xy, r3.visible) | {
                     "seconds": ref_s + time.perf_counter() - t0}
                 if a.solve and (mz, hz, rz) == default:
