@@ -23,7 +23,7 @@ from pathlib import Path
 
 from dino_tracker_vfx.cli.eval import synth_table
 from dino_tracker_vfx.evaluation import harness
-from dino_tracker_vfx.evaluation.baselines import make_method
+from dino_tracker_vfx.evaluation.baselines import make_method, method_label
 from dino_tracker_vfx.evaluation.synth.files import find_scenes, make_scenes
 from dino_tracker_vfx.evaluation.synth.scene import texture_files
 
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     for spec in a.methods.split(","):
         name, _, preset = spec.partition(":")
         m = make_method(name, preset=preset or None)
-        label = name + (f"-{m.options['preset']}" if "preset" in m.options else "")
+        label = method_label(name, m)
         table[label] = harness.evaluate_synth(scenes_dir, m, out / label, solve=a.solve,
                                               log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"{a.scenes} scenes {W}x{H} x {a.frames} frames, {a.points} points each; textures: "

@@ -252,6 +252,17 @@ def test_sub_pixel_translation_is_tracked_below_005_px(tmp_path):
         assert s["OA"] == 1.0 and s["delta_0.25"] == 1.0
 
 
+def test_result_folders_are_named_by_the_preset_not_its_path(tmp_path):
+    from dino_tracker_vfx.evaluation.baselines import make_method, method_label
+
+    f = tmp_path / "sub" / "cpu-preview-norefine.yaml"
+    f.parent.mkdir()
+    f.write_text("base: cpu-preview\nname: cpu-preview-norefine\nrefine:\n  enabled: false\n")
+    assert method_label("tracker", make_method("tracker", preset=str(f))) == "tracker-cpu-preview-norefine"
+    assert method_label("tracker", make_method("tracker", preset="fast")) == "tracker-fast"
+    assert method_label("klt", make_method("klt")) == "klt"
+
+
 def test_cli_make_and_evaluate(tmp_path, capsys):
     assert main(["eval", "synth", "--make", str(tmp_path / "s"), "--size", "128x96", "--frames", "5",
                  "--points", "12", "--seed", "2", "-q"]) == 0

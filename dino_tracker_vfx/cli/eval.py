@@ -115,7 +115,7 @@ def _parse_size(text: str) -> tuple[int, int]:
 def _run_synth(args, progress, log) -> int:
     from ..errors import ConfigError
     from ..evaluation import harness
-    from ..evaluation.baselines import METHOD_NAMES, make_method
+    from ..evaluation.baselines import METHOD_NAMES, make_method, method_label
     from ..evaluation.synth.files import make_scenes
     from ..evaluation.synth.scene import texture_files
 
@@ -148,7 +148,7 @@ def _run_synth(args, progress, log) -> int:
         for preset in (presets if name in ("tracker", "dino") else [None]):
             m = make_method(name, preset=preset, flow=args.flow, fb_thresh=args.fb_thresh, weights=args.weights,
                             device=args.device, seed=args.seed, masks=args.masks)
-            label = name + (f"-{m.options['preset']}" if "preset" in m.options else "")
+            label = method_label(name, m)
             m.check()
             runs.append((label, m))
     table = {}

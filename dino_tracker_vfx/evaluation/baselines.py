@@ -194,3 +194,15 @@ def make_method(name: str, *, preset: str | None = None, flow: str = "dis", fb_t
     if name == "tracker":
         return Tracker("tracker", preset or "cpu-preview", device, seed, masks)
     raise ConfigError(f"method {name!r} is not one of {', '.join(METHOD_NAMES)}", where="--method")
+
+
+def method_label(name: str, method: Method) -> str:
+    """The folder name of a method's results: ``name`` or ``name-<preset>``; a preset given as a settings file
+    contributes its file stem (``tracker-my_preset`` for ``--preset runs/my_preset.yaml``), never a path."""
+    preset = method.options.get("preset")
+    if not preset:
+        return name
+    p = str(preset)
+    if "/" in p or "\\" in p or p.lower().endswith((".yaml", ".yml", ".json")):
+        p = Path(p).stem
+    return f"{name}-{p}"
