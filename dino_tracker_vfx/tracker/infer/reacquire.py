@@ -42,6 +42,8 @@ from .refine import GreyFrames, Refined, confidence, match
 SURFACE_WINDOW = 15  # images around the last match over which a neighbour must have moved with the point
 SURFACE_TOLS = (0.25, 0.5, 1.0, 3.0, 10.0)  # px per image of motion difference allowed, tried in turn (parallax, shake)
 SURFACE_MIN = 3      # tracks a tolerance must admit
+SEARCH_SLACK = 0.2   # Lucas-Kanade only after a search scoring at least reacquire_zncc minus this (it adds
+                     # hundredths, not tenths, to a whole-pixel match)
 MAX_WIDEN = 4.0      # the widened search radius stays within this many radii
 HOMOGRAPHY_MIN = 6   # neighbours for a homography prediction (fewer: affine, then translation)
 
@@ -208,17 +210,14 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 gap = np.abs(t - last[hidden]).astype(np.float64)
                 rad = np.minimum(np.ceil(settings.radius * (1.0 + settings.widen * np.maximum(gap - 1.0, 0.0))),
                                  MAX_WIDEN * settings.radius)
-                c, A, z = (np.array(pred), np.array(A0), np.full(len(hidden), np.nan, np.float32))
-                for rv in np.unique(rad):
-                    g = np.nonzero(rad == rv)[0]
-                    c[g], A[g], z[g] = match(gray, pats.take(g), pred[g], A0[g], float(rv), settings.warp,
-                                             settings.iterations)
+                c, A, z = match(gray, pats, pred, A0, rad, settings.warp, settings.iterations,
+                                min_score=settings.zncc - SEARCH_SLACK)
                 # the coarse track too: it may have kept the point where the neighbours mislead
                 cc = np.array(coarse[hidden, t], np.float64)
                 far = np.isfinite(cc).all(1) & (np.linalg.norm(cc - pred, axis=1) > settings.radius)
                 if far.any():
                     c2, A2, z2 = match(gray, pats.take(np.nonzero(far)[0]), cc[far], A0[far], settings.radius,
-                                       settings.warp, settings.iterations)
+                                       settings.warp, settings.iterations, min_score=settings.zncc - SEARCH_SLACK)
                     fi = np.nonzero(far)[0]
                     better = (np.nan_to_num(z2, nan=-2.0) > np.nan_to_num(z[fi], nan=-2.0)) & (z2 >= settings.zncc)
                     c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]

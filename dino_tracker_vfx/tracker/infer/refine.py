@@ -325,19 +325,22 @@ def lucas_kanade(gray: np.ndarray, pat: Patterns, c0: np.ndarray, A0: np.ndarray
     return c, A, z
 
 
-def search(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, radius: float
+def search(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, radius
            ) -> tuple[np.ndarray, np.ndarray]:
-    """Exhaustive ZNCC search of each pattern (warped by ``A``) within ``radius`` px of ``centre`` ``[n, 2]``
-    -> (best position ``[n, 2]`` with parabolic sub-pixel, its score ``[n]``; -1 where nothing fits)."""
+    """Exhaustive ZNCC search of each pattern (warped by ``A``) within ``radius`` px (a number, or one per
+    point ``[n]``) of ``centre`` ``[n, 2]`` -> (best position ``[n, 2]`` with parabolic sub-pixel, its score
+    ``[n]``; -1 where nothing fits)."""
     import cv2
 
     H, W = gray.shape
     n = len(centre)
     out = np.array(centre, np.float64).reshape(n, 2)
     score = np.full(n, -1.0, np.float32)
-    r, s = pat.r, int(np.ceil(radius))
-    R = r + s
+    r = pat.r
+    radii = np.broadcast_to(np.asarray(radius, np.float64), (n,))
     for i in range(n):
+        s = int(np.ceil(radii[i]))
+        R = r + s
         cx, cy = out[i]
         if not (np.isfinite(cx) and np.isfinite(cy)):
             continue
@@ -368,8 +371,8 @@ def _parabola(a: float, b: float, c: float) -> float:
     return float(np.clip(0.5 * (a - c) / den, -0.5, 0.5)) if den < -1e-9 else 0.0
 
 
-def match(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, radius: float, warp: str,
-          iterations: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def match(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, radius, warp: str,
+          iterations: int, min_score: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Search, LK in translation (the pattern keeps the shape ``A``), then LK in a full affine warp where
     asked -> (c ``[n, 2]``, A ``[n, 2, 2]``, zncc ``[n]``).
 
@@ -378,7 +381,20 @@ def match(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, ra
     a flipped picture in tests/test_refine.py, 0.64 at most with the shape held), so they only move the
     position once the pattern is known to be there; the affine result is kept where its own ZNCC is at least
     the translation's, its shape stays sane and it moves less than a pixel further."""
-    start, _ = search(gray, pat, centre, A, radius)
+    start, score = search(gray, pat, centre, A, radius)
+    if min_score is None:
+        return _lk_from(gray, pat, start, A, warp, iterations)
+    # ``min_score``: no Lucas-Kanade where the search found nothing near a match (its score is returned)
+    go = np.nonzero(score >= min_score)[0]
+    c, A1, z = np.array(start), np.array(A, np.float64).reshape(-1, 2, 2), score.astype(np.float32)
+    if len(go):
+        c[go], A1[go], z[go] = _lk_from(gray, pat.take(go), start[go], A1[go], warp, iterations)
+    return c, A1, z
+
+
+def _lk_from(gray: np.ndarray, pat: Patterns, start: np.ndarray, A: np.ndarray, warp: str, iterations: int
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`match` after its search: LK in translation, then the affine stage where asked and sane."""
     c, A1, z = lucas_kanade(gray, pat, start, A, affine=False, iterations=iterations)
     if warp == "affine" and len(c):
         c2, A2, z2 = lucas_kanade(gray, pat, c, A1, affine=True, iterations=iterations)
