@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Plate refinement on TAP-Vid-DAVIS (dev split, strided): the same coarse tracks scored without refinement
-and with refinement + re-acquisition at several ``refine.hide_zncc`` settings (the other settings: defaults).
+and with refinement + re-acquisition at several ``refine.hide_zncc`` settings (the other settings, ``refine.hide_run`` included: defaults).
 
 Reads the tracks of a no-refinement run of the harness (``--coarse``: its ``tracks/<video>.json``, e.g.
 ``dtvfx eval tapvid ... --preset <cpu-preview with refine.enabled false> --out runs/davis_noref``), runs
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "tapvid_davis"
-HIDE = {"no hiding": -1.0, "hide 0.2": 0.2, "hide 0.3": 0.3, "hide 0.5 (default)": 0.5}
+HIDE = {"no hiding": -1.0, "hide 0.3": 0.3, "hide 0.5 (default)": 0.5}
 KEYS = ("AJ", "delta_avg", "OA", "delta_1")
 
 

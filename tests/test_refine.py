@@ -211,6 +211,30 @@ def test_reacquire_does_not_resume_where_the_pattern_is_gone():
     assert not resumed[:, back:].any()
 
 
+def test_a_brief_dip_stays_visible_and_a_pattern_gone_for_hide_run_images_is_hidden():
+    """Point 0's pattern is blotted out (flat grey) in images 3-4 (2 images) and 8-12 (5 images): with
+    hide_run 3 the brief dip stays visible with a low confidence (motion blur, a turn), the long one is hidden;
+    with hide_run 1 both are."""
+    from dino_tracker_vfx.tracker.infer.refine import FEATURELESS_CONFIDENCE, long_runs
+
+    T = 14
+    frames, warps = scene(T, lambda t: (np.eye(2), np.array([0.6 * t, 0.3 * t])))
+    gt = truth(warps, Q)
+    for t in (3, 4, 8, 9, 10, 11, 12):
+        x, y = np.round(gt[0, t]).astype(int)
+        frames[t, y - 12:y + 13, x - 12:x + 13] = 0.45
+    dips = [3, 4]
+    gone = [8, 9, 10, 11, 12]
+    out = run(frames, gt, Q, RefineSettings(hide_run=3))
+    assert out.visible[0, dips].all() and not out.visible[0, gone].any()
+    assert (out.confidence[0, dips] <= FEATURELESS_CONFIDENCE).all()
+    assert out.visible[1:].all()
+    every = run(frames, gt, Q, RefineSettings(hide_run=1))
+    assert not every.visible[0, dips + gone].any()
+    m = np.array([[0, 1, 1, 0, 1, 1, 1, 0]], bool)
+    assert long_runs(m, 3).tolist() == [[False, False, False, False, True, True, True, False]]
+
+
 def test_neighbours_that_move_with_the_point_are_told_from_the_occluder_over_it():
     """Point 0 moves (1, 0.5) px per image with 6 tracks on its surface far away; 6 tracks on a card sliding
     past at (30, 0) px per image are its nearest neighbours. same_surface keeps the first 6 only, and the

@@ -171,10 +171,12 @@ class Refine(_Section):
     search_radius: Optional[Number] = _f(None, ge=0.5, le=1000.0)  # plate px around the coarse track (null: 4 px
                                                      # of the coarse track's raster, at least 6)
     iterations: int = _f(20, ge=1, le=200)           # Lucas-Kanade iterations (each stage: translation, affine)
-    min_zncc: Number = _f(0.97, ge=-1.0, le=1.0)     # a match below this keeps the coarse position; the three
-    hide_zncc: Number = _f(0.5, ge=-1.0, le=1.0)     # thresholds: leave-one-out on synthetic scenes
-                                                     # (benchmarks/refine_sweep.py); a visible point whose best
-                                                     # match is below hide_zncc becomes hidden
+    min_zncc: Number = _f(0.97, ge=-1.0, le=1.0)     # a match below this keeps the coarse position (min_zncc,
+                                                     # reacquire_zncc: leave-one-out on synthetic scenes,
+                                                     # benchmarks/refine_sweep.py)
+    hide_zncc: Number = _f(0.5, ge=-1.0, le=1.0)     # a visible point whose best match stays below this for
+    hide_run: int = _f(3, ge=1, le=1_000_000)        # hide_run images in a row becomes hidden there (shorter
+                                                     # dips: kept, confidence low; benchmarks/refine_davis.py)
     key_zncc: Number = _f(0.9, ge=-1.0, le=1.0)      # a match of the query pattern at or above this makes the
                                                      # next key pattern
     reacquire: bool = _f(True)                       # predict hidden points from neighbours, resume them

@@ -77,13 +77,14 @@ class RefineSettings:
     hide_zncc: float = 0.5
     key_zncc: float = 0.9
     iterations: int = 20
+    hide_run: int = 1
 
     @classmethod
     def from_config(cls, cfg, search_radius: float) -> "RefineSettings":
         """From a :class:`~..config.TrackerConfig`; ``search_radius``: the resolved radius (plate px)."""
         return cls(int(cfg.refine.patch_radius), str(cfg.refine.warp), float(search_radius),
                    float(cfg.refine.min_zncc), float(cfg.refine.hide_zncc), float(cfg.refine.key_zncc),
-                   int(cfg.refine.iterations))
+                   int(cfg.refine.iterations), int(cfg.refine.hide_run))
 
 
 def auto_search_radius(plate_per_raster_px: float) -> float:
@@ -406,6 +407,21 @@ def _lk_from(gray: np.ndarray, pat: Patterns, start: np.ndarray, A: np.ndarray, 
     return c, A1, z
 
 
+def long_runs(mask: np.ndarray, k: int) -> np.ndarray:
+    """bool ``[N, T]``: the entries of ``mask`` ``[N, T]`` inside a run of at least ``k`` True along T."""
+    mask = np.asarray(mask, bool)
+    if k <= 1:
+        return mask.copy()
+    out = np.zeros_like(mask)
+    for n in np.nonzero(mask.any(axis=1))[0]:
+        row = np.concatenate([[False], mask[n], [False]])
+        edges = np.flatnonzero(np.diff(row.astype(np.int8)))
+        for a, b in zip(edges[::2], edges[1::2]):
+            if b - a >= k:
+                out[n, a:b] = True
+    return out
+
+
 @dataclass
 class Refined:
     """Output of :func:`refine_tracks` (N points, T images, plate px).
@@ -450,6 +466,7 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
     conf = np.array(confidence_in, np.float32)
     zncc = np.full((N, T), np.nan, np.float32)
     refined = np.zeros((N, T), bool)
+    lowz = np.zeros((N, T), bool)
     warp = np.tile(np.eye(2), (N, T, 1, 1))
     rows = np.arange(N)
     r = int(settings.patch_radius)
@@ -501,8 +518,10 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             offset[good] = c[ok] - coarse[good, t]
             warp[idx[~ok], t] = A_cur[idx[~ok]]
             # the pattern is not there, or it is found off the plate (matched on the part left inside): hidden
-            gone = ~(z >= settings.hide_zncc) | ~in_plate(out[idx, t], frames.size)
-            vis[idx[gone], t] = False
+            low = ~(z >= settings.hide_zncc)
+            gone = low | ~in_plate(out[idx, t], frames.size)
+            vis[idx[gone & ~low], t] = False  # off the plate: hidden at once
+            lowz[idx[low], t] = True  # pattern not there: hidden below if it stays away (hide_run images)
             # confidence from the pattern residual (0 at hide_zncc) where the match moved the point or hid it
             # (0 off the plate); where the coarse position is kept (and stays visible), the coarse track's own
             cz = np.where(gone & (z >= settings.hide_zncc), 0.0, confidence(z, settings.hide_zncc))
@@ -512,6 +531,10 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             if key.any():
                 kpat.put(idx[key], make_patterns(gray, cq[key], Aq[key], r))
                 has_key[idx[key]] = ~kpat.flat[idx[key]]
+    hide = long_runs(lowz, settings.hide_run)
+    vis[hide] = False
+    brief = lowz & ~hide  # a frame or two without the pattern (blur, a turn, a deformation): kept, doubtful
+    conf[brief] = np.minimum(np.asarray(confidence_in, np.float32)[brief], FEATURELESS_CONFIDENCE)
     conf[flat] = np.minimum(conf[flat], FEATURELESS_CONFIDENCE)
     out[rows, t_q] = np.asarray(xy_q, np.float64)
     vis[rows, t_q] = True
