@@ -91,9 +91,11 @@ def _pairs(obs, xy, min_shared: int) -> list[tuple[int, int]]:
     if not shared:
         raise ValueError(f"no two frames share {min_shared} tracked points")
     floor = max(min_shared, 0.5 * max(shared.values()))
-    par = {ab: float(np.median(np.linalg.norm(xy[obs[:, ab[0]] & obs[:, ab[1]], ab[0]]
-                                             - xy[obs[:, ab[0]] & obs[:, ab[1]], ab[1]], axis=1)))
-           for ab, n in shared.items() if n >= floor}
+    par = {}
+    for (a, b), n in shared.items():
+        if n >= floor:
+            sh = obs[:, a] & obs[:, b]
+            par[(a, b)] = float(np.median(np.linalg.norm(xy[sh, a] - xy[sh, b], axis=1)))
     return sorted(par, key=lambda ab: -par[ab])
 
 

@@ -132,8 +132,9 @@ def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.nda
                                     ransacReprojThreshold=2.0, maxIters=500, confidence=0.99)
         if M is not None and np.isfinite(M).all():
             return np.vstack([M, [0.0, 0.0, 1.0]])
-    return np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]]) + np.pad(
-        np.median(dst - src, axis=0)[:, None], ((0, 1), (2, 0)))
+    H = np.eye(3)
+    H[:2, 2] = np.median(dst - src, axis=0)
+    return H
 
 
 def map_point(H: np.ndarray, p: np.ndarray) -> np.ndarray:
@@ -163,7 +164,8 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
     d = check_shape(ref.xy, "N T 2", "reacquire xy")
     check_shape(np.asarray(coarse), "N T 2", "reacquire coarse", d)
     if coarse_visible is not None:
-        check_shape(np.asarray(coarse_visible), "N T", "reacquire coarse_visible", d)
+        coarse_visible = np.asarray(coarse_visible, bool)
+        check_shape(coarse_visible, "N T", "reacquire coarse_visible", d)
     t_q = np.asarray(t_q, np.int64).reshape(-1)
     check_shape(t_q, "N", "reacquire t_q", d)
     N, T = d["N"], d["T"]
@@ -227,12 +229,11 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 was_vis = vis[hidden, t]
                 back &= ~was_vis | (z > np.nan_to_num(zncc[hidden, t], nan=-1.0))
                 keep = was_vis & ~back  # a visible point no better match was found for: left as it is
-                hidden, c, z, A, back, pred, rad = (hidden[~keep], c[~keep], z[~keep], A[~keep], back[~keep],
-                                                    pred[~keep], rad[~keep])
+                hidden, c, z, A, back, pred, cc = (hidden[~keep], c[~keep], z[~keep], A[~keep], back[~keep],
+                                                   pred[~keep], cc[~keep])
                 stay = np.zeros(len(hidden), bool)
                 if coarse_visible is not None:  # the coarse tracker says it follows the point: keep its position
-                    cc_h = np.asarray(coarse, np.float64)[hidden, t]
-                    stay = ~back & np.asarray(coarse_visible, bool)[hidden, t] & np.isfinite(cc_h).all(1)
+                    stay = ~back & coarse_visible[hidden, t] & np.isfinite(cc).all(1)
                 xy[hidden, t] = np.where(back[:, None], c, np.where(stay[:, None], xy[hidden, t], pred))
                 zncc[hidden, t] = z
                 vis[hidden[back], t] = True
