@@ -366,3 +366,27 @@ def test_an_edge_sweeping_over_the_point_in_the_shutter_is_not_evaluable():
     assert xy[:, 2, 0] == pytest.approx([edge + 3.5, edge + 20.0])
     assert vis[:, 2].all()
     assert ev[:, 2].tolist() == [False, True]
+
+
+def test_auto_shutter_samples_make_the_blur_continuous():
+    """``shutter_samples=0``: enough renders that nothing moves more than AUTO_STEP_PX between two; a camera
+    panning 40 px per frame with a 180-degree shutter sweeps 20 px in the exposure -> 11 samples, and the
+    blurred image is the box average over the sweep (checked against a 200-sample render), where 3 samples
+    leave 3 copies of the texture side by side."""
+    from dino_tracker_vfx.evaluation.synth.render import AUTO_STEP_PX, auto_shutter_samples
+
+    sc = flat_scene(W=160, H=120, T=3, px_per_frame=(40.0, 0.0))
+    sc.shutter = 0.5
+    assert AUTO_STEP_PX == 2.0
+    assert auto_shutter_samples(sc, 1) == 11  # ceil(20 / 2) + 1
+    still = flat_scene(T=3)
+    still.shutter = 0.5
+    assert auto_shutter_samples(still, 1) == 3  # nothing moves: the minimum
+    assert auto_shutter_samples(flat_scene(T=3, px_per_frame=(40.0, 0.0)), 1) == 1  # no shutter: no blur
+    ref = render_frame(sc, 1, ss=1, shutter_samples=200, sensor=False)
+    auto = render_frame(sc, 1, ss=1, shutter_samples=0, sensor=False)
+    three = render_frame(sc, 1, ss=1, shutter_samples=3, sensor=False)
+    inner = (slice(10, -10), slice(30, -30))
+    err_auto = np.abs(auto - ref)[inner].mean()
+    err_three = np.abs(three - ref)[inner].mean()
+    assert err_auto < 0.25 * err_three, (err_auto, err_three)
