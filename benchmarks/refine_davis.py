@@ -10,6 +10,7 @@ radius: the preset's, 6 px at 480p) and scores every variant with the harness's 
 Per-video rows go to ``--out`` (reused by a rerun); the means are printed.
 
     OMP_NUM_THREADS=1 python benchmarks/refine_davis.py --coarse runs/davis_noref --out runs/refine_davis
+    OMP_NUM_THREADS=1 python benchmarks/refine_davis.py --coarse runs/davis_noref --out runs/guard --default-only
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def main(argv=None) -> int:
     ap.add_argument("--gt", default=str(DATA / "gt_first32" / "tapvid_davis_dev_strided_32.pkl"))
     ap.add_argument("--frames", default=str(DATA / "frames480"))
     ap.add_argument("--preset", default="cpu-preview")
+    ap.add_argument("--default-only", action="store_true", help="only the preset's own settings (the guard run)")
     a = ap.parse_args(argv)
     from dino_tracker_vfx.evaluation import metrics as M
     from dino_tracker_vfx.evaluation.datasets import read_gt
@@ -66,6 +68,8 @@ def main(argv=None) -> int:
 
         row = {"coarse": score(pred.xy, pred.visible)}
         for name, hide in HIDE.items():
+            if a.default_only and hide != cfg.refine.hide_zncc:
+                continue
             t0 = time.perf_counter()
             s = RefineSettings.from_config(cfg, radius)
             s = RefineSettings(**{**s.__dict__, "hide_zncc": hide})

@@ -89,8 +89,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="--make: photos (.jpg/.png, searched recursively) to texture the cards with; "
                         "default procedural textures")
     s.add_argument("--supersample", type=int, default=2, help="--make: SxS samples per pixel (default 2)")
-    s.add_argument("--shutter-samples", type=int, default=3, help="--make: renders averaged per frame for motion "
-                                                                   "blur (default 3)")
+    s.add_argument("--shutter-samples", type=int, default=0, help="--make: renders averaged per frame for motion "
+                                                                   "blur; 0 (default): enough that nothing moves "
+                                                                   "more than 2 px between two (3 to 48)")
     s.add_argument("--shutter", type=float, default=0.5, help="--make: shutter, fraction of a frame (0.5 = 180 deg)")
     s.add_argument("--noise", type=float, default=0.003, help="--make: sensor noise sigma, linear units")
     s.add_argument("--flicker", type=float, default=0.02, help="--make: exposure flicker amplitude (gain 1 +- this)")
@@ -124,8 +125,8 @@ def _run_synth(args, progress, log) -> int:
                           where="eval synth")
     if args.make is not None:
         size = _parse_size(args.size)
-        if args.frames < 2 or args.scenes < 1 or args.points < 1 or args.supersample < 1 or args.shutter_samples < 1:
-            raise ConfigError("--frames must be >= 2 and --scenes, --points, --supersample, --shutter-samples >= 1",
+        if args.frames < 2 or args.scenes < 1 or args.points < 1 or args.supersample < 1 or args.shutter_samples < 0:
+            raise ConfigError("--frames must be >= 2, --scenes, --points, --supersample >= 1 and --shutter-samples >= 0",
                               where="eval synth")
         tex = texture_files(args.textures) if args.textures else None
         dirs = make_scenes(args.make, args.seed, args.scenes, size, args.frames, args.format, tex, args.points,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ... import atomic
 from ...errors import InputError
-from .render import GroundTruth, render_frame, sample_queries
+from .render import GroundTruth, auto_shutter_samples, render_frame, sample_queries
 from .scene import Scene, linear_to_srgb, make_scene
 
 FORMATS = ("png", "exr")
@@ -78,20 +78,24 @@ def write_truth(scene_dir: Path, scene: Scene, gt: GroundTruth) -> None:
 
 
 def write_scene(scene_dir: str | Path, scene: Scene, gt: GroundTruth, fmt: str = "png", ss: int = 2,
-                shutter_samples: int = 3, settings: dict | None = None) -> dict:
+                shutter_samples: int = 0, settings: dict | None = None) -> dict:
     """Render every frame of ``scene`` into ``scene_dir`` with its ground truth; returns timings (s)."""
     if fmt not in FORMATS:
         raise InputError(f"format {fmt!r} is not one of {', '.join(FORMATS)}", where="--format")
     d = Path(scene_dir)
     d.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    per_frame = []
     for t in range(scene.n_frames):
-        img = render_frame(scene, t, ss=ss, shutter_samples=shutter_samples)
+        k = shutter_samples if shutter_samples > 0 else auto_shutter_samples(scene, t)
+        per_frame.append(int(k))
+        img = render_frame(scene, t, ss=ss, shutter_samples=k)
         write_frame(d / f"plate.{scene.first_frame + t:04d}.{fmt}", img, fmt)
     t1 = time.perf_counter()
     write_truth(d, scene, gt)
     atomic.write_json(d / "scene.json", {**(settings or {}), "size": list(scene.size), "n_frames": scene.n_frames,
                                          "format": fmt, "supersampling": ss, "shutter_samples": shutter_samples,
+                                         "shutter_samples_per_frame": per_frame,
                                          "shutter": scene.shutter, "noise_sigma": scene.noise_sigma,
                                          "flicker": scene.flicker, "seed": scene.seed, "n_points": len(gt.names),
                                          "planes": [p.name for p in scene.planes]})
@@ -100,7 +104,7 @@ def write_scene(scene_dir: str | Path, scene: Scene, gt: GroundTruth, fmt: str =
 
 def make_scenes(root: str | Path, seed: int = 0, n_scenes: int = 1, size=(1280, 720), n_frames: int = 40,
                 fmt: str = "png", textures: Sequence[str | Path] | None = None, n_points: int = 64,
-                ss: int = 2, shutter_samples: int = 3, shutter: float = 0.5, noise_sigma: float = 0.003,
+                ss: int = 2, shutter_samples: int = 0, shutter: float = 0.5, noise_sigma: float = 0.003,
                 flicker: float = 0.02, edge_px: float = 2.0, log: Callable[[str], None] | None = None) -> list[Path]:
     """Write scenes ``scene_<seed+k>`` for k in 0..n_scenes-1 under ``root``; returns their folders."""
     if fmt not in FORMATS:

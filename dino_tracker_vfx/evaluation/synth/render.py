@@ -92,8 +92,45 @@ def render_linear(scene: Scene, tau: float, ss: int = 2) -> np.ndarray:
     return cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)  # exact ss x ss box average
 
 
+AUTO_STEP_PX = 2.0        # auto shutter samples: the most any visible point moves from one sample to the next
+AUTO_MAX_SAMPLES = 48
+AUTO_GRID_PX = 8          # plate points probed for that motion (every 8th pixel: the occluder is never missed)
+
+
+def auto_shutter_samples(scene: Scene, t: int, step_px: float = AUTO_STEP_PX,
+                         max_samples: int = AUTO_MAX_SAMPLES) -> int:
+    """Shutter samples for frame ``t`` so that no visible point moves more than ``step_px`` between two of
+    them (at least 3, at most ``max_samples``): a continuous blur, not copies of a fast mover side by side.
+
+    Probes a grid of plate points (every :data:`AUTO_GRID_PX` px): each on its front plane at ``tau = t``,
+    followed through that plane's homography to the shutter's start and end."""
+    if scene.shutter <= 0:
+        return 1
+    W, H = scene.size
+    gy, gx = np.mgrid[0:H:AUTO_GRID_PX, 0:W:AUTO_GRID_PX].astype(np.float64)
+    xy = np.stack([gx.ravel(), gy.ravel()], 1)
+    ids, _ = front_plane(scene, xy, float(t))
+    ph = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+    path = 0.0
+    for i in np.unique(ids[ids >= 0]).tolist():
+        uv = ph[ids == i] @ np.linalg.inv(scene.homography(i, float(t))).T  # plane coordinates
+        taus = scene.shutter_times(t, 5)
+        pts = []
+        for tau in taus:
+            v = uv @ scene.homography(i, float(tau)).T
+            pts.append(v[:, :2] / v[:, 2:3])
+        seg = sum(np.linalg.norm(b - a, axis=1) for a, b in zip(pts[:-1], pts[1:]))
+        path = max(path, float(np.nanmax(seg)) if len(seg) else 0.0)
+    return int(np.clip(np.ceil(path / float(step_px) - 1e-6) + 1, 3, max_samples))
+
+
 def render_frame(scene: Scene, t: int, ss: int = 2, shutter_samples: int = 3, sensor: bool = True) -> np.ndarray:
-    """float32 ``[H, W, 3]`` linear plate of frame ``t``: supersampled, motion blurred, with flicker and noise."""
+    """float32 ``[H, W, 3]`` linear plate of frame ``t``: supersampled, motion blurred, with flicker and noise.
+
+    ``shutter_samples``: renders averaged over the shutter; 0: :func:`auto_shutter_samples` (the blur of a
+    fast mover is then continuous: a few samples show it as side-by-side copies)."""
+    if shutter_samples == 0:
+        shutter_samples = auto_shutter_samples(scene, t)
     times = scene.shutter_times(t, shutter_samples)
     acc = np.zeros((scene.size[1], scene.size[0], 3), np.float32)
     for tau in times:
