@@ -411,3 +411,95 @@ def test_the_tracker_refines_at_plate_resolution_in_both_branches(branch):
     done[:, 0] = False
     assert done[:, 1:].all() and np.median(err0[:, 1:]) > 0.1
     assert err[done].max() < 0.05, err
+
+
+def test_a_pattern_seen_a_quarter_larger_is_placed_by_the_affine_stage():
+    """The plane seen 1.3x larger (a ground plane the camera drives towards), each point with a bright spot
+    7 px to one side in its pattern: with the pattern's shape held at its reference, translation alone
+    settles about a pixel towards the spot; the affine stage moves further than a pixel from there (its
+    reach grows with the change of shape; a fixed 1-px reach refused it) and lands within 0.1 px."""
+    from dino_tracker_vfx.tracker.infer.refine import lk_from, make_patterns
+
+    q = np.array([[118.0, 97.0], [201.4, 143.3], [140.2, 150.6]])
+    spots = q + np.array([[7.0, 0.0], [0.0, -7.0], [-5.0, 5.0]])
+
+    def plate(A, b):
+        y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+        Ai = np.linalg.inv(A)
+        u = Ai[0, 0] * (x - b[0]) + Ai[0, 1] * (y - b[1])
+        v = Ai[1, 0] * (x - b[0]) + Ai[1, 1] * (y - b[1])
+        img = 0.5 * texture(u, v)
+        for sx, sy in spots:
+            img = img + 0.45 * np.exp(-((u - sx) ** 2 + (v - sy) ** 2) / (2 * 2.0 ** 2))
+        return img.astype(np.float32)
+
+    centre = np.array([W / 2, H / 2])
+    A1 = rot_scale(0.0, 1.3)
+    warps = [(np.eye(2), np.zeros(2)), (A1, centre - A1 @ centre + np.array([2.3, -1.1]))]
+    g = GreyFrames(np.stack([plate(A, b) for A, b in warps]))
+    gt = truth(warps, q)[:, 1]
+    eye = np.tile(np.eye(2), (len(q), 1, 1))
+    pat = make_patterns(g[0], q, eye, 10)
+    start = gt + np.array([0.6, -0.4])
+    c_tr, _, _ = lk_from(g[1], pat, start, eye, "translation", 20)
+    c, A, z = lk_from(g[1], pat, start, eye, "affine", 20)
+    assert np.linalg.norm(c_tr - gt, axis=1).min() > 0.8
+    assert np.linalg.norm(c - gt, axis=1).max() < 0.1, np.linalg.norm(c - gt, axis=1)
+    assert np.linalg.norm(c - c_tr, axis=1).min() > 1.0
+    np.testing.assert_allclose(A, np.tile(A1, (len(q), 1, 1)), atol=0.02)
+
+
+def test_a_pattern_on_a_straight_edge_has_no_distinct_peak_and_is_not_found_there():
+    """A point on a long straight edge with faint texture matches almost as well anywhere along the edge
+    (a kerb, a horizon): search's distinctness is near 0 there and re-acquisition's find reports nothing
+    (NaN), where a textured point a few pixels off the edge has a clear peak and is found to 0.05 px."""
+    from dino_tracker_vfx.tracker.infer.reacquire import MIN_DISTINCT, find
+    from dino_tracker_vfx.tracker.infer.refine import make_patterns, search
+
+    y, x = np.mgrid[0:H, 0:W].astype(np.float64)
+    tex = render(np.eye(2), np.zeros(2))
+    img = (np.where(y < 120.3, 0.75, 0.3) + 0.1 * (tex - 0.5)).astype(np.float32)
+    img[:, 200:] = tex[:, 200:]  # a textured block right of x = 200
+    g = GreyFrames(img[None].repeat(2, 0))
+    q = np.array([[100.0, 120.3], [240.4, 80.7]])
+    pat = make_patterns(g[0], q, np.tile(np.eye(2), (2, 1, 1)), 10)
+    A0 = np.tile(np.eye(2), (2, 1, 1))
+    _, score, distinct = search(g[1], pat, q + np.array([6.0, 0.0]), A0, 10.0)
+    assert score[0] > 0.9 and distinct[0] < MIN_DISTINCT  # the edge: a ridge, not a peak
+    assert distinct[1] > 0.1
+    c, _, z = find(g[1], pat, q + np.array([6.0, 0.0]), A0, 10.0, ReacquireSettings())
+    assert np.isnan(z[0]) and z[1] > 0.99
+    assert np.linalg.norm(c[1] - q[1]) < 0.05
+
+
+def test_same_surface_counts_only_the_tracks_trusted_at_the_image_to_predict():
+    """Point 0's surface holds 6 tracks that move exactly with it (the tightest tolerance) and 3 more that
+    drift 0.4 px per image from it (perspective across the surface); a card passes at 30 px per image. When
+    the occluder hides the 6 exact ones at the image to predict, the 3 others serve (the looser tolerance),
+    never the card; without ``usable`` the 6 hidden ones would be chosen and nothing would predict. With
+    the whole surface hidden, no track is kept (not every track: the card would carry the prediction away)."""
+    from dino_tracker_vfx.tracker.infer.reacquire import map_point, predict_from_neighbours, same_surface
+
+    T = 12
+    t = np.arange(T)[:, None]
+    p0 = np.array([205.0, 171.0])
+    exact = np.array([[190.0, 160.0], [220.0, 165.0], [200.0, 190.0], [160.0, 150.0], [250.0, 140.0],
+                      [230.0, 200.0]])
+    drift = np.array([[100.0, 80.0], [300.0, 90.0], [120.0, 260.0]])
+    card = np.array([[215.0, 170.0], [205.0, 160.0], [190.0, 185.0]])
+    v = np.array([1.0, 0.5])
+    xy = np.concatenate([(p0 + t * v)[None], exact[:, None] + t * v, drift[:, None] + t * (v + [0.4, 0.0]),
+                         card[:, None] + (t - 6) * [30.0, 0.0]])
+    trust = np.ones(xy.shape[:2], bool)
+    trust[1:7, 9] = False  # the exact six are hidden at image 9
+    matched = np.ones(xy.shape[:2], bool)
+    assert same_surface(xy, trust, matched, 0, 6).tolist() == [False] + [True] * 6 + [False] * 6
+    keep = same_surface(xy, trust, matched, 0, 6, usable=trust[:, 9])
+    assert keep.tolist() == [False] * 7 + [True] * 3 + [False] * 3
+    M = predict_from_neighbours(xy[:, 6], trust[:, 6], xy[:, 9], trust[:, 9], xy[0, 6], 6, exclude=0, allow=keep)
+    assert np.linalg.norm(map_point(M, xy[0, 6]) - xy[0, 9]) < 1.5  # within the surface's drift, not 90 px
+    trust[7:10, 9] = False  # the whole surface hidden: only the card is in view
+    none = same_surface(xy, trust, matched, 0, 6, usable=trust[:, 9])
+    assert none is not None and not none.any()
+    assert predict_from_neighbours(xy[:, 6], trust[:, 6], xy[:, 9], trust[:, 9], xy[0, 6], 6, exclude=0,
+                                   allow=none) is None

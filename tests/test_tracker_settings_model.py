@@ -81,8 +81,8 @@ def test_numbers_keep_integers_so_cache_keys_of_older_files_stay():
 
 def test_cache_keys_of_every_preset_are_the_ones_recorded_before_typing():
     """Stage keys as main wrote them before the settings were typed; 'all' (the hash of every setting, infer
-    included) was re-recorded when infer.drift_radius*/gone_* were added, when the refine.* section was and when
-    refine.hide_run was (stage keys unchanged each time)."""
+    included) was re-recorded when infer.drift_radius*/gone_* were added, when the refine.* section was, when
+    refine.hide_run was and when refine.shutter was (stage keys unchanged each time)."""
     want = json.loads(GOLDEN_KEYS.read_text())
     assert sorted(want) == preset_names()
     for name in preset_names():

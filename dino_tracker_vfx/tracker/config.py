@@ -167,6 +167,8 @@ class Refine(_Section):
 
     enabled: bool = _f(True)
     patch_radius: int = _f(10, ge=2, le=64)          # plate px: the pattern is (2 r + 1)^2 plate pixels
+    shutter: Number = _f(0.5, ge=0.0, le=1.0)        # exposure / frame interval (0.5: 180 deg): a fast mover's
+                                                     # pattern grows past its motion blur (0: never)
     warp: Literal["translation", "affine"] = _f("affine")
     search_radius: Optional[Number] = _f(None, ge=0.5, le=1000.0)  # plate px around the coarse track (null: 4 px
                                                      # of the coarse track's raster, at least 6)

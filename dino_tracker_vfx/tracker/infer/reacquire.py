@@ -9,9 +9,10 @@ Prediction, from the motion of tracked neighbours ON THE SAME SURFACE (:func:`sa
 tracks trusted (visible with a clear match, ZNCC >= ``reacquire_zncc``) both at the point's last MATCHED
 image ``t_ref`` and at ``t``, only those whose displacement over the images around ``t_ref`` where the point
 itself was matched agrees with the point's (within 0.25, else 0.5, 1, 3, 10 px per image: the tightest that
-admits 3 tracks). The ``neighbours`` nearest of them give a robust map from ``t_ref`` to ``t``
-(:func:`predict_from_neighbours`: a homography with 6 or more, RANSAC 2 px, exact for a planar surface in
-perspective; else an affine map; a median translation with 1-3; the coarse position with none); the
+admits 6 tracks trusted at ``t``, else 3; none beyond 10). The ``neighbours`` nearest of them give a robust
+map from ``t_ref`` to ``t`` (:func:`predict_from_neighbours`: a homography with 6 or more, RANSAC 2 px, exact
+for a planar surface in perspective; else an affine map with 3 or more; a median translation with 1-2; the
+coarse position with none); the
 point's position at ``t_ref`` mapped through it is the prediction. Why the motion test: the nearest tracks
 of a point that has just been hidden are often on the occluder that hides it, and a fit to them carries
 the prediction away with the occluder.
@@ -20,8 +21,9 @@ Matching: there, and at the coarse position when that lies farther than the radi
 have kept the point where the neighbours mislead), the query pattern is searched (``reacquire_radius``
 plate px, the pattern warped by its last shape times the map's derivative) and refined as in
 :mod:`.refine`; where its ZNCC reaches ``reacquire_zncc`` (and, for a visible point, beats its current
-match, and lies on the plate) the point is visible at the match (confidence from the ZNCC); a hidden point stays hidden at the
-prediction otherwise, a visible one as it was. A resumed image is the next ``t_ref``: predictions are never
+match, lies on the plate, and its search peak is DISTINCT: :data:`MIN_DISTINCT`) the point is visible at the
+match (confidence from the ZNCC); a hidden point stays hidden at the prediction otherwise, a visible one as
+it was. A resumed image is the next ``t_ref``: predictions are never
 chained through hidden images.
 
 Coordinates: plate px, origin top-left, y down, first pixel's centre at (0, 0).
@@ -36,7 +38,7 @@ import numpy as np
 from ...checks import check_shape
 from ...coords import in_plate
 from ...progress import CancelFn, Progress, ProgressFn, check_cancel
-from .refine import GreyFrames, Refined, confidence, match
+from .refine import GreyFrames, Patterns, Refined, confidence, lk_from, search
 
 
 SURFACE_WINDOW = 15  # images around the last match over which a neighbour must have moved with the point
@@ -46,6 +48,10 @@ SEARCH_SLACK = 0.2   # Lucas-Kanade only after a search scoring at least reacqui
                      # hundredths, not tenths, to a whole-pixel match)
 MAX_WIDEN = 4.0      # the widened search radius stays within this many radii
 HOMOGRAPHY_MIN = 6   # neighbours for a homography prediction (fewer: affine, then translation)
+AFFINE_MIN = 3       # neighbours for an affine prediction (3 on one surface fix it exactly; fewer: translation)
+MIN_DISTINCT = 0.03  # a resume's search peak must beat every score DISTINCT_PX (refine.py) or more from it by
+                     # this: a pattern on a straight edge (a kerb, a horizon) matches about as well anywhere
+                     # along it, and a search centred on a coarse track that slid along the edge "finds" it there
 
 
 @dataclass(frozen=True)
@@ -67,14 +73,21 @@ class ReacquireSettings:
 
 
 def same_surface(xy: np.ndarray, trust: np.ndarray, matched: np.ndarray, n: int, t_ref: int,
-                 window: int = SURFACE_WINDOW, tols: tuple[float, ...] = SURFACE_TOLS) -> np.ndarray | None:
+                 window: int = SURFACE_WINDOW, tols: tuple[float, ...] = SURFACE_TOLS,
+                 usable: np.ndarray | None = None) -> np.ndarray | None:
     """bool ``[N]``: the tracks that moved with point ``n`` around ``t_ref`` (its last matched image).
 
     Over every image ``s`` within ``window`` of ``t_ref`` where ``n`` was matched (``matched [N, T]``) and a
     track is trusted (``trust [N, T]``) at ``s`` and ``t_ref``, the track's displacement ``x(t_ref) - x(s)``
-    differs from ``n``'s by its largest deviation per image of ``|t_ref - s|``. The tracks within the first
-    tolerance of ``tols`` (px per image) that admits at least ``SURFACE_MIN`` tracks are kept. None where
-    nothing can be compared or no tolerance admits enough (every track may serve then).
+    differs from ``n``'s by its largest deviation per image of ``|t_ref - s|``. Kept: the tracks within the
+    first tolerance of ``tols`` (px per image) that admits ``HOMOGRAPHY_MIN`` tracks (enough for a homography:
+    a ground plane in perspective moves differently across its width, and 3 near-identical tracks fit it worse
+    than 6 a little looser); failing that, the first that admits ``SURFACE_MIN``; failing that, whatever the
+    loosest admits (perhaps nothing: tracks moving more than 10 px per image differently are on another
+    surface, and a fit to them is worse than no prediction). ``usable`` (bool ``[N]``, optional): only these
+    count (the tracks trusted at the image to predict: when the occluder hides the nearest tracks of the
+    surface too, a looser tolerance reaches ones it left in view). None where nothing can be compared (the
+    point was not matched near ``t_ref``: every track may serve then).
 
     Why: the nearest tracks of a point that has just been hidden are often on the occluder that hides it;
     an affine fit to them carries the prediction away with the occluder."""
@@ -92,11 +105,14 @@ def same_surface(xy: np.ndarray, trust: np.ndarray, matched: np.ndarray, n: int,
         dev = np.where(both, np.fmax(dev, np.nan_to_num(d, nan=np.inf)), dev)
         seen |= both
     seen[n] = False
-    for tol in tols:
-        ok = seen & (dev <= tol)
-        if ok.sum() >= SURFACE_MIN:
-            return ok
-    return None
+    if usable is not None:
+        seen &= np.asarray(usable, bool)
+    for need in (HOMOGRAPHY_MIN, SURFACE_MIN):
+        for tol in tols:
+            ok = seen & (dev <= tol)
+            if ok.sum() >= need:
+                return ok
+    return seen & (dev <= tols[-1])
 
 
 def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.ndarray, ok_t: np.ndarray,
@@ -105,7 +121,7 @@ def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.nda
     """The 3x3 map (``x_t ~ H @ [x_ref, 1]``) of the ``k`` tracks nearest ``p_ref`` that are trusted
     (``ok``) at both images (and ``allow``-ed, bool ``[N]``, where given: :func:`same_surface`); ``xy_*``
     ``[N, 2]``, ``ok_*`` ``[N]``. A homography with ``HOMOGRAPHY_MIN`` or more (RANSAC, 2 px: exact for a
-    planar surface, which a wide neighbourhood in perspective is not affine), an affine map with 4 or more,
+    planar surface, which a wide neighbourhood in perspective is not affine), an affine map with 3 or more,
     their median translation with fewer. None without any neighbour."""
     import cv2
 
@@ -127,7 +143,7 @@ def predict_from_neighbours(xy_ref: np.ndarray, ok_ref: np.ndarray, xy_t: np.nda
             w = H[2] @ np.array([p_ref[0], p_ref[1], 1.0])
             if w > 1e-6 and np.linalg.det(map_jacobian(H, p_ref)) > 0.25:
                 return H
-    if len(idx) >= 4:
+    if len(idx) >= AFFINE_MIN:
         M, _ = cv2.estimateAffine2D(src.reshape(-1, 1, 2), dst.reshape(-1, 1, 2), method=cv2.RANSAC,
                                     ransacReprojThreshold=2.0, maxIters=500, confidence=0.99)
         if M is not None and np.isfinite(M).all():
@@ -147,6 +163,21 @@ def map_jacobian(H: np.ndarray, p: np.ndarray) -> np.ndarray:
     """The 2x2 linear part of the 3x3 map ``H`` at ``p`` (how a small pattern around ``p`` is warped)."""
     v = H @ np.array([p[0], p[1], 1.0])
     return (H[:2, :2] * v[2] - np.outer(v[:2], H[2, :2])) / v[2] ** 2
+
+
+def find(gray: np.ndarray, pats: Patterns, centre: np.ndarray, A0: np.ndarray, radius, settings: "ReacquireSettings"
+         ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Search each pattern within ``radius`` of ``centre`` ``[n, 2]`` (shape ``A0`` ``[n, 2, 2]``), refine by
+    Lucas-Kanade where the search scores at least ``settings.zncc - SEARCH_SLACK`` with a distinct peak
+    (:data:`MIN_DISTINCT`) -> (c ``[n, 2]``, A ``[n, 2, 2]``, zncc ``[n]``): the zncc of a peak that is not
+    distinct is NaN (nothing was found: the pattern fits a whole stretch there)."""
+    start, score, distinct = search(gray, pats, centre, A0, radius)
+    c, A, z = np.array(start), np.array(A0, np.float64).reshape(-1, 2, 2), score.astype(np.float32)
+    z[distinct < MIN_DISTINCT] = np.nan
+    go = np.nonzero(np.nan_to_num(z, nan=-2.0) >= settings.zncc - SEARCH_SLACK)[0]
+    if len(go):
+        c[go], A[go], z[go] = lk_from(gray, pats.take(go), start[go], A[go], settings.warp, settings.iterations)
+    return c, A, z
 
 
 def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndarray, settings: ReacquireSettings,
@@ -197,7 +228,7 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 matched[np.arange(N), t_q] = True
                 for j, n in enumerate(hidden):
                     tr = int(last[n])
-                    allow = same_surface(xy, trust, matched, int(n), tr)
+                    allow = same_surface(xy, trust, matched, int(n), tr, usable=trust[:, t])
                     M = predict_from_neighbours(xy[:, tr], trust[:, tr], xy[:, t], trust[:, t], xy[n, tr],
                                                 settings.neighbours, exclude=int(n), allow=allow)
                     A0[j] = warp[n, tr]
@@ -212,14 +243,13 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
                 gap = np.abs(t - last[hidden]).astype(np.float64)
                 rad = np.minimum(np.ceil(settings.radius * (1.0 + settings.widen * np.maximum(gap - 1.0, 0.0))),
                                  MAX_WIDEN * settings.radius)
-                c, A, z = match(gray, pats, pred, A0, rad, settings.warp, settings.iterations,
-                                min_score=settings.zncc - SEARCH_SLACK)
+                c, A, z = find(gray, pats, pred, A0, rad, settings)
                 # the coarse track too: it may have kept the point where the neighbours mislead
                 cc = np.array(coarse[hidden, t], np.float64)
                 far = np.isfinite(cc).all(1) & (np.linalg.norm(cc - pred, axis=1) > settings.radius)
                 if far.any():
-                    c2, A2, z2 = match(gray, pats.take(np.nonzero(far)[0]), cc[far], A0[far], settings.radius,
-                                       settings.warp, settings.iterations, min_score=settings.zncc - SEARCH_SLACK)
+                    c2, A2, z2 = find(gray, pats.take(np.nonzero(far)[0]), cc[far], A0[far], settings.radius,
+                                      settings)
                     fi = np.nonzero(far)[0]
                     better = (np.nan_to_num(z2, nan=-2.0) > np.nan_to_num(z[fi], nan=-2.0)) & (z2 >= settings.zncc)
                     c[fi[better]], A[fi[better]], z[fi[better]] = c2[better], A2[better], z2[better]
@@ -249,5 +279,5 @@ def reacquire(frames: GreyFrames, ref: Refined, coarse: np.ndarray, t_q: np.ndar
     return out, resumed
 
 
-__all__ = ["ReacquireSettings", "reacquire", "predict_from_neighbours", "same_surface", "map_point",
+__all__ = ["ReacquireSettings", "reacquire", "find", "predict_from_neighbours", "same_surface", "map_point",
            "map_jacobian"]
