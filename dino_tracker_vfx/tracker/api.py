@@ -60,7 +60,7 @@ from .train.trainer import TrainData, Trainer
 
 log = logging.getLogger(__name__)
 REFINED_CACHE_MAX_BYTES = 256 << 20  # refined features larger than this are recomputed, not cached
-ROWS_VERSION = 2  # part of the cached tracked rows' key: bump when inference after the model changes (drift,
+ROWS_VERSION = 3  # part of the cached tracked rows' key: bump when inference after the model changes (drift,
                   # visibility, plate refinement, re-acquisition), so tracks cached by older code are not served
 # the progress stage (dino_tracker_vfx/stages.py) a cache stage is part of, where the names differ
 _CACHE_STAGE_PROGRESS = {"frames": "load", "correspondences": "tracklets"}
