@@ -396,7 +396,8 @@ def match(gray: np.ndarray, pat: Patterns, centre: np.ndarray, A: np.ndarray, ra
     re-acquisition). Six free parameters on a small window can fit a fair match to the wrong texture (0.86 on
     a flipped picture in tests/test_refine.py, 0.64 at most with the shape held), so they only move the
     position once the pattern is known to be there; the affine result is kept where its own ZNCC is at least
-    the translation's, its shape stays sane and it moves less than a pixel further."""
+    the translation's, its shape stays sane and it moves at most a pixel further, or r times the largest change
+    of the warp where that is more (:func:`lk_from`)."""
     start, _, _ = search(gray, pat, centre, A, radius)
     return lk_from(gray, pat, start, A, warp, iterations)
 
