@@ -503,3 +503,47 @@ def test_same_surface_counts_only_the_tracks_trusted_at_the_image_to_predict():
     assert none is not None and not none.any()
     assert predict_from_neighbours(xy[:, 6], trust[:, 6], xy[:, 9], trust[:, 9], xy[0, 6], 6, exclude=0,
                                    allow=none) is None
+
+
+def test_pattern_radii_grow_past_the_motion_blur():
+    from dino_tracker_vfx.tracker.infer.refine import pattern_radii
+
+    T = 5
+    speeds = np.array([0.0, 10.0, 40.0, 80.0, 200.0])
+    coarse = np.zeros((len(speeds), T, 2))
+    coarse[:, :, 0] = speeds[:, None] * np.arange(T)[None]
+    t_q = np.full(len(speeds), 2)
+    # blur L = 0.5 * speed; growth L/2 - r/2 (r = 10) rounded up to even, at most 3 r: 40 px per image ->
+    # L 20, growth 10 - 5 = 5 -> 6; 80 -> L 40, 20 - 5 = 15 -> 16; 200 -> 3 r
+    assert pattern_radii(coarse, t_q, 10, 0.5).tolist() == [10, 10, 16, 26, 30]
+    assert pattern_radii(coarse, t_q, 10, 0.0).tolist() == [10] * 5
+    t_q[:] = 0  # one-sided speed at the first image
+    assert pattern_radii(coarse, t_q, 10, 0.5).tolist() == [10, 10, 16, 26, 30]
+
+
+def test_a_fast_smeared_mover_is_placed_better_with_a_pattern_grown_past_its_blur():
+    """A textured plane crossing at 40-64 px per image under a 180-degree shutter (smears of 20-32 px, the
+    speed changing): matched with the 21-px pattern the points drift off along the motion; with the pattern
+    grown past the blur (refine.shutter 0.5) the median error is less than half (and the worst smaller)."""
+    T = 6
+    speeds = np.linspace(40.0, 64.0, T)
+    x0 = np.concatenate([[0.0], np.cumsum(speeds[1:])]) - 150.0
+
+    def blurred(t):
+        L = 0.5 * speeds[t]
+        offs = np.linspace(-L / 2, L / 2, int(np.ceil(L)) + 1)
+        return np.mean([render(np.eye(2), np.array([x0[t] + o, 0.0])) for o in offs], axis=0)
+
+    frames = np.stack([blurred(t) for t in range(T)])
+    q = np.array([[60.4, 80.3], [75.8, 150.6], [52.2, 200.1]])
+    gt = np.stack([q + np.array([x0[t] - x0[0], 0.0]) for t in range(T)], 1)
+    coarse = gt + 0.8
+    coarse[:, 0] = q
+    inside = (gt[..., 0] > 40) & (gt[..., 0] < W - 40)
+    err = {}
+    for shutter in (0.0, 0.5):
+        out = run(frames, coarse, q, RefineSettings(shutter=shutter, search_radius=6.0))
+        err[shutter] = np.linalg.norm(out.xy - gt, axis=-1)[:, 1:][inside[:, 1:]]
+    assert len(err[0.5]) >= 6
+    assert np.median(err[0.5]) < 0.5 * np.median(err[0.0]), err  # 0.15 px against 0.44 when written
+    assert err[0.5].max() < err[0.0].max(), err
