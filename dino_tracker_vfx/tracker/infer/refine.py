@@ -306,8 +306,9 @@ def lucas_kanade(gray: np.ndarray, pat: Patterns, c0: np.ndarray, A0: np.ndarray
             sig = 1.4826 * np.median(np.abs(e), axis=1, keepdims=True) + 0.05
             w = w / (1.0 + (e / (ROBUST_C * sig)) ** 2)
         Ja = J[ia]
-        H = np.einsum("npi,np,npj->nij", Ja, w, Ja) + 1e-6 * np.eye(k)
-        b = np.einsum("npi,np->ni", Ja, w * e)
+        JwT = (Ja * w[:, :, None]).transpose(0, 2, 1)  # batched BLAS products (einsum did not use BLAS: 3x slower)
+        H = JwT @ Ja + 1e-6 * np.eye(k)
+        b = (JwT @ e[:, :, None])[:, :, 0]
         try:
             dp = np.linalg.solve(H, b[..., None])[..., 0]
         except np.linalg.LinAlgError:  # pragma: no cover - the damping keeps H invertible
