@@ -111,10 +111,10 @@ def auto_shutter_samples(scene: Scene, t: int, step_px: float = AUTO_STEP_PX,
     xy = np.stack([gx.ravel(), gy.ravel()], 1)
     ids, _ = front_plane(scene, xy, float(t))
     ph = np.concatenate([xy, np.ones((len(xy), 1))], axis=1)
+    taus = scene.shutter_times(t, 5)
     path = 0.0
     for i in np.unique(ids[ids >= 0]).tolist():
         uv = ph[ids == i] @ np.linalg.inv(scene.homography(i, float(t))).T  # plane coordinates
-        taus = scene.shutter_times(t, 5)
         pts = []
         for tau in taus:
             v = uv @ scene.homography(i, float(tau)).T

@@ -522,15 +522,16 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
     xy_q = np.asarray(xy_q, np.float64)
     qpat = query_patterns(frames, t_q, xy_q, r)  # the base radius: every point (re-acquisition matches these)
     radii = pattern_radii(coarse, t_q, r, settings.shutter)
-    groups = {}  # radius -> (members [n] global ids, their query patterns)
+    groups = {}  # radius -> (members [n] global ids, their query patterns, their featureless threshold)
     for rg in np.unique(radii).tolist():
         members = np.nonzero(radii == rg)[0]
+        eig = MIN_EIG * (r / rg) ** 2  # a grown pattern's (make_patterns)
         groups[rg] = (members, qpat.take(members) if rg == r else query_patterns(
-            frames, t_q[members], xy_q[members], rg, min_eig=MIN_EIG * (r / rg) ** 2))
+            frames, t_q[members], xy_q[members], rg, min_eig=eig), eig)
     loc = np.zeros(N, np.int64)  # a point's row in its group's patterns
     flat = np.zeros(N, bool)
     partial = np.zeros(N, bool)
-    for members, gp in groups.values():
+    for members, gp, _ in groups.values():
         loc[members] = np.arange(len(members))
         flat[members], partial[members] = gp.flat, gp.partial
     if partial.any():
@@ -544,7 +545,7 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
     for direction in (1, -1):
         A_cur = np.tile(np.eye(2), (N, 1, 1))
         offset = np.zeros((N, 2))
-        keys = {rg: gp.take(np.arange(len(members))) for rg, (members, gp) in groups.items()}  # key patterns
+        keys = {rg: gp.take(np.arange(len(members))) for rg, (members, gp, _) in groups.items()}  # key patterns
         has_key = np.zeros(N, bool)
         for t in (range(T) if direction == 1 else range(T - 1, -1, -1)):
             done += 1
@@ -557,7 +558,7 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
             check_cancel(cancel, "plate refinement")
             gray = frames[t]
             rad = settings.search_radius
-            for rg, (members, gp) in groups.items():
+            for rg, (members, gp, eig) in groups.items():
                 idx = members[todo[members]]
                 if len(idx) == 0:
                     continue
@@ -593,7 +594,7 @@ def refine_tracks(frames: GreyFrames, xy: np.ndarray, visible: np.ndarray, confi
                 # key patterns: from a match against the QUERY pattern only (no drift)
                 key = ok & (zq >= settings.key_zncc) & near
                 if key.any():
-                    kpat.put(li[key], make_patterns(gray, cq[key], Aq[key], rg, MIN_EIG * (r / rg) ** 2))
+                    kpat.put(li[key], make_patterns(gray, cq[key], Aq[key], rg, eig))
                     has_key[idx[key]] = ~kpat.flat[li[key]]
     hide = long_runs(lowz, settings.hide_run)
     vis[hide] = False
